@@ -1,0 +1,31 @@
+"""The one Redis client of the process, and every key the project writes.
+
+Keys are built only here, each under the `tl:` namespace, and every write gives them a TTL.
+"""
+
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+NAMESPACE = "tl"
+
+
+def is_configured() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+@lru_cache(maxsize=1)
+def client() -> "redis.Redis[bytes]":
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        health_check_interval=30,
+    )
+
+
+class Keys:
+    @staticmethod
+    def rate(bucket: str, subject: str, window: int) -> str:
+        return f"{NAMESPACE}:rate:{bucket}:{subject}:{window}"

@@ -1,0 +1,190 @@
+"""Settings shared by every environment, read from the environment (django-environ).
+
+Two modes, chosen by what is configured:
+- embedded: no DATABASE_URL / REDIS_URL / CELERY_BROKER_URL. SQLite, tasks run in-process,
+  session state in the database. For a laptop with nothing but Python.
+- production-like: PostgreSQL, Redis and Celery worker processes.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "config.core",
+    "profiles",
+    "journeys",
+    "channels",
+    "orchestration",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=300))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "var" / "throughline.sqlite3")),
+            # Several threads (web, scheduler) write: wait for the lock instead of failing.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and Celery -------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+BROKER_CONFIGURED = bool(env.str("CELERY_BROKER_URL", default=""))
+EMBEDDED_MODE = not (DATABASE_URL and REDIS_URL and BROKER_CONFIGURED)
+
+# Without a broker, tasks run in-process (eagerly) and the in-memory transport is never used.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not BROKER_CONFIGURED
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# At-least-once: a task is acknowledged after it ran, and a task whose worker process died is
+# given back to the broker. Only idempotent tasks may rely on this (all of ours are).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 120
+# Redis broker: an unacknowledged task comes back after this. It must exceed the longest task
+# (120 s hard limit) plus the longest retry countdown (capped at 600 s), or tasks run twice.
+# Routing does not wait for it: the outbox sweeper re-enqueues stale events after
+# ROUTING_SWEEP_AFTER_SECONDS.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "orchestration.route_events": {"queue": "routing"},
+    "orchestration.sweep_outbox": {"queue": "maintenance"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-outbox": {
+        "task": "orchestration.sweep_outbox",
+        "schedule": env.float("ROUTING_SWEEP_INTERVAL_SECONDS", default=15.0),
+    },
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Ingestion --------------------------------------------------------------------------------
+INGEST_MAX_MESSAGE_BYTES = 32 * 1024
+INGEST_MAX_BATCH_BYTES = 500 * 1024
+INGEST_MAX_BATCH_MESSAGES = 2500
+# Compressed bodies are read up to this many bytes on the wire; the decompressed size is capped
+# at INGEST_MAX_BATCH_BYTES while inflating.
+INGEST_MAX_WIRE_BYTES = 512 * 1024
+INGEST_RATE_LIMIT_PER_SECOND = env.int("INGEST_RATE_LIMIT_PER_SECOND", default=5000)
+SOURCE_CACHE_SECONDS = env.float("SOURCE_CACHE_SECONDS", default=5.0)
+# Region assumed for phone numbers written without a country code (None: such numbers are ignored).
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="") or None
+# Events accepted by a web process are handed to Celery in chunks: a chunk is sent when it holds
+# this many events or when the oldest has waited this long. 0 sends at commit, synchronously.
+ROUTING_DISPATCH_LINGER_MS = env.int("ROUTING_DISPATCH_LINGER_MS", default=5)
+ROUTING_DISPATCH_MAX_CHUNK = env.int("ROUTING_DISPATCH_MAX_CHUNK", default=500)
+ROUTING_SWEEP_AFTER_SECONDS = env.int("ROUTING_SWEEP_AFTER_SECONDS", default=60)
+
+# --- REST framework ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.core.auth.ApiTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.core.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["config.core.ratelimit.ApiTokenThrottle"],
+    "UNAUTHENTICATED_USER": None,
+}
+API_RATE_LIMIT_PER_SECOND = env.int("API_RATE_LIMIT_PER_SECOND", default=200)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Throughline API",
+    "DESCRIPTION": (
+        "Segment-compatible ingestion (/v1) and the management API (/api/v1) of Throughline, "
+        "the customer experience orchestration layer."
+    ),
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "writeKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "The source's write key as user name, empty password.",
+            },
+            "apiToken": {"type": "http", "scheme": "bearer"},
+        }
+    },
+}
+
+# --- The rest ---------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,19 @@
+"""The test suite: real PostgreSQL, Redis and Celery, never SQLite, fakeredis or eager mode."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/throughline")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+
+from config.settings.base import *  # noqa: E402,F403
+from config.settings.base import BROKER_CONFIGURED, EMBEDDED_MODE  # noqa: E402
+
+# Tests decide when chunks are dispatched: at commit, synchronously.
+ROUTING_DISPATCH_LINGER_MS = 0
+INGEST_RATE_LIMIT_PER_SECOND = 100_000
+API_RATE_LIMIT_PER_SECOND = 100_000
+SOURCE_CACHE_SECONDS = 0.0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+assert BROKER_CONFIGURED and not EMBEDDED_MODE, "tests run against real PostgreSQL, Redis and a broker"

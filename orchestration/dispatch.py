@@ -1,0 +1,83 @@
+"""Hands accepted events to Celery in chunks, never one task per event.
+
+A web process accumulates the ids of events it committed and sends one routing task per chunk:
+when ROUTING_DISPATCH_MAX_CHUNK ids are waiting or the oldest has waited
+ROUTING_DISPATCH_LINGER_MS. Sending happens on a background thread so a request never waits on
+the broker. If sending fails, or the process dies with ids in memory, the events are still on
+the outbox and the sweeper re-enqueues them: a broker outage delays routing, loses nothing.
+"""
+
+import atexit
+import logging
+import os
+import threading
+import time
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def send_chunks(event_ids: list[int]) -> None:
+    from orchestration.tasks import route_events
+
+    size = settings.ROUTING_DISPATCH_MAX_CHUNK
+    for start in range(0, len(event_ids), size):
+        chunk = event_ids[start : start + size]
+        try:
+            route_events.apply_async(args=[chunk], retry=False)
+        except Exception:  # noqa: BLE001 - the outbox keeps the events; the sweeper re-sends them
+            logger.warning("routing dispatch failed for %d events; the sweeper will re-send them", len(chunk), exc_info=True)
+
+
+class ChunkDispatcher:
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pending: list[int] = []
+        self._oldest = 0.0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, event_ids: list[int]) -> None:
+        linger = settings.ROUTING_DISPATCH_LINGER_MS
+        if linger <= 0 or settings.CELERY_TASK_ALWAYS_EAGER:
+            send_chunks(event_ids)
+            return
+        with self._lock:
+            self._ensure_thread()
+            if not self._pending:
+                self._oldest = time.monotonic()
+            self._pending.extend(event_ids)
+            if len(self._pending) >= settings.ROUTING_DISPATCH_MAX_CHUNK:
+                self._lock.notify()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            send_chunks(pending)
+
+    def _ensure_thread(self) -> None:
+        # After a fork (gunicorn workers) the parent's thread does not exist in the child.
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid = os.getpid()
+            self._pending = []
+            self._thread = threading.Thread(target=self._run, name="routing-dispatch", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        linger = settings.ROUTING_DISPATCH_LINGER_MS / 1000
+        while True:
+            with self._lock:
+                while not self._pending:
+                    self._lock.wait()
+                wait = self._oldest + linger - time.monotonic()
+                if wait > 0 and len(self._pending) < settings.ROUTING_DISPATCH_MAX_CHUNK:
+                    self._lock.wait(wait)
+                pending, self._pending = self._pending, []
+            if pending:
+                send_chunks(pending)
+
+
+dispatcher = ChunkDispatcher()
+atexit.register(dispatcher.flush)

@@ -1,0 +1,80 @@
+"""`make run`: the API and admin, a worker and the scheduler, until Ctrl-C stops them all."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Serve the API and admin with a Celery worker and the periodic scheduler (embedded: in-process)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        python = sys.executable
+        bind = f"{options['host']}:{options['port']}"
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local")}
+        if settings.EMBEDDED_MODE:
+            database = "PostgreSQL" if settings.DATABASE_URL else "SQLite"
+            state = "Redis" if settings.REDIS_URL else "the database"
+            self.stdout.write(
+                f"Mode: embedded ({database} database, tasks run in-process, session state in {state}). "
+                "Set DATABASE_URL, REDIS_URL and CELERY_BROKER_URL for PostgreSQL, Redis and Celery workers."
+            )
+            # One process: SQLite has one writer, and in-process tasks need no worker.
+            web = [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", "1", "--threads", "8"]
+            commands = {"web": web, "scheduler": [python, "manage.py", "run_scheduler"]}
+        else:
+            self.stdout.write(
+                f"Mode: production-like (PostgreSQL, Redis, Celery broker {_redact(settings.CELERY_BROKER_URL)})."
+            )
+            workers = os.environ.get("WEB_CONCURRENCY", "2")
+            web = [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", workers, "--threads", "4"]
+            commands = {
+                "web": web,
+                "worker": [python, "-m", "celery", "-A", "config", "worker", "-Q", "default,routing,maintenance", "--loglevel", "INFO"],
+                "scheduler": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--schedule", str(settings.BASE_DIR / "var" / "celerybeat-schedule")],
+            }
+        (settings.BASE_DIR / "var").mkdir(exist_ok=True)
+        self.stdout.write(f"Serving the API at http://{bind}/ , the admin at http://{bind}/admin/ , docs at http://{bind}/api/docs/")
+        self.stdout.flush()
+        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        exit_code = 0
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with {process.returncode}; stopping the others.")
+                    exit_code = process.returncode or 1
+                    stopping = True
+            time.sleep(0.2)
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sys.exit(exit_code)
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"

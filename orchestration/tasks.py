@@ -1,0 +1,39 @@
+"""Celery tasks. Named, primitive arguments, idempotent: acks_late + reject_on_worker_lost."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from orchestration import routing
+from orchestration.dispatch import send_chunks
+from profiles.services import outbox_reclaim_stale
+
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    name="orchestration.route_events",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def route_events(event_ids: list[int]) -> int:
+    """Route these events if they are still on the outbox; a repeat is a no-op."""
+    return routing.route([int(i) for i in event_ids])
+
+
+@shared_task(name="orchestration.sweep_outbox", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT)
+def sweep_outbox(older_than_seconds: int | None = None, limit: int = 50_000) -> int:
+    """Re-enqueue events whose routing has not completed in time (broker down at commit,
+    worker killed mid-task). Safe to run concurrently: stale rows are claimed with SKIP LOCKED."""
+    seconds = settings.ROUTING_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
+    stale = outbox_reclaim_stale(older_than=timedelta(seconds=seconds), limit=limit)
+    if stale:
+        send_chunks(stale)
+    return len(stale)

@@ -1,0 +1,83 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from profiles.models import Customer, Event, Identity, QuarantinedMessage, Session, Source
+from profiles.services import source_rotate_key
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ("name", "channel", "enabled", "write_key_prefix", "created_at")
+    list_filter = ("channel", "enabled")
+    readonly_fields = ("write_key_prefix", "created_at", "updated_at")
+    fields = ("name", "channel", "enabled", "identity_kinds", "write_key_prefix", "created_at", "updated_at")
+    actions = ("rotate_write_key",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # The write key is shown once, when created: `manage.py create_source` does that.
+        return False
+
+    @admin.action(description="Rotate the write key (shows the new key once)")
+    def rotate_write_key(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset:
+            key = source_rotate_key(source=source)
+            self.message_user(request, f"{source.name}: new write key {key}", messages.WARNING)
+
+
+class IdentityInline(admin.TabularInline):
+    model = Identity
+    fields = ("kind", "value", "source", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_at", "updated_at", "merged_into")
+    search_fields = ("id", "identities__value")
+    readonly_fields = ("id", "created_at", "updated_at", "merged_into")
+    fields = ("id", "traits", "merged_into", "created_at", "updated_at")
+    inlines = (IdentityInline,)
+
+
+@admin.register(Identity)
+class IdentityAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "value", "customer", "source", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("value",)
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "customer", "channel", "device", "started_at", "last_seen_at", "ended_at")
+    list_filter = ("channel",)
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "type", "name", "channel", "customer", "timestamp", "received_at")
+    list_filter = ("type", "channel")
+    search_fields = ("message_id", "name", "user_id", "anonymous_id")
+    show_full_result_count = False
+
+
+@admin.register(QuarantinedMessage)
+class QuarantinedMessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "stage", "reason", "message_id", "received_at")
+    list_filter = ("stage", "reason")
+    search_fields = ("message_id", "detail")

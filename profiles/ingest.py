@@ -1,0 +1,351 @@
+"""The ingestion service: every channel's messages enter the profile store through here.
+
+One transaction per call, batch-shaped throughout: identities for the whole batch are resolved
+in one query, events and their routing outbox rows go in with one statement, and rejected
+messages go to the quarantine. Nothing here runs a query per message.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from profiles import contracts
+from profiles.contracts import SourceInfo
+from profiles.identifiers import IdentityKey
+from profiles.messages import Message, MessageError, parse_message
+from profiles.models import Customer, Event, EventOutbox, Identity, QuarantinedMessage
+
+MAX_RESOLVE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    code: str
+    detail: str
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    event_ids: list[int] = field(default_factory=list)
+
+
+class _IdentityConflict(Exception):
+    """Another transaction claimed an identity this batch meant to create: resolve again."""
+
+
+def event_ingest(
+    *,
+    source: SourceInfo,
+    raw_messages: Sequence[object],
+    call_type: str | None,
+    received_at: datetime,
+    defaults: dict[str, Any] | None = None,
+    check_size: bool = True,
+) -> IngestResult:
+    """Store the valid messages as events (deduplicated per source on messageId), resolve them
+    to customers, and quarantine the invalid ones; enqueues routing after commit."""
+    result = IngestResult()
+    messages: list[Message] = []
+    quarantine: list[QuarantinedMessage] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_messages):
+        try:
+            if check_size and len(orjson.dumps(raw)) > settings.INGEST_MAX_MESSAGE_BYTES:
+                raise MessageError("message_too_large", f"message is over the {settings.INGEST_MAX_MESSAGE_BYTES // 1024} KB limit")
+            message = parse_message(
+                raw,
+                call_type=call_type,
+                received_at=received_at,
+                defaults=defaults,
+                external_kinds=source.identity_kinds,
+                phone_region=settings.DEFAULT_PHONE_REGION,
+            )
+        except MessageError as error:
+            result.rejected.append(Rejection(index=index, code=error.code, detail=error.detail))
+            quarantine.append(_quarantined(source, raw, error, received_at))
+            continue
+        if message.message_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(message.message_id)
+        messages.append(message)
+
+    store = _PostgresStore() if connection.vendor == "postgresql" else _OrmStore()
+    with transaction.atomic():
+        if messages:
+            for attempt in range(MAX_RESOLVE_ATTEMPTS):
+                try:
+                    with transaction.atomic():
+                        _resolve_customers(store, source, messages, received_at)
+                    break
+                except _IdentityConflict:
+                    if attempt == MAX_RESOLVE_ATTEMPTS - 1:
+                        raise
+            result.event_ids = store.insert_events(source, messages, received_at)
+            result.accepted = len(result.event_ids)
+            result.duplicates += len(messages) - result.accepted
+        if quarantine:
+            QuarantinedMessage.objects.bulk_create(quarantine)
+        if result.event_ids:
+            event_ids = result.event_ids
+            transaction.on_commit(lambda: contracts.notify_accepted(event_ids))
+    return result
+
+
+def message_quarantine(*, source: SourceInfo | None, raw: object, raw_text: str = "", code: str, detail: str, received_at: datetime) -> None:
+    """Keep a message that was refused whole (it never reached event_ingest) with its reason."""
+    row = _quarantined(source, raw, MessageError(code, detail), received_at)
+    row.raw_text = raw_text
+    row.save()
+
+
+def _quarantined(source: SourceInfo | None, raw: object, error: MessageError, received_at: datetime) -> QuarantinedMessage:
+    message_id = ""
+    if isinstance(raw, dict) and isinstance(raw.get("messageId"), str):
+        message_id = raw["messageId"][:200]
+    return QuarantinedMessage(
+        source_id=source.id if source else None,
+        received_at=received_at,
+        stage="ingest",
+        reason=error.code,
+        detail=error.detail,
+        message_id=message_id,
+        raw=raw if isinstance(raw, dict | list) else None,
+        raw_text="" if isinstance(raw, dict | list) else repr(raw)[:10_000],
+    )
+
+
+def _lookup_keys(messages: list[Message]) -> set[IdentityKey]:
+    keys: set[IdentityKey] = set()
+    for message in messages:
+        keys.update(message.identities)
+        if message.previous_id:
+            keys.add(("user_id", message.previous_id))
+            keys.add(("anonymous_id", message.previous_id))
+    return keys
+
+
+def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Message], now: datetime) -> None:
+    """Assign every message a customer, creating customers and identities as needed.
+
+    Messages are taken in order, so an anonymous page view followed by an identify in the same
+    batch lands on one profile. Identities already owned by two different customers are left
+    as they are here and the message goes to the owner of its strongest identity.
+    """
+    owners = store.lookup(_lookup_keys(messages))
+    new_customers: dict[uuid.UUID, dict[str, Any]] = {}
+    new_identities: dict[IdentityKey, uuid.UUID] = {}
+    trait_updates: dict[uuid.UUID, dict[str, Any]] = {}
+
+    for message in messages:
+        keys = list(message.identities)
+        if message.previous_id:
+            previous = next(
+                (key for key in (("user_id", message.previous_id), ("anonymous_id", message.previous_id)) if key in owners),
+                ("anonymous_id", message.previous_id),
+            )
+            keys.append(previous)
+        known = [owners[key] for key in keys if key in owners]
+        if known:
+            customer_id = known[0]
+        else:
+            customer_id = uuid.uuid4()
+            new_customers[customer_id] = {}
+        for key in keys:
+            if key not in owners:
+                owners[key] = customer_id
+                new_identities[key] = customer_id
+        message.customer_id = customer_id
+        if message.traits:
+            target = new_customers if customer_id in new_customers else trait_updates
+            target.setdefault(customer_id, {}).update(message.traits)
+
+    if new_customers:
+        store.insert_customers(new_customers, now)
+    if new_identities:
+        store.insert_identities(new_identities, source, now)
+    if trait_updates:
+        store.merge_traits(trait_updates, now)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class _Store:
+    def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+        raise NotImplementedError
+
+    def insert_customers(self, customers: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+        raise NotImplementedError
+
+    def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
+        raise NotImplementedError
+
+    def merge_traits(self, updates: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+        raise NotImplementedError
+
+    def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
+        raise NotImplementedError
+
+
+class _PostgresStore(_Store):
+    """Set-based statements over unnest()-ed arrays: one round trip per step, whatever the batch size."""
+
+    def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+        if not keys:
+            return {}
+        kinds, values = zip(*keys, strict=True)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT i.kind, i.value, i.customer_id FROM profiles_identity i "
+                "JOIN unnest(%s::text[], %s::text[]) AS u(kind, value) ON i.kind = u.kind AND i.value = u.value",
+                [list(kinds), list(values)],
+            )
+            return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}
+
+    def insert_customers(self, customers: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO profiles_customer (id, traits, created_at, updated_at) "
+                "SELECT u.id, u.traits::jsonb, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS u(id, traits)",
+                [now, now, list(customers), [_json(traits) for traits in customers.values()]],
+            )
+
+    def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
+        keys = list(identities)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO profiles_identity (kind, value, customer_id, source_id, created_at, updated_at) "
+                "SELECT u.kind, u.value, u.customer_id, %s, %s, %s "
+                "FROM unnest(%s::text[], %s::text[], %s::uuid[]) AS u(kind, value, customer_id) "
+                "ON CONFLICT (kind, value) DO NOTHING RETURNING 1",
+                [source.id, now, now, [k for k, _ in keys], [v for _, v in keys], [identities[key] for key in keys]],
+            )
+            if len(cursor.fetchall()) != len(keys):
+                raise _IdentityConflict
+
+    def merge_traits(self, updates: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE profiles_customer AS c SET traits = c.traits || u.traits::jsonb, updated_at = %s "
+                "FROM unnest(%s::uuid[], %s::text[]) AS u(id, traits) WHERE c.id = u.id",
+                [now, list(updates), [_json(traits) for traits in updates.values()]],
+            )
+
+    def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH inserted AS (
+                    INSERT INTO profiles_event (
+                        source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id,
+                        timestamp, original_timestamp, sent_at, received_at, properties, context, extra
+                    )
+                    SELECT %s, u.message_id, u.type, u.name, u.customer_id, %s, u.user_id, u.anonymous_id,
+                           u.ts, u.original_ts, u.sent_at, %s, u.properties::jsonb, u.context::jsonb, u.extra::jsonb
+                    FROM unnest(
+                        %s::text[], %s::text[], %s::text[], %s::uuid[], %s::text[], %s::text[],
+                        %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]
+                    ) AS u(message_id, type, name, customer_id, user_id, anonymous_id,
+                           ts, original_ts, sent_at, properties, context, extra)
+                    ON CONFLICT (source_id, message_id) DO NOTHING
+                    RETURNING id
+                )
+                INSERT INTO profiles_eventoutbox (event_id, enqueued_at, attempts)
+                SELECT id, %s, 0 FROM inserted
+                RETURNING event_id
+                """,
+                [
+                    source.id,
+                    source.channel,
+                    received_at,
+                    [m.message_id for m in messages],
+                    [m.type for m in messages],
+                    [m.name for m in messages],
+                    [m.customer_id for m in messages],
+                    [m.user_id for m in messages],
+                    [m.anonymous_id for m in messages],
+                    [m.timestamp for m in messages],
+                    [m.original_timestamp for m in messages],
+                    [m.sent_at for m in messages],
+                    [_json(m.properties) for m in messages],
+                    [_json(m.context) for m in messages],
+                    [_json(m.extra) for m in messages],
+                    received_at,
+                ],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+
+class _OrmStore(_Store):
+    """The embedded (SQLite) mode: the same steps through the ORM. Writers are serialised by
+    SQLite itself, so the checks below cannot race."""
+
+    def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+        found: dict[IdentityKey, uuid.UUID] = {}
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in keys:
+            by_kind.setdefault(kind, []).append(value)
+        for kind, values in by_kind.items():
+            for value, customer_id in Identity.objects.filter(kind=kind, value__in=values).values_list("value", "customer_id"):
+                found[(kind, value)] = customer_id
+        return found
+
+    def insert_customers(self, customers: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+        Customer.objects.bulk_create(Customer(id=cid, traits=traits) for cid, traits in customers.items())
+
+    def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
+        try:
+            Identity.objects.bulk_create(
+                Identity(kind=kind, value=value, customer_id=cid, source_id=source.id)
+                for (kind, value), cid in identities.items()
+            )
+        except IntegrityError:
+            raise _IdentityConflict from None
+
+    def merge_traits(self, updates: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+        for customer in Customer.objects.filter(id__in=list(updates)):
+            customer.traits = {**customer.traits, **updates[customer.id]}
+            customer.save(update_fields=["traits", "updated_at"])
+
+    def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
+        existing = set(
+            Event.objects.filter(source_id=source.id, message_id__in=[m.message_id for m in messages]).values_list(
+                "message_id", flat=True
+            )
+        )
+        events = [
+            Event(
+                source_id=source.id,
+                message_id=m.message_id,
+                type=m.type,
+                name=m.name,
+                customer_id=m.customer_id,
+                channel=source.channel,
+                user_id=m.user_id,
+                anonymous_id=m.anonymous_id,
+                timestamp=m.timestamp,
+                original_timestamp=m.original_timestamp,
+                sent_at=m.sent_at,
+                received_at=received_at,
+                properties=m.properties,
+                context=m.context,
+                extra=m.extra,
+            )
+            for m in messages
+            if m.message_id not in existing
+        ]
+        created = Event.objects.bulk_create(events)
+        EventOutbox.objects.bulk_create(EventOutbox(event_id=e.pk, enqueued_at=received_at) for e in created)
+        return [e.pk for e in created]

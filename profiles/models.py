@@ -1,0 +1,152 @@
+"""The canonical customer model every channel's events land in."""
+
+import uuid
+
+from django.db import models
+
+from config.core.models import BaseModel
+
+
+class ChannelKind(models.TextChoices):
+    WEB = "web"
+    MOBILE = "mobile"
+    EMAIL = "email"
+    SMS = "sms"
+    CHAT = "chat"
+    POS = "pos"
+    SERVER = "server"
+
+
+class IdentityKind(models.TextChoices):
+    USER_ID = "user_id"
+    ANONYMOUS_ID = "anonymous_id"
+    EMAIL = "email"
+    PHONE = "phone"
+    DEVICE_ID = "device_id"
+
+
+class Source(BaseModel):
+    """A registered sender of events. Only the SHA-256 of its write key is stored."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    channel = models.CharField(max_length=16, choices=ChannelKind.choices)
+    write_key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    write_key_prefix = models.CharField(max_length=12, editable=False)
+    enabled = models.BooleanField(default=True)
+    identity_kinds = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="External identity kinds this source declares, e.g. [\"loyalty_id\"]; "
+        "read from context.externalIds and traits.",
+    )
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.channel})"
+
+
+class Customer(BaseModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    traits = models.JSONField(default=dict, blank=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Identity(BaseModel):
+    """One identifier of a customer: normalised value, unique per kind."""
+
+    kind = models.CharField(max_length=64)
+    value = models.CharField(max_length=512)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="identity_kind_value_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class Session(BaseModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="sessions")
+    channel = models.CharField(max_length=16, choices=ChannelKind.choices)
+    device = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "-started_at"], name="session_customer_started")]
+
+
+class EventType(models.TextChoices):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    GROUP = "group"
+    ALIAS = "alias"
+
+
+class Event(models.Model):
+    """An accepted event. Written in bulk by the ingestion service, never one by one."""
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    message_id = models.CharField(max_length=200)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    name = models.CharField(max_length=200, blank=True, default="")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    channel = models.CharField(max_length=16, choices=ChannelKind.choices)
+    user_id = models.CharField(max_length=512, blank=True, default="")
+    anonymous_id = models.CharField(max_length=512, blank=True, default="")
+    timestamp = models.DateTimeField(help_text="When it happened, corrected for the device's clock skew.")
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True, help_text="Properties, or traits for identify/group.")
+    context = models.JSONField(default=dict, blank=True)
+    extra = models.JSONField(default=dict, blank=True, help_text="groupId, previousId, integrations.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "message_id"], name="event_source_message_uniq")]
+        indexes = [models.Index(fields=["customer", "-timestamp", "-id"], name="event_customer_time")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name} ({self.message_id})"
+
+
+class QuarantinedMessage(models.Model):
+    """A message that was received but not accepted, kept with the reason so nothing is lost."""
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    received_at = models.DateTimeField(db_index=True)
+    stage = models.CharField(max_length=32, default="ingest")
+    reason = models.CharField(max_length=64)
+    detail = models.TextField()
+    message_id = models.CharField(max_length=200, blank=True, default="")
+    raw = models.JSONField(null=True, blank=True)
+    raw_text = models.TextField(blank=True, default="", help_text="The raw message when it was not JSON.")
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail[:60]}"
+
+
+class EventOutbox(models.Model):
+    """Events accepted but not yet routed, written in the same transaction as the event.
+
+    Routing deletes the row in the transaction that applies the event's effects, so an event is
+    routed once; the sweeper re-enqueues rows whose routing never completed.
+    """
+
+    event = models.OneToOneField(Event, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    enqueued_at = models.DateTimeField(db_index=True)
+    attempts = models.PositiveIntegerField(default=0)

@@ -1,0 +1,83 @@
+"""Writes on sources, and the event outbox that routing consumes."""
+
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config.core.secrets import digest, new_secret
+from profiles.contracts import StoredEvent
+from profiles.models import Event, EventOutbox, Source
+
+
+def source_create(*, name: str, channel: str, identity_kinds: list[str] | None = None) -> tuple[Source, str]:
+    """Register a source; returns it with its write key, which is stored only as a hash."""
+    write_key = new_secret("tlw")
+    source = Source(
+        name=name,
+        channel=channel,
+        write_key_hash=digest(write_key),
+        write_key_prefix=write_key[:8],
+        identity_kinds=identity_kinds or [],
+    )
+    source.full_clean()
+    source.save()
+    return source, write_key
+
+
+def source_rotate_key(*, source: Source) -> str:
+    """Replace a source's write key; the old one stops working at once (after the source cache)."""
+    write_key = new_secret("tlw")
+    source.write_key_hash = digest(write_key)
+    source.write_key_prefix = write_key[:8]
+    source.save(update_fields=["write_key_hash", "write_key_prefix", "updated_at"])
+    return write_key
+
+
+_CLAIM_SQL = """
+WITH claimed AS (
+    DELETE FROM profiles_eventoutbox WHERE event_id = ANY(%s) RETURNING event_id
+)
+SELECT e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at
+FROM profiles_event e JOIN claimed c ON c.event_id = e.id
+ORDER BY e.id
+"""
+
+
+def outbox_claim(*, event_ids: list[int]) -> list[StoredEvent]:
+    """Take events off the outbox for routing, in the caller's transaction.
+
+    Must run inside transaction.atomic(): the rows stay locked until the caller commits the
+    routing's effects, so a concurrent router of the same ids waits and then finds nothing.
+    """
+    assert connection.in_atomic_block, "outbox_claim needs the caller's transaction"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, [event_ids])
+            return [StoredEvent(*row) for row in cursor.fetchall()]
+    claimed = list(EventOutbox.objects.select_for_update().filter(event_id__in=event_ids).values_list("event_id", flat=True))
+    EventOutbox.objects.filter(event_id__in=claimed).delete()
+    rows = Event.objects.filter(id__in=claimed).order_by("id")
+    return [
+        StoredEvent(e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at)
+        for e in rows
+    ]
+
+
+def outbox_reclaim_stale(*, older_than: timedelta, limit: int, now: datetime | None = None) -> list[int]:
+    """Mark outbox rows whose routing has not completed within `older_than` as re-enqueued and
+    return their ids. Rows being routed right now are locked and skipped."""
+    now = now or timezone.now()
+    cutoff = now - older_than
+    with transaction.atomic():
+        stale = list(
+            EventOutbox.objects.select_for_update(skip_locked=True)
+            .filter(enqueued_at__lte=cutoff)
+            .order_by("enqueued_at")
+            .values_list("event_id", flat=True)[:limit]
+        )
+        if stale:
+            EventOutbox.objects.filter(event_id__in=stale).update(enqueued_at=now, attempts=F("attempts") + 1)
+    return stale
+

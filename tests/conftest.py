@@ -1,0 +1,140 @@
+import base64
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from tests.factories import ApiTokenFactory, SourceFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis() -> None:
+    """The test Redis databases start empty: no keys or queued tasks from an earlier run."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+@pytest.fixture
+def source(db: Any) -> Any:
+    return SourceFactory()
+
+
+@pytest.fixture
+def api_token(db: Any) -> Any:
+    return ApiTokenFactory()
+
+
+class IngestClient:
+    """Posts to /v1 the way Segment's clients do: Basic auth with the write key, JSON body."""
+
+    def __init__(self, client: Client, write_key: str):
+        self.client = client
+        self.write_key = write_key
+
+    def auth(self, write_key: str | None = None) -> str:
+        key = self.write_key if write_key is None else write_key
+        return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+    def post(self, call: str, body: Any, *, gzip_body: bool = False, raw: bytes | None = None, **headers: str) -> Any:
+        data = raw if raw is not None else orjson.dumps(body)
+        if gzip_body:
+            data = gzip.compress(data)
+            headers["HTTP_CONTENT_ENCODING"] = "gzip"
+        headers.setdefault("HTTP_AUTHORIZATION", self.auth())
+        return self.client.post(f"/v1/{call}", data=data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def ingest(source: Any, client: Client) -> IngestClient:
+    return IngestClient(client, source.write_key)
+
+
+@pytest.fixture
+def api(api_token: Any, client: Client) -> Callable[..., Any]:
+    def get(path: str, **params: Any) -> Any:
+        return client.get(path, params, HTTP_AUTHORIZATION=f"Bearer {api_token.secret}")
+
+    return get
+
+
+class WorkerProcess:
+    """A real `celery worker` process against the test database and broker."""
+
+    def __init__(self, database_name: str, *, concurrency: int = 2, queues: str = "default,routing,maintenance"):
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": _database_url(database_name),
+        }
+        self.args = [
+            sys.executable, "-m", "celery", "-A", "config", "worker",
+            "--pool", "prefork", "--concurrency", str(concurrency), "-Q", queues,
+            "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "WorkerProcess":
+        self.process = subprocess.Popen(self.args, env=self.env, cwd=ROOT, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, parent and children, as a crash or OOM kill would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def _database_url(name: str) -> str:
+    db = settings.DATABASES["default"]
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    user = db.get("USER") or "postgres"
+    password = db.get("PASSWORD") or ""
+    credentials = f"{user}:{password}" if password else user
+    return f"postgres://{credentials}@{host}:{port}/{name}"
+
+
+@pytest.fixture
+def worker_factory(transactional_db: Any) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs: Any) -> WorkerProcess:
+        worker = WorkerProcess(connection.settings_dict["NAME"], **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for: {message or predicate}")

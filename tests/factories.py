@@ -1,0 +1,44 @@
+"""factory_boy factories. Sources and tokens keep their plain secret on the instance
+(`.write_key`, `.secret`), since the database only has its hash."""
+
+import factory
+
+from config.core.models import ApiToken
+from config.core.secrets import digest, new_secret
+from profiles.models import ChannelKind, Source
+
+
+class SourceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Source
+
+    name = factory.Sequence(lambda n: f"source-{n}")
+    channel = ChannelKind.WEB
+    enabled = True
+    write_key = factory.LazyFunction(lambda: new_secret("tlw"))
+    write_key_hash = factory.LazyAttribute(lambda o: digest(o.write_key))
+    write_key_prefix = factory.LazyAttribute(lambda o: o.write_key[:8])
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        write_key = kwargs.pop("write_key", None)
+        obj = super()._create(model_class, *args, **kwargs)
+        obj.write_key = write_key
+        return obj
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApiToken
+
+    name = factory.Sequence(lambda n: f"token-{n}")
+    secret = factory.LazyFunction(lambda: new_secret("tlt"))
+    token_hash = factory.LazyAttribute(lambda o: digest(o.secret))
+    prefix = factory.LazyAttribute(lambda o: o.secret[:8])
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        secret = kwargs.pop("secret", None)
+        obj = super()._create(model_class, *args, **kwargs)
+        obj.secret = secret
+        return obj
