@@ -25,9 +25,11 @@ def send_chunks(event_ids: list[int]) -> None:
     for start in range(0, len(event_ids), size):
         chunk = event_ids[start : start + size]
         try:
-            route_events.apply_async(args=[chunk], retry=False)
-        except Exception:  # noqa: BLE001 - the outbox keeps the events; the sweeper re-sends them
-            logger.warning("routing dispatch failed for %d events; the sweeper will re-send them", len(chunk), exc_info=True)
+            route_events.apply_async(args=(chunk,), retry=False)
+        except Exception:
+            logger.warning(
+                "routing dispatch failed for %d events; the sweeper will re-send them", len(chunk), exc_info=True
+            )
 
 
 class ChunkDispatcher:

@@ -10,3 +10,6 @@ class RouteLog(models.Model):
     event_id = models.BigIntegerField(db_index=True)
     routed_at = models.DateTimeField()
     lag_ms = models.PositiveIntegerField(help_text="From received to routed.")
+
+    def __str__(self) -> str:
+        return f"routed:{self.event_id}"

@@ -40,8 +40,8 @@ class CustomerOutput(serializers.Serializer):
 
 
 class EventOutput(serializers.ModelSerializer):
-    source = serializers.UUIDField(source="source_id")
-    session = serializers.UUIDField(source="session_id", allow_null=True)
+    source_id = serializers.UUIDField()
+    session_id = serializers.UUIDField(allow_null=True)
 
     class Meta:
         model = Event
@@ -51,8 +51,8 @@ class EventOutput(serializers.ModelSerializer):
             "type",
             "name",
             "channel",
-            "source",
-            "session",
+            "source_id",
+            "session_id",
             "user_id",
             "anonymous_id",
             "timestamp",

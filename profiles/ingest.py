@@ -61,7 +61,9 @@ def event_ingest(
     for index, raw in enumerate(raw_messages):
         try:
             if check_size and len(orjson.dumps(raw)) > settings.INGEST_MAX_MESSAGE_BYTES:
-                raise MessageError("message_too_large", f"message is over the {settings.INGEST_MAX_MESSAGE_BYTES // 1024} KB limit")
+                raise MessageError(
+                    "message_too_large", f"message is over the {settings.INGEST_MAX_MESSAGE_BYTES // 1024} KB limit"
+                )
             message = parse_message(
                 raw,
                 call_type=call_type,
@@ -102,14 +104,18 @@ def event_ingest(
     return result
 
 
-def message_quarantine(*, source: SourceInfo | None, raw: object, raw_text: str = "", code: str, detail: str, received_at: datetime) -> None:
+def message_quarantine(
+    *, source: SourceInfo | None, raw: object, raw_text: str = "", code: str, detail: str, received_at: datetime
+) -> None:
     """Keep a message that was refused whole (it never reached event_ingest) with its reason."""
     row = _quarantined(source, raw, MessageError(code, detail), received_at)
     row.raw_text = raw_text
     row.save()
 
 
-def _quarantined(source: SourceInfo | None, raw: object, error: MessageError, received_at: datetime) -> QuarantinedMessage:
+def _quarantined(
+    source: SourceInfo | None, raw: object, error: MessageError, received_at: datetime
+) -> QuarantinedMessage:
     message_id = ""
     if isinstance(raw, dict) and isinstance(raw.get("messageId"), str):
         message_id = raw["messageId"][:200]
@@ -151,7 +157,11 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
         keys = list(message.identities)
         if message.previous_id:
             previous = next(
-                (key for key in (("user_id", message.previous_id), ("anonymous_id", message.previous_id)) if key in owners),
+                (
+                    key
+                    for key in (("user_id", message.previous_id), ("anonymous_id", message.previous_id))
+                    if key in owners
+                ),
                 ("anonymous_id", message.previous_id),
             )
             keys.append(previous)
@@ -298,7 +308,9 @@ class _OrmStore(_Store):
         for kind, value in keys:
             by_kind.setdefault(kind, []).append(value)
         for kind, values in by_kind.items():
-            for value, customer_id in Identity.objects.filter(kind=kind, value__in=values).values_list("value", "customer_id"):
+            for value, customer_id in Identity.objects.filter(kind=kind, value__in=values).values_list(
+                "value", "customer_id"
+            ):
                 found[(kind, value)] = customer_id
         return found
 

@@ -174,7 +174,10 @@ def parse_message(
     else:
         message_id = normalize_id(raw_message_id) or ""
         if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:
-            raise MessageError("invalid_message_id", f"messageId must be a non-empty string of at most {MAX_MESSAGE_ID_LENGTH} characters")
+            raise MessageError(
+                "invalid_message_id",
+                f"messageId must be a non-empty string of at most {MAX_MESSAGE_ID_LENGTH} characters",
+            )
 
     context = _object(message, "context")
     default_context = defaults.get("context")

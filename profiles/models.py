@@ -37,7 +37,7 @@ class Source(BaseModel):
     identity_kinds = models.JSONField(
         default=list,
         blank=True,
-        help_text="External identity kinds this source declares, e.g. [\"loyalty_id\"]; "
+        help_text='External identity kinds this source declares, e.g. ["loyalty_id"]; '
         "read from context.externalIds and traits.",
     )
 
@@ -48,9 +48,7 @@ class Source(BaseModel):
 class Customer(BaseModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     traits = models.JSONField(default=dict, blank=True)
-    merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
-    )
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
 
     def __str__(self) -> str:
         return str(self.id)
@@ -150,3 +148,6 @@ class EventOutbox(models.Model):
     event = models.OneToOneField(Event, primary_key=True, on_delete=models.CASCADE, related_name="+")
     enqueued_at = models.DateTimeField(db_index=True)
     attempts = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"outbox:{self.event_id}"

@@ -56,7 +56,9 @@ def outbox_claim(*, event_ids: list[int]) -> list[StoredEvent]:
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, [event_ids])
             return [StoredEvent(*row) for row in cursor.fetchall()]
-    claimed = list(EventOutbox.objects.select_for_update().filter(event_id__in=event_ids).values_list("event_id", flat=True))
+    claimed = list(
+        EventOutbox.objects.select_for_update().filter(event_id__in=event_ids).values_list("event_id", flat=True)
+    )
     EventOutbox.objects.filter(event_id__in=claimed).delete()
     rows = Event.objects.filter(id__in=claimed).order_by("id")
     return [
@@ -80,4 +82,3 @@ def outbox_reclaim_stale(*, older_than: timedelta, limit: int, now: datetime | N
         if stale:
             EventOutbox.objects.filter(event_id__in=stale).update(enqueued_at=now, attempts=F("attempts") + 1)
     return stale
-

@@ -49,7 +49,7 @@ class IngestClient:
         key = self.write_key if write_key is None else write_key
         return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
-    def post(self, call: str, body: Any, *, gzip_body: bool = False, raw: bytes | None = None, **headers: str) -> Any:
+    def post(self, call: str, body: Any, *, gzip_body: bool = False, raw: bytes | None = None, **headers: Any) -> Any:
         data = raw if raw is not None else orjson.dumps(body)
         if gzip_body:
             data = gzip.compress(data)

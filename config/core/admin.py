@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from config.core.models import ApiToken
 
@@ -9,6 +10,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "created_at", "last_used_at")
     fields = ("name", "prefix", "revoked_at", "created_at", "last_used_at")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         # The secret is shown once, by `manage.py create_api_token`; the admin cannot show it.
         return False

@@ -46,4 +46,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
             results[name] = f"failing: {type(exc).__name__}"
             failing.append(name)
     status = 503 if failing else 200
-    return JsonResponse({"status": "ok" if not failing else "unavailable", "checks": results, "failing": failing}, status=status)
+    return JsonResponse(
+        {"status": "ok" if not failing else "unavailable", "checks": results, "failing": failing}, status=status
+    )

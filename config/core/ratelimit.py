@@ -8,10 +8,9 @@ request is let through: a limiter must not turn a Redis outage into an ingestion
 import threading
 import time
 from collections import defaultdict
-
-import redis
 from typing import Any
 
+import redis
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 

@@ -16,7 +16,7 @@ def is_configured() -> bool:
 
 
 @lru_cache(maxsize=1)
-def client() -> "redis.Redis[bytes]":
+def client() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL,
         socket_timeout=0.5,

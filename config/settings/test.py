@@ -7,8 +7,8 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/throug
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
-from config.settings.base import *  # noqa: E402,F403
-from config.settings.base import BROKER_CONFIGURED, EMBEDDED_MODE  # noqa: E402
+from config.settings.base import *  # noqa: F403
+from config.settings.base import BROKER_CONFIGURED, EMBEDDED_MODE
 
 # Tests decide when chunks are dispatched: at commit, synchronously.
 ROUTING_DISPATCH_LINGER_MS = 0

@@ -4,20 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='RouteLog',
+            name="RouteLog",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('event_id', models.BigIntegerField(db_index=True)),
-                ('routed_at', models.DateTimeField()),
-                ('lag_ms', models.PositiveIntegerField(help_text='From received to routed.')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("event_id", models.BigIntegerField(db_index=True)),
+                ("routed_at", models.DateTimeField()),
+                ("lag_ms", models.PositiveIntegerField(help_text="From received to routed.")),
             ],
         ),
     ]

@@ -21,7 +21,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
         bind = f"{options['host']}:{options['port']}"
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local")}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local"),
+        }
         if settings.EMBEDDED_MODE:
             database = "PostgreSQL" if settings.DATABASE_URL else "SQLite"
             state = "Redis" if settings.REDIS_URL else "the database"
@@ -40,13 +43,37 @@ class Command(BaseCommand):
             web = [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", workers, "--threads", "4"]
             commands = {
                 "web": web,
-                "worker": [python, "-m", "celery", "-A", "config", "worker", "-Q", "default,routing,maintenance", "--loglevel", "INFO"],
-                "scheduler": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--schedule", str(settings.BASE_DIR / "var" / "celerybeat-schedule")],
+                "worker": [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-Q",
+                    "default,routing,maintenance",
+                    "--loglevel",
+                    "INFO",
+                ],
+                "scheduler": [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(settings.BASE_DIR / "var" / "celerybeat-schedule"),
+                ],
             }
         (settings.BASE_DIR / "var").mkdir(exist_ok=True)
-        self.stdout.write(f"Serving the API at http://{bind}/ , the admin at http://{bind}/admin/ , docs at http://{bind}/api/docs/")
+        self.stdout.write(
+            f"Serving the API at http://{bind}/ , the admin at http://{bind}/admin/ , docs at http://{bind}/api/docs/"
+        )
         self.stdout.flush()
-        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603 - our own argv
         stopping = False
 
         def stop(*_: Any) -> None:

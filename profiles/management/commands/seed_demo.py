@@ -10,7 +10,7 @@ from config.core.models import ApiToken
 from profiles.models import ChannelKind, Source
 from profiles.services import source_create, source_rotate_key
 
-DEMO_TOKEN_NAME = "demo"
+DEMO_TOKEN_NAME = "demo"  # noqa: S105 - a label, not a secret
 
 
 class Command(BaseCommand):
