@@ -26,6 +26,12 @@ class Command(BaseCommand):
             name: (entry["task"], float(entry["schedule"])) for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
         }
         due = {name: time.monotonic() for name in entries}
+        try:
+            self._loop(entries, due)
+        except KeyboardInterrupt:
+            return
+
+    def _loop(self, entries: dict[str, tuple[str, float]], due: dict[str, float]) -> None:
         while True:
             now = time.monotonic()
             for name, (task, interval) in entries.items():

@@ -1,0 +1,71 @@
+"""`make run` with no configuration: SQLite, in-process tasks, and it ingests."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.conftest import ROOT, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout
+
+
+def test_embedded_mode_starts_ingests_and_routes_in_process(tmp_path: Path) -> None:
+    database = tmp_path / "embedded.sqlite3"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    env |= {"SQLITE_PATH": str(database), "DJANGO_SETTINGS_MODULE": "config.settings.local"}
+    _run(env, "migrate", "--noinput")
+    write_key = _run(env, "create_source", "laptop", "--channel", "web").strip().splitlines()[-1]
+    port = _free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="serve starts")
+        response = requests.post(
+            f"http://127.0.0.1:{port}/v1/track",
+            json={"anonymousId": "laptop-user", "event": "Tried It"},
+            auth=(write_key, ""),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        output, _ = serve.communicate(timeout=20)
+    assert "Mode: embedded (SQLite database, tasks run in-process" in output, output
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT name FROM profiles_event").fetchall() == [("Tried It",)]
+        assert db.execute("SELECT count(*) FROM orchestration_routelog").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM profiles_eventoutbox").fetchone() == (0,)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False

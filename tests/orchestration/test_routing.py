@@ -1,0 +1,71 @@
+"""Routing: each accepted event is routed exactly once, whatever happens around it."""
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from orchestration.models import RouteLog
+from orchestration.routing import route
+from orchestration.tasks import sweep_outbox
+from profiles.models import Event, EventOutbox
+
+
+def _ingest_batch(ingest: Any, count: int, prefix: str = "m") -> list[int]:
+    batch = [
+        {"type": "track", "userId": f"u-{i % 7}", "event": "X", "messageId": f"{prefix}-{i}"} for i in range(count)
+    ]
+    assert ingest.post("batch", {"batch": batch}).json()["accepted"] == count
+    return list(Event.objects.order_by("id").values_list("id", flat=True))
+
+
+@pytest.mark.django_db
+def test_routing_takes_events_off_the_outbox_and_records_them(ingest: Any) -> None:
+    ids = _ingest_batch(ingest, 5)
+    assert route(ids) == 5
+    assert EventOutbox.objects.count() == 0
+    assert sorted(RouteLog.objects.values_list("event_id", flat=True)) == ids
+
+
+@pytest.mark.django_db
+def test_routing_the_same_events_again_has_no_effect(ingest: Any) -> None:
+    ids = _ingest_batch(ingest, 5)
+    route(ids)
+    assert route(ids) == 0
+    assert RouteLog.objects.count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_routers_racing_on_the_same_events_route_each_once(ingest: Any) -> None:
+    ids = _ingest_batch(ingest, 200)
+    barrier = threading.Barrier(2)
+    routed: list[int] = []
+
+    def router() -> None:
+        barrier.wait()
+        try:
+            routed.append(route(ids))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=router) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(routed) == [0, 200]
+    assert RouteLog.objects.count() == 200
+
+
+@pytest.mark.django_db
+def test_sweeper_leaves_fresh_events_to_their_tasks(ingest: Any) -> None:
+    _ingest_batch(ingest, 3)
+    assert sweep_outbox.apply(kwargs={"older_than_seconds": 60}).get() == 0
+
+
+@pytest.mark.django_db
+def test_sweeper_re_enqueues_stale_events_and_counts_the_attempt(ingest: Any) -> None:
+    _ingest_batch(ingest, 3)
+    assert sweep_outbox.apply(kwargs={"older_than_seconds": 0}).get() == 3
+    assert list(EventOutbox.objects.values_list("attempts", flat=True)) == [1, 1, 1]
