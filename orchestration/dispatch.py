@@ -18,18 +18,32 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 
+# After a failed publish, stop trying for this long: each attempt against an unreachable broker
+# blocks for the connection timeout, and the events are safe on the outbox meanwhile.
+BROKER_BACKOFF_SECONDS = 5.0
+_broker_down_until = 0.0
+
+
 def send_chunks(event_ids: list[int]) -> None:
+    """Publish one routing task per chunk. On failure the ids are left to the sweeper."""
+    global _broker_down_until  # noqa: PLW0603 - one process-wide back-off
     from orchestration.tasks import route_events
 
+    if time.monotonic() < _broker_down_until:
+        return
     size = settings.ROUTING_DISPATCH_MAX_CHUNK
     for start in range(0, len(event_ids), size):
         chunk = event_ids[start : start + size]
         try:
             route_events.apply_async(args=(chunk,), retry=False)
         except Exception:
+            _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
             logger.warning(
-                "routing dispatch failed for %d events; the sweeper will re-send them", len(chunk), exc_info=True
+                "routing dispatch failed; %d events wait on the outbox for the sweeper",
+                len(event_ids) - start,
+                exc_info=True,
             )
+            return
 
 
 class ChunkDispatcher:

@@ -104,6 +104,8 @@ CELERY_TASK_TIME_LIMIT = 120
 # Routing does not wait for it: the outbox sweeper re-enqueues stale events after
 # ROUTING_SWEEP_AFTER_SECONDS.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
+# Fail a publish to an unreachable broker fast; the outbox and sweeper make up for it.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "orchestration.route_events": {"queue": "routing"},
