@@ -14,7 +14,7 @@ from profiles.identifiers import IdentityKey, normalize, normalize_id
 CALL_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 MAX_NAME_LENGTH = 200
 MAX_MESSAGE_ID_LENGTH = 200
-EXTRA_FIELDS = ("groupId", "previousId", "integrations")
+EXTRA_FIELDS = ("groupId", "previousId", "integrations", "category")
 
 
 class MessageError(Exception):
@@ -187,6 +187,9 @@ def parse_message(
     traits: dict[str, Any] | None = None
     if kind in ("identify", "group"):
         traits = _object(message, "traits")
+        if not traits and kind == "identify" and isinstance(context.get("traits"), dict):
+            # RudderStack's SDKs send identify traits only as context.traits.
+            traits = context["traits"]
         properties = traits
     else:
         properties = _object(message, "properties")

@@ -233,14 +233,7 @@ def test_every_identity_the_calls_carry_is_stitched_onto_one_customer(sent: Sent
     "sent",
     [
         pytest.param("segment-python"),
-        pytest.param(
-            "rudder-python",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="rudder-sdk-python sends identify traits only as context.traits, which "
-                "ingestion reads for identities but never merges into the customer's traits",
-            ),
-        ),
+        pytest.param("rudder-python"),
         pytest.param("segment-node", marks=NEEDS_NODE),
     ],
     indirect=True,

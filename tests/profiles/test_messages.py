@@ -109,3 +109,15 @@ def test_invalid_email_and_phone_are_not_identities() -> None:
 def test_message_id_is_generated_when_missing() -> None:
     message = parse_message({"userId": "u", "event": "X"}, call_type="track", received_at=NOW)
     assert len(message.message_id) == 36
+
+
+def test_identify_traits_sent_only_as_context_traits_are_the_traits() -> None:
+    message = parse_message(
+        {"userId": "u", "context": {"traits": {"plan": "pro"}}}, call_type="identify", received_at=NOW
+    )
+    assert message.traits == {"plan": "pro"}
+
+
+def test_page_category_is_kept() -> None:
+    message = parse_message({"userId": "u", "name": "Shoes", "category": "Shop"}, call_type="page", received_at=NOW)
+    assert message.extra["category"] == "Shop"
