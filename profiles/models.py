@@ -48,6 +48,10 @@ class Source(BaseModel):
 class Customer(BaseModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     traits = models.JSONField(default=dict, blank=True)
+    # When each trait was last set (ISO 8601), and the keys set with $set_once: merging two
+    # profiles keeps the newest value per key, and the first value of $set_once keys.
+    trait_times = models.JSONField(default=dict, db_default={}, blank=True)
+    once_keys = models.JSONField(default=list, db_default=[], blank=True)
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
 
     def __str__(self) -> str:
@@ -151,3 +155,49 @@ class EventOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"outbox:{self.event_id}"
+
+
+class MergeRecord(BaseModel):
+    """One profile merged into another: who or what merged them, why, and what moved, so a
+    support agent can see and undo it."""
+
+    id = models.BigAutoField(primary_key=True)
+    survivor = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_in")
+    merged = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_out")
+    reason = models.CharField(max_length=200)
+    actor = models.CharField(max_length=200, help_text="'ingestion', or the API token / admin user.")
+    trigger = models.JSONField(default=dict, blank=True, help_text="The source and messageId, when an event merged them.")
+    identities = models.JSONField(default=list, help_text="[kind, value] pairs the merged profile held.")
+    traits_before = models.JSONField(default=dict, help_text="The merged profile's traits at the time.")
+    sessions = models.JSONField(default=list, help_text="Ids of the sessions the merged profile held.")
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.CharField(max_length=200, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.merged_id} -> {self.survivor_id}"
+
+
+class MergeRefusal(BaseModel):
+    """A merge that identity rules refused, with the reason."""
+
+    id = models.BigAutoField(primary_key=True)
+    customer_ids = models.JSONField()
+    reason = models.TextField()
+    actor = models.CharField(max_length=200)
+    trigger = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.reason[:80]
+
+
+class MergeBlock(BaseModel):
+    """Two profiles a person separated by an unmerge: they are not merged again automatically."""
+
+    customer_a = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    customer_b = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer_a", "customer_b"], name="merge_block_pair_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_a_id} / {self.customer_b_id}"
