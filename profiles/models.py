@@ -3,6 +3,7 @@
 import uuid
 
 from django.db import models
+from django.db.models import Q, Value
 
 from config.core.models import BaseModel
 
@@ -25,6 +26,14 @@ class IdentityKind(models.TextChoices):
     DEVICE_ID = "device_id"
 
 
+class SchemaPolicy(models.TextChoices):
+    """What ingestion does with a source's messages when a schema applies to them."""
+
+    ENFORCE = "enforce", "enforce: quarantine violations"
+    WARN = "warn", "warn: store, tagged with the violations"
+    ALLOW = "allow", "allow: do not validate"
+
+
 class Source(BaseModel):
     """A registered sender of events. Only the SHA-256 of its write key is stored."""
 
@@ -39,6 +48,9 @@ class Source(BaseModel):
         blank=True,
         help_text='External identity kinds this source declares, e.g. ["loyalty_id"]; '
         "read from context.externalIds and traits.",
+    )
+    schema_policy = models.CharField(
+        max_length=8, choices=SchemaPolicy.choices, default=SchemaPolicy.ALLOW, db_default=SchemaPolicy.ALLOW
     )
 
     def __str__(self) -> str:
@@ -116,10 +128,27 @@ class Event(models.Model):
     properties = models.JSONField(default=dict, blank=True, help_text="Properties, or traits for identify/group.")
     context = models.JSONField(default=dict, blank=True)
     extra = models.JSONField(default=dict, blank=True, help_text="groupId, previousId, integrations.")
+    # A foreign key rather than a version string: "1-0-0" alone does not say which schema, and the
+    # key keeps a version that events were checked against from being deleted. Its index is
+    # partial, so events of sources that do not validate cost nothing to index.
+    schema_version = models.ForeignKey(
+        "EventSchemaVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    schema_violations = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="What the schema version rejected, when the source's policy is warn.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "message_id"], name="event_source_message_uniq")]
-        indexes = [models.Index(fields=["customer", "-timestamp", "-id"], name="event_customer_time")]
+        indexes = [
+            models.Index(fields=["customer", "-timestamp", "-id"], name="event_customer_time"),
+            models.Index(
+                fields=["schema_version"], name="event_schema_version", condition=Q(schema_version__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.name} ({self.message_id})"
@@ -137,6 +166,20 @@ class QuarantinedMessage(models.Model):
     message_id = models.CharField(max_length=200, blank=True, default="")
     raw = models.JSONField(null=True, blank=True)
     raw_text = models.TextField(blank=True, default="", help_text="The raw message when it was not JSON.")
+    # What a replay needs to parse the message as it was first parsed.
+    call_type = models.CharField(
+        max_length=16, blank=True, default="", db_default="", help_text="The call's type; empty in a batch."
+    )
+    defaults = models.JSONField(null=True, blank=True, help_text="The batch's sentAt, context and integrations.")
+    replay_count = models.PositiveIntegerField(default=0, db_default=0)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When a replay got it accepted.")
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The event a replay made."
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["-id"], name="quarantine_open", condition=Q(resolved_at__isnull=True))]
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail[:60]}"
@@ -201,3 +244,84 @@ class MergeBlock(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.customer_a_id} / {self.customer_b_id}"
+
+
+class SchemaEventType(models.TextChoices):
+    """What a schema describes: a track event's properties, identify traits, page or screen properties."""
+
+    TRACK = "track"
+    IDENTIFY = "identify"
+    PAGE = "page"
+    SCREEN = "screen"
+
+
+class EventSchema(BaseModel):
+    """The schema of one kind of message, global or for one source. An empty event name on a
+    page or screen schema covers every page or screen without a more specific schema."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_type = models.CharField(max_length=16, choices=SchemaEventType.choices)
+    event_name = models.CharField(max_length=200, blank=True, default="")
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Empty: every source."
+    )
+    description = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_type", "event_name", "source"],
+                condition=Q(source__isnull=False),
+                name="event_schema_source_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["event_type", "event_name"], condition=Q(source__isnull=True), name="event_schema_global_uniq"
+            ),
+            models.CheckConstraint(
+                condition=~Q(event_type=SchemaEventType.TRACK, event_name=""), name="event_schema_track_named"
+            ),
+            models.CheckConstraint(
+                condition=~Q(event_type=SchemaEventType.IDENTIFY) | Q(event_name=""),
+                name="event_schema_identify_unnamed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.source.name if self.source else "global"
+        return f"{self.event_type} {self.event_name or '*'} ({scope})"
+
+
+class SchemaStatus(models.TextChoices):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+
+
+class EventSchemaVersion(BaseModel):
+    """One SchemaVer version (MODEL-REVISION-ADDITION) of a schema: a JSON Schema (Draft 2020-12)
+    document, editable only while a draft. At most one version of a schema is active."""
+
+    id = models.BigAutoField(primary_key=True)
+    schema = models.ForeignKey(EventSchema, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=32)
+    model = models.PositiveIntegerField()
+    revision = models.PositiveIntegerField()
+    addition = models.PositiveIntegerField()
+    document = models.JSONField()
+    status = models.CharField(max_length=16, choices=SchemaStatus.choices, default=SchemaStatus.DRAFT)
+    published_at = models.DateTimeField(null=True, blank=True)
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schema", "model", "revision", "addition"], name="event_schema_version_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["schema"], condition=Q(status=SchemaStatus.ACTIVE), name="event_schema_one_active"
+            ),
+            models.CheckConstraint(condition=Q(model__gte=1), name="event_schema_version_model_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schema} {self.version} [{self.status}]"
