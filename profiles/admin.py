@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from profiles.models import Customer, Event, Identity, QuarantinedMessage, Session, Source
+from profiles.merging import customer_merge, customer_unmerge
+from profiles.models import Customer, Event, Identity, MergeRecord, MergeRefusal, QuarantinedMessage, Session, Source
 from profiles.services import source_rotate_key
 
 
@@ -53,6 +54,16 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at", "merged_into")
     fields = ("id", "traits", "merged_into", "created_at", "updated_at")
     inlines = (IdentityInline,)
+    actions = ("merge_selected",)
+
+    @admin.action(description="Merge the selected customers (the oldest survives)")
+    def merge_selected(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        outcome = customer_merge(customer_ids=ids, reason="merged in the admin", actor=f"admin:{request.user}")
+        if outcome.refused:
+            self.message_user(request, f"Merge refused: {outcome.refused}", messages.ERROR)
+        else:
+            self.message_user(request, f"Merged {len(outcome.merged_ids)} profiles into {outcome.survivor_id}.")
 
 
 @admin.register(Identity)
@@ -81,3 +92,28 @@ class QuarantinedMessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "source", "stage", "reason", "message_id", "received_at")
     list_filter = ("stage", "reason")
     search_fields = ("message_id", "detail")
+
+
+@admin.register(MergeRecord)
+class MergeRecordAdmin(ReadOnlyAdmin):
+    list_display = ("id", "merged", "survivor", "reason", "actor", "created_at", "undone_at", "undone_by")
+    search_fields = ("survivor__id", "merged__id", "actor")
+    actions = ("undo",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Read-only fields, but the undo action needs change permission.
+        return bool(request.user.is_staff)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in MergeRecord._meta.fields]
+
+    @admin.action(description="Undo the selected merges")
+    def undo(self, request: HttpRequest, queryset: QuerySet[MergeRecord]) -> None:
+        for record in queryset:
+            customer_unmerge(record_id=record.id, actor=f"admin:{request.user}")
+        self.message_user(request, f"Undid {queryset.count()} merges.")
+
+
+@admin.register(MergeRefusal)
+class MergeRefusalAdmin(ReadOnlyAdmin):
+    list_display = ("id", "reason", "actor", "created_at")

@@ -5,7 +5,7 @@ import time
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from config.core.secrets import digest
 from profiles.contracts import SourceInfo
@@ -79,3 +79,18 @@ def customer_merged_ids(*, customer: Customer) -> list[UUID]:
 def customer_events(*, customer: Customer) -> QuerySet[Event]:
     """Newest first; (timestamp, id) keeps the order total for cursor pagination."""
     return Event.objects.filter(customer=customer).order_by("-timestamp", "-id")
+
+
+def customers_existing(*, customer_ids: list[UUID]) -> list[UUID]:
+    return list(Customer.objects.filter(id__in=customer_ids).values_list("id", flat=True))
+
+
+def customer_merge_history(*, customer_id: UUID) -> dict[str, object] | None:
+    """Merges into and out of a customer (by any id it had), and refusals that named it."""
+    from profiles.models import MergeRecord, MergeRefusal
+
+    if not Customer.objects.filter(id=customer_id).exists():
+        return None
+    merges = MergeRecord.objects.filter(Q(survivor_id=customer_id) | Q(merged_id=customer_id)).order_by("-id")
+    refusals = MergeRefusal.objects.filter(customer_ids__contains=[str(customer_id)]).order_by("-id")
+    return {"merges": list(merges), "refusals": list(refusals)}

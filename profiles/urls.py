@@ -1,9 +1,12 @@
 from django.urls import path
 
-from profiles import apis
+from profiles import apis, merge_apis
 
 urlpatterns = [
     path("customers", apis.CustomerLookupApi.as_view(), name="customer-lookup"),
     path("customers/<uuid:customer_id>", apis.CustomerDetailApi.as_view(), name="customer-detail"),
     path("customers/<uuid:customer_id>/events", apis.CustomerEventsApi.as_view(), name="customer-events"),
+    path("customers/merge", merge_apis.CustomerMergeApi.as_view(), name="customer-merge"),
+    path("customers/<uuid:customer_id>/merges", merge_apis.CustomerMergesApi.as_view(), name="customer-merges"),
+    path("merges/<int:merge_id>/undo", merge_apis.MergeUndoApi.as_view(), name="merge-undo"),
 ]

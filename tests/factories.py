@@ -5,7 +5,7 @@ import factory
 
 from config.core.models import ApiToken
 from config.core.secrets import digest, new_secret
-from profiles.models import ChannelKind, Source
+from profiles.models import ChannelKind, Customer, Identity, Source
 
 
 class SourceFactory(factory.django.DjangoModelFactory):
@@ -42,3 +42,19 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
         obj = super()._create(model_class, *args, **kwargs)
         obj.secret = secret
         return obj
+
+
+class CustomerFactory(factory.django.DjangoModelFactory[Customer]):
+    class Meta:
+        model = Customer
+
+    traits = factory.LazyFunction(dict)
+
+
+class IdentityFactory(factory.django.DjangoModelFactory[Identity]):
+    class Meta:
+        model = Identity
+
+    kind = "anonymous_id"
+    value = factory.Sequence(lambda n: f"anon-{n}")
+    customer = factory.SubFactory(CustomerFactory)

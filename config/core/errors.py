@@ -7,7 +7,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class ApplicationError(Exception):
@@ -42,6 +41,31 @@ class Forbidden(ApplicationError):
 class NotFound(ApplicationError):
     status_code = 404
     code = "not_found"
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    code = "conflict"
+
+
+class Gone(ApplicationError):
+    status_code = 410
+    code = "gone"
+
+
+class PreconditionFailed(ApplicationError):
+    status_code = 412
+    code = "precondition_failed"
+
+
+class PreconditionRequired(ApplicationError):
+    status_code = 428
+    code = "precondition_required"
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = 503
+    code = "unavailable"
 
 
 class PayloadTooLarge(ApplicationError):
@@ -88,6 +112,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
+    # Imported here: DRF's views module loads the throttle classes, which import this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
