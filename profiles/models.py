@@ -325,3 +325,14 @@ class EventSchemaVersion(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.schema} {self.version} [{self.status}]"
+
+
+# Consent, erasure and the privacy audit trail live in their own module (profiles/privacy).
+from profiles.privacy.models import (  # noqa: E402, F401
+    Consent,
+    ConsentChange,
+    ErasedCustomer,
+    Erasure,
+    ErasureTombstone,
+    PrivacyAudit,
+)
