@@ -8,6 +8,8 @@ class OrchestrationConfig(AppConfig):
     def ready(self) -> None:
         from orchestration import dispatch, routing
         from profiles import contracts
+        from profiles.computed_traits import computed_traits_on_routed
 
         contracts.on_events_accepted(dispatch.dispatcher.submit)
         routing.register_handler(routing.record_routed)
+        routing.register_handler(computed_traits_on_routed)

@@ -4,8 +4,19 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from profiles.computed_traits import definitions_changed
 from profiles.merging import customer_merge, customer_unmerge
-from profiles.models import Customer, Event, Identity, MergeRecord, MergeRefusal, QuarantinedMessage, Session, Source
+from profiles.models import (
+    ComputedTrait,
+    Customer,
+    Event,
+    Identity,
+    MergeRecord,
+    MergeRefusal,
+    QuarantinedMessage,
+    Session,
+    Source,
+)
 from profiles.services import source_rotate_key
 
 
@@ -117,3 +128,12 @@ class MergeRecordAdmin(ReadOnlyAdmin):
 @admin.register(MergeRefusal)
 class MergeRefusalAdmin(ReadOnlyAdmin):
     list_display = ("id", "reason", "actor", "created_at")
+
+
+@admin.register(ComputedTrait)
+class ComputedTraitAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "event_name", "property", "window_days", "enabled")
+
+    def save_model(self, request: HttpRequest, obj: ComputedTrait, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        definitions_changed()

@@ -2,9 +2,11 @@
 
 from uuid import UUID
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
+from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,7 +14,8 @@ from rest_framework.views import APIView
 
 from config.core.errors import BadRequest, NotFound
 from profiles import selectors
-from profiles.models import Customer, Event
+from profiles.computed_traits import computed_trait_create, computed_traits_of
+from profiles.models import ComputedTrait, Customer, Event
 
 LOOKUP_KINDS = ("user_id", "anonymous_id", "email", "phone")
 
@@ -27,12 +30,17 @@ class CustomerOutput(serializers.Serializer):
     traits = serializers.DictField()
     identities = serializers.SerializerMethodField()
     merged_ids = serializers.SerializerMethodField()
+    computed_traits = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     @extend_schema_field(IdentityOutput(many=True))
     def get_identities(self, customer: Customer) -> list[dict[str, str]]:
         return [{"kind": i.kind, "value": i.value} for i in customer.identities.order_by("kind", "value")]
+
+    @extend_schema_field(serializers.DictField())
+    def get_computed_traits(self, customer: Customer) -> dict[str, object]:
+        return computed_traits_of(customer)
 
     @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
     def get_merged_ids(self, customer: Customer) -> list[UUID]:
@@ -122,3 +130,36 @@ class CustomerEventsApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.customer_events(customer=customer), request, view=self)
         return paginator.get_paginated_response(EventOutput(page, many=True).data)
+
+
+class ComputedTraitSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ComputedTrait
+        fields = ("name", "kind", "event_name", "property", "where", "window_days", "enabled", "created_at")
+        read_only_fields = ("enabled", "created_at")
+
+
+class ComputedTraitsApi(APIView):
+    @extend_schema(
+        operation_id="computed_traits_list", responses={200: ComputedTraitSerializer(many=True)}, tags=["traits"]
+    )
+    def get(self, request: Request) -> Response:
+        return Response(ComputedTraitSerializer(ComputedTrait.objects.order_by("name"), many=True).data)
+
+    @extend_schema(
+        operation_id="computed_traits_create",
+        summary="Define a computed trait",
+        description="count, sum, last_value, first_seen or last_seen over a track event, with an optional "
+        "property filter and window in days. Counts events routed from now on.",
+        request=ComputedTraitSerializer,
+        responses={201: ComputedTraitSerializer},
+        tags=["traits"],
+    )
+    def post(self, request: Request) -> Response:
+        data = ComputedTraitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            row = computed_trait_create(**data.validated_data)
+        except DjangoValidationError as error:
+            raise drf_serializers.ValidationError(error.message_dict) from None
+        return Response(ComputedTraitSerializer(row).data, status=201)

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from config.core.errors import ApplicationError, NotFound
 from profiles import identity_rules
+from profiles.computed_traits import computed_states_merged
 from profiles.models import Customer, Event, Identity, MergeBlock, MergeRecord, MergeRefusal, Session
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> 
         return MergeOutcome(survivor_id=None, refused=refusal)
 
     traits, times, once = identity_rules.merge_traits([(c.traits, c.trait_times, c.once_keys) for c in live])
+    computed_state = computed_states_merged([c.computed_state for c in live])
     loser_ids = [c.id for c in losers]
     sessions = list(Session.objects.filter(customer_id__in=loser_ids).values_list("id", "customer_id"))
     MergeRecord.objects.bulk_create(
@@ -118,7 +120,9 @@ def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> 
     Customer.objects.filter(Q(id__in=loser_ids) | Q(merged_into_id__in=loser_ids)).update(
         merged_into=survivor, updated_at=now
     )
-    Customer.objects.filter(id=survivor.id).update(traits=traits, trait_times=times, once_keys=once, updated_at=now)
+    Customer.objects.filter(id=survivor.id).update(
+        traits=traits, trait_times=times, once_keys=once, computed_state=computed_state, updated_at=now
+    )
     return MergeOutcome(survivor_id=survivor.id, merged_ids=loser_ids)
 
 

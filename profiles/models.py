@@ -64,6 +64,9 @@ class Customer(BaseModel):
     # profiles keeps the newest value per key, and the first value of $set_once keys.
     trait_times = models.JSONField(default=dict, db_default={}, blank=True)
     once_keys = models.JSONField(default=list, db_default=[], blank=True)
+    computed_state = models.JSONField(
+        default=dict, db_default={}, blank=True, help_text="Per computed trait, the state its value is read from."
+    )
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
 
     def __str__(self) -> str:
@@ -209,7 +212,9 @@ class MergeRecord(BaseModel):
     merged = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_out")
     reason = models.CharField(max_length=200)
     actor = models.CharField(max_length=200, help_text="'ingestion', or the API token / admin user.")
-    trigger = models.JSONField(default=dict, blank=True, help_text="The source and messageId, when an event merged them.")
+    trigger = models.JSONField(
+        default=dict, blank=True, help_text="The source and messageId, when an event merged them."
+    )
     identities = models.JSONField(default=list, help_text="[kind, value] pairs the merged profile held.")
     traits_before = models.JSONField(default=dict, help_text="The merged profile's traits at the time.")
     sessions = models.JSONField(default=list, help_text="Ids of the sessions the merged profile held.")
@@ -325,6 +330,31 @@ class EventSchemaVersion(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.schema} {self.version} [{self.status}]"
+
+
+class ComputedTrait(BaseModel):
+    """A trait computed from events, e.g. order_count or lifetime_value, kept up to date as
+    events are routed (profiles/computed.py has the rules)."""
+
+    class Kind(models.TextChoices):
+        COUNT = "count"
+        SUM = "sum"
+        LAST_VALUE = "last_value"
+        FIRST_SEEN = "first_seen"
+        LAST_SEEN = "last_seen"
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    event_name = models.CharField(max_length=200, help_text="The track event it counts.")
+    property = models.CharField(
+        max_length=200, blank=True, default="", help_text="For sum and last_value; $channel for the event's channel."
+    )
+    where = models.JSONField(default=dict, blank=True, help_text='Property equality filter, e.g. {"tier": "gold"}.')
+    window_days = models.PositiveIntegerField(null=True, blank=True, help_text="Count/sum over the last N days.")
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 # Consent, erasure and the privacy audit trail live in their own module (profiles/privacy).

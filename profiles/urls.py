@@ -8,5 +8,6 @@ urlpatterns = [
     path("customers/<uuid:customer_id>/events", apis.CustomerEventsApi.as_view(), name="customer-events"),
     path("customers/merge", merge_apis.CustomerMergeApi.as_view(), name="customer-merge"),
     path("customers/<uuid:customer_id>/merges", merge_apis.CustomerMergesApi.as_view(), name="customer-merges"),
+    path("computed-traits", apis.ComputedTraitsApi.as_view(), name="computed-traits"),
     path("merges/<int:merge_id>/undo", merge_apis.MergeUndoApi.as_view(), name="merge-undo"),
 ]

@@ -5,69 +5,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0001_initial'),
+        ("profiles", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MergeRefusal',
+            name="MergeRefusal",
             fields=[
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('customer_ids', models.JSONField()),
-                ('reason', models.TextField()),
-                ('actor', models.CharField(max_length=200)),
-                ('trigger', models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("customer_ids", models.JSONField()),
+                ("reason", models.TextField()),
+                ("actor", models.CharField(max_length=200)),
+                ("trigger", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.AddField(
-            model_name='customer',
-            name='once_keys',
+            model_name="customer",
+            name="once_keys",
             field=models.JSONField(blank=True, db_default=[], default=list),
         ),
         migrations.AddField(
-            model_name='customer',
-            name='trait_times',
+            model_name="customer",
+            name="trait_times",
             field=models.JSONField(blank=True, db_default={}, default=dict),
         ),
         migrations.CreateModel(
-            name='MergeRecord',
+            name="MergeRecord",
             fields=[
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('reason', models.CharField(max_length=200)),
-                ('actor', models.CharField(help_text="'ingestion', or the API token / admin user.", max_length=200)),
-                ('trigger', models.JSONField(blank=True, default=dict, help_text='The source and messageId, when an event merged them.')),
-                ('identities', models.JSONField(default=list, help_text='[kind, value] pairs the merged profile held.')),
-                ('traits_before', models.JSONField(default=dict, help_text="The merged profile's traits at the time.")),
-                ('sessions', models.JSONField(default=list, help_text='Ids of the sessions the merged profile held.')),
-                ('undone_at', models.DateTimeField(blank=True, null=True)),
-                ('undone_by', models.CharField(blank=True, default='', max_length=200)),
-                ('merged', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merges_out', to='profiles.customer')),
-                ('survivor', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merges_in', to='profiles.customer')),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("reason", models.CharField(max_length=200)),
+                ("actor", models.CharField(help_text="'ingestion', or the API token / admin user.", max_length=200)),
+                (
+                    "trigger",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The source and messageId, when an event merged them."
+                    ),
+                ),
+                (
+                    "identities",
+                    models.JSONField(default=list, help_text="[kind, value] pairs the merged profile held."),
+                ),
+                ("traits_before", models.JSONField(default=dict, help_text="The merged profile's traits at the time.")),
+                ("sessions", models.JSONField(default=list, help_text="Ids of the sessions the merged profile held.")),
+                ("undone_at", models.DateTimeField(blank=True, null=True)),
+                ("undone_by", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "merged",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="merges_out", to="profiles.customer"
+                    ),
+                ),
+                (
+                    "survivor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="merges_in", to="profiles.customer"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='MergeBlock',
+            name="MergeBlock",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('customer_a', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.customer')),
-                ('customer_b', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.customer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "customer_a",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="profiles.customer"
+                    ),
+                ),
+                (
+                    "customer_b",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="profiles.customer"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('customer_a', 'customer_b'), name='merge_block_pair_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("customer_a", "customer_b"), name="merge_block_pair_uniq")
+                ],
             },
         ),
     ]
