@@ -9,7 +9,9 @@ class OrchestrationConfig(AppConfig):
         from orchestration import dispatch, routing
         from profiles import contracts
         from profiles.computed_traits import computed_traits_on_routed
+        from profiles.privacy.services import consent_apply_events
 
         contracts.on_events_accepted(dispatch.dispatcher.submit)
         routing.register_handler(routing.record_routed)
+        routing.register_handler(consent_apply_events)
         routing.register_handler(computed_traits_on_routed)

@@ -17,6 +17,7 @@ from profiles.models import (
     Session,
     Source,
 )
+from profiles.privacy.admin import EraseCustomersMixin  # also registers the privacy admin
 from profiles.services import source_rotate_key
 
 
@@ -59,7 +60,7 @@ class IdentityInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(EraseCustomersMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "updated_at", "merged_into")
     search_fields = ("id", "identities__value")
     readonly_fields = ("id", "created_at", "updated_at", "merged_into")

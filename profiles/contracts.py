@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 
@@ -46,3 +47,89 @@ def on_events_accepted(listener: AcceptedListener) -> None:
 def notify_accepted(event_ids: list[int]) -> None:
     for listener in _accepted_listeners:
         listener(event_ids)
+
+
+# --- Privacy and the customer 360: other apps hold data about a customer too ------------------
+# Profiles cannot import them (dependencies point one way), so they plug in here from their
+# AppConfig.ready(): what to delete on an erase, what to add to an export, what to show on the
+# timeline.
+
+ErasedListener = Callable[[list[UUID]], dict[str, int] | None]
+_erased_listeners: list[ErasedListener] = []
+
+
+def on_customer_erased(listener: ErasedListener) -> None:
+    """Register a callable that deletes what its app holds about these customers.
+
+    Called inside the erase transaction, before the profiles go, with every customer id being
+    erased (the survivor and the profiles merged into it). It deletes its rows (so they commit
+    or roll back with the erase), schedules anything outside the database (Redis keys) with
+    `transaction.on_commit`, and may return counts per kind for the erasure record. It must be
+    idempotent: an erase that fails is retried.
+    """
+    if listener not in _erased_listeners:
+        _erased_listeners.append(listener)
+
+
+def notify_erased(customer_ids: list[UUID]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for listener in _erased_listeners:
+        for kind, count in (listener(customer_ids) or {}).items():
+            counts[kind] = counts.get(kind, 0) + count
+    return counts
+
+
+ExportProvider = Callable[[list[UUID]], list[dict[str, Any]]]
+_export_providers: dict[str, list[ExportProvider]] = {}
+
+
+def on_customer_export(section: str, provider: ExportProvider) -> None:
+    """Register a callable returning JSON-ready rows its app holds about these customers, shown
+    under `section` in the export. `sessions` adds to the profile's sessions; `deliveries` is
+    where the channels app puts the messages sent."""
+    providers = _export_providers.setdefault(section, [])
+    if provider not in providers:
+        providers.append(provider)
+
+
+def export_providers() -> dict[str, list[ExportProvider]]:
+    return {section: list(providers) for section, providers in _export_providers.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One thing that happened to a customer. Entries sort newest first by (at, kind, key);
+    `key` orders entries of one kind that share a time (fixed-width, so text order is numeric)."""
+
+    at: datetime
+    kind: str
+    key: str
+    id: str
+    channel: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineQuery:
+    """A page request: the customer (`customer_id`, live) with every profile merged into it
+    (`customer_ids`), entries strictly older than `before` (at, kind, key), at most `limit`."""
+
+    customer_id: UUID
+    customer_ids: tuple[UUID, ...]
+    before: tuple[datetime, str, str] | None
+    limit: int
+
+
+TimelineSource = Callable[[TimelineQuery], list[TimelineEntry]]
+_timeline_sources: list[tuple[frozenset[str], TimelineSource]] = []
+
+
+def on_timeline(kinds: frozenset[str], source: TimelineSource) -> None:
+    """Register a source of timeline entries of these kinds. It returns its newest entries
+    older than `query.before`, newest first, at most `query.limit`, from an index."""
+    if all(registered is not source for _, registered in _timeline_sources):
+        _timeline_sources.append((kinds, source))
+
+
+def timeline_sources() -> list[tuple[frozenset[str], TimelineSource]]:
+    return list(_timeline_sources)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from profiles import apis, merge_apis
+from profiles.privacy import apis as privacy_apis
 
 urlpatterns = [
     path("customers", apis.CustomerLookupApi.as_view(), name="customer-lookup"),
@@ -10,4 +11,7 @@ urlpatterns = [
     path("customers/<uuid:customer_id>/merges", merge_apis.CustomerMergesApi.as_view(), name="customer-merges"),
     path("computed-traits", apis.ComputedTraitsApi.as_view(), name="computed-traits"),
     path("merges/<int:merge_id>/undo", merge_apis.MergeUndoApi.as_view(), name="merge-undo"),
+    path("customers/<uuid:customer_id>/consent", privacy_apis.CustomerConsentApi.as_view(), name="customer-consent"),
+    path("customers/<uuid:customer_id>/export", privacy_apis.CustomerExportApi.as_view(), name="customer-export"),
+    path("customers/<uuid:customer_id>/erase", privacy_apis.CustomerEraseApi.as_view(), name="customer-erase"),
 ]

@@ -2,10 +2,11 @@
 (`.write_key`, `.secret`), since the database only has its hash."""
 
 import factory
+from django.utils import timezone
 
 from config.core.models import ApiToken
 from config.core.secrets import digest, new_secret
-from profiles.models import ChannelKind, Customer, Identity, Source
+from profiles.models import ChannelKind, Customer, Identity, Session, Source
 
 
 class SourceFactory(factory.django.DjangoModelFactory):
@@ -58,3 +59,13 @@ class IdentityFactory(factory.django.DjangoModelFactory[Identity]):
     kind = "anonymous_id"
     value = factory.Sequence(lambda n: f"anon-{n}")
     customer = factory.SubFactory(CustomerFactory)
+
+
+class SessionFactory(factory.django.DjangoModelFactory[Session]):
+    class Meta:
+        model = Session
+
+    customer = factory.SubFactory(CustomerFactory)
+    channel = ChannelKind.WEB
+    started_at = factory.LazyFunction(timezone.now)
+    last_seen_at = factory.LazyAttribute(lambda o: o.started_at)
