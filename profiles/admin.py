@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from profiles.computed_traits import definitions_changed
+from profiles.customer360.admin import Customer360AdminMixin
 from profiles.merging import customer_merge, customer_unmerge
 from profiles.models import (
     ComputedTrait,
@@ -60,7 +61,7 @@ class IdentityInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(EraseCustomersMixin, admin.ModelAdmin):
+class CustomerAdmin(Customer360AdminMixin, EraseCustomersMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "updated_at", "merged_into")
     search_fields = ("id", "identities__value")
     readonly_fields = ("id", "created_at", "updated_at", "merged_into")

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from profiles import apis, merge_apis
+from profiles.customer360 import apis as customer360_apis
 from profiles.privacy import apis as privacy_apis
 
 urlpatterns = [
@@ -14,4 +15,9 @@ urlpatterns = [
     path("customers/<uuid:customer_id>/consent", privacy_apis.CustomerConsentApi.as_view(), name="customer-consent"),
     path("customers/<uuid:customer_id>/export", privacy_apis.CustomerExportApi.as_view(), name="customer-export"),
     path("customers/<uuid:customer_id>/erase", privacy_apis.CustomerEraseApi.as_view(), name="customer-erase"),
+    path(
+        "customers/<uuid:customer_id>/timeline",
+        customer360_apis.CustomerTimelineApi.as_view(),
+        name="customer-timeline",
+    ),
 ]
