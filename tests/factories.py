@@ -1,12 +1,25 @@
 """factory_boy factories. Sources and tokens keep their plain secret on the instance
 (`.write_key`, `.secret`), since the database only has its hash."""
 
+from datetime import UTC, datetime
+
 import factory
 from django.utils import timezone
 
 from config.core.models import ApiToken
 from config.core.secrets import digest, new_secret
-from profiles.models import ChannelKind, Customer, Identity, Session, Source
+from profiles.models import (
+    ChannelKind,
+    Customer,
+    EventSchema,
+    EventSchemaVersion,
+    Identity,
+    QuarantinedMessage,
+    SchemaEventType,
+    SchemaStatus,
+    Session,
+    Source,
+)
 
 
 class SourceFactory(factory.django.DjangoModelFactory):
@@ -69,3 +82,40 @@ class SessionFactory(factory.django.DjangoModelFactory[Session]):
     channel = ChannelKind.WEB
     started_at = factory.LazyFunction(timezone.now)
     last_seen_at = factory.LazyAttribute(lambda o: o.started_at)
+
+
+class EventSchemaFactory(factory.django.DjangoModelFactory[EventSchema]):
+    class Meta:
+        model = EventSchema
+
+    event_type = SchemaEventType.TRACK
+    event_name = factory.Sequence(lambda n: f"Event {n}")
+    source = None
+
+
+class EventSchemaVersionFactory(factory.django.DjangoModelFactory[EventSchemaVersion]):
+    """A version; pass `version="1-2-0"` and the three numbers follow."""
+
+    class Meta:
+        model = EventSchemaVersion
+
+    schema = factory.SubFactory(EventSchemaFactory)
+    version = "1-0-0"
+    model = factory.LazyAttribute(lambda o: int(o.version.split("-")[0]))
+    revision = factory.LazyAttribute(lambda o: int(o.version.split("-")[1]))
+    addition = factory.LazyAttribute(lambda o: int(o.version.split("-")[2]))
+    document = factory.LazyFunction(lambda: {"type": "object"})
+    status = SchemaStatus.DRAFT
+
+
+class QuarantinedMessageFactory(factory.django.DjangoModelFactory[QuarantinedMessage]):
+    class Meta:
+        model = QuarantinedMessage
+
+    source = factory.SubFactory(SourceFactory)
+    received_at = factory.LazyFunction(lambda: datetime.now(UTC))
+    stage = "ingest"
+    reason = "missing_identity"
+    detail = "userId or anonymousId is required"
+    message_id = factory.LazyAttribute(lambda o: o.raw.get("messageId", "") if isinstance(o.raw, dict) else "")
+    raw = factory.Sequence(lambda n: {"type": "track", "event": "Signed Up", "messageId": f"q-{n}"})
