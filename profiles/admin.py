@@ -19,6 +19,7 @@ from profiles.models import (
     Source,
 )
 from profiles.privacy.admin import EraseCustomersMixin  # also registers the privacy admin
+from profiles.schemas.admin import QuarantineStatusFilter, replay_quarantined  # also registers the registry's admin
 from profiles.services import source_rotate_key
 
 
@@ -35,10 +36,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "channel", "enabled", "write_key_prefix", "created_at")
-    list_filter = ("channel", "enabled")
+    list_display = ("name", "channel", "enabled", "schema_policy", "write_key_prefix", "created_at")
+    list_filter = ("channel", "enabled", "schema_policy")
     readonly_fields = ("write_key_prefix", "created_at", "updated_at")
-    fields = ("name", "channel", "enabled", "identity_kinds", "write_key_prefix", "created_at", "updated_at")
+    fields = (
+        "name",
+        "channel",
+        "enabled",
+        "identity_kinds",
+        "schema_policy",
+        "write_key_prefix",
+        "created_at",
+        "updated_at",
+    )
     actions = ("rotate_write_key",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -102,9 +112,10 @@ class EventAdmin(ReadOnlyAdmin):
 
 @admin.register(QuarantinedMessage)
 class QuarantinedMessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "stage", "reason", "message_id", "received_at")
-    list_filter = ("stage", "reason")
+    list_display = ("id", "source", "stage", "reason", "message_id", "received_at", "replay_count", "resolved_at")
+    list_filter = (QuarantineStatusFilter, "stage", "reason", "source")
     search_fields = ("message_id", "detail")
+    actions = (replay_quarantined,)
 
 
 @admin.register(MergeRecord)

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from profiles import apis, merge_apis
 from profiles.customer360 import apis as customer360_apis
@@ -20,4 +20,5 @@ urlpatterns = [
         customer360_apis.CustomerTimelineApi.as_view(),
         name="customer-timeline",
     ),
+    path("", include("profiles.schemas.urls")),  # the schema registry and the quarantine
 ]
