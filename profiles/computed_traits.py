@@ -105,7 +105,11 @@ def _lock_live(ids: set[UUID]) -> dict[UUID, Customer]:
     targets = {c.merged_into_id for c in rows.values() if c.merged_into_id is not None} - set(rows)
     if targets:
         rows |= {c.id: c for c in Customer.objects.select_for_update().filter(id__in=targets).order_by("id")}
-    return {cid: rows[rows[cid].merged_into_id] if rows[cid].merged_into_id else rows[cid] for cid in ids}
+    live: dict[UUID, Customer] = {}
+    for cid in ids:
+        target = rows[cid].merged_into_id
+        live[cid] = rows[target] if target is not None else rows[cid]
+    return live
 
 
 def computed_traits_of(customer: Customer, today: date | None = None) -> dict[str, Any]:

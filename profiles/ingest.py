@@ -13,15 +13,20 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
-from profiles import contracts
+from profiles import contracts, trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
+from profiles.identity_rules import is_junk
+from profiles.merging import customer_merge, identity_limits
 from profiles.messages import Message, MessageError, parse_message
-from profiles.models import Customer, Event, EventOutbox, Identity, QuarantinedMessage
+from profiles.models import Customer, Event, EventOutbox, Identity, MergeRefusal, QuarantinedMessage
 
 MAX_RESOLVE_ATTEMPTS = 5
+MAX_TRANSACTION_ATTEMPTS = 3
+# Deadlock and serialization failures: two requests merging overlapping profiles.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,9 @@ class IngestResult:
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     event_ids: list[int] = field(default_factory=list)
+
+
+_TraitState = tuple[dict[str, Any], dict[str, str], list[str]]
 
 
 class _IdentityConflict(Exception):
@@ -72,6 +80,7 @@ def event_ingest(
                 external_kinds=source.identity_kinds,
                 phone_region=settings.DEFAULT_PHONE_REGION,
             )
+            _drop_junk_identities(message)
         except MessageError as error:
             result.rejected.append(Rejection(index=index, code=error.code, detail=error.detail))
             quarantine.append(_quarantined(source, raw, error, received_at))
@@ -83,6 +92,27 @@ def event_ingest(
         messages.append(message)
 
     store = _PostgresStore() if connection.vendor == "postgresql" else _OrmStore()
+    attempts = 1 if connection.in_atomic_block else MAX_TRANSACTION_ATTEMPTS
+    for attempt in range(attempts):
+        try:
+            return _store(store, source, messages, quarantine, received_at=received_at, parsed=result)
+        except OperationalError as error:
+            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(
+    store: "_Store",
+    source: SourceInfo,
+    messages: list[Message],
+    quarantine: list[QuarantinedMessage],
+    *,
+    received_at: datetime,
+    parsed: IngestResult,
+) -> IngestResult:
+    result = IngestResult(duplicates=parsed.duplicates, rejected=parsed.rejected)
     with transaction.atomic():
         if messages:
             for attempt in range(MAX_RESOLVE_ATTEMPTS):
@@ -102,6 +132,15 @@ def event_ingest(
             event_ids = result.event_ids
             transaction.on_commit(lambda: contracts.notify_accepted(event_ids))
     return result
+
+
+def _drop_junk_identities(message: Message) -> None:
+    """Placeholder ids ('null', 'undefined', '0', ...) never find or join a profile."""
+    message.identities = [key for key in message.identities if not is_junk(key[1])]
+    if message.previous_id and is_junk(message.previous_id):
+        message.previous_id = None
+    if not message.identities:
+        raise MessageError("junk_identity", "userId/anonymousId is a placeholder such as 'null' or '0'; send a real id")
 
 
 def message_quarantine(
@@ -142,16 +181,21 @@ def _lookup_keys(messages: list[Message]) -> set[IdentityKey]:
 
 
 def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Message], now: datetime) -> None:
-    """Assign every message a customer, creating customers and identities as needed.
+    """Assign every message a customer, creating customers and identities as needed and merging
+    the profiles a message shows to be one person.
 
     Messages are taken in order, so an anonymous page view followed by an identify in the same
-    batch lands on one profile. Identities already owned by two different customers are left
-    as they are here and the message goes to the owner of its strongest identity.
+    batch lands on one profile. A merge that identity rules refuse leaves the profiles apart,
+    and the message goes to the owner of its strongest identity (user id first).
     """
     owners = store.lookup(_lookup_keys(messages))
-    new_customers: dict[uuid.UUID, dict[str, Any]] = {}
+    limits = identity_limits()
+    held = _held_limited(messages, owners, limits)
+    refusals: list[MergeRefusal] = []
+    new_customers: set[uuid.UUID] = set()
     new_identities: dict[IdentityKey, uuid.UUID] = {}
-    trait_updates: dict[uuid.UUID, dict[str, Any]] = {}
+    ops: dict[uuid.UUID, trait_ops.TraitOps] = {}
+    merges: list[tuple[list[uuid.UUID], Message]] = []
 
     for message in messages:
         keys = list(message.identities)
@@ -165,27 +209,113 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
                 ("anonymous_id", message.previous_id),
             )
             keys.append(previous)
-        known = [owners[key] for key in keys if key in owners]
+        known = list(dict.fromkeys(owners[key] for key in keys if key in owners))
+        if len(known) == 1 and (problem := _over_limit(held, known[0], keys, owners, limits)):
+            # e.g. a second user id arriving on a shared device's profile: the person behind the
+            # strong identity gets a profile of their own; the shared identity stays where it is.
+            refusals.append(_refusal(source, message, known, problem))
+            keys = [key for key in keys if key not in owners]
+            known = []
         if known:
             customer_id = known[0]
+            if len(known) > 1:
+                merges.append((known, message))
         else:
             customer_id = uuid.uuid4()
-            new_customers[customer_id] = {}
+            new_customers.add(customer_id)
         for key in keys:
             if key not in owners:
                 owners[key] = customer_id
                 new_identities[key] = customer_id
+                if key[0] in limits:
+                    held.setdefault(customer_id, {}).setdefault(key[0], set()).add(key[1])
         message.customer_id = customer_id
         if message.traits:
-            target = new_customers if customer_id in new_customers else trait_updates
-            target.setdefault(customer_id, {}).update(message.traits)
+            message_ops = trait_ops.parse(message.traits)
+            message_ops.set_at = message.timestamp.isoformat()
+            ops[customer_id] = trait_ops.fold(ops[customer_id], message_ops) if customer_id in ops else message_ops
 
     if new_customers:
-        store.insert_customers(new_customers, now)
+        store.insert_customers(
+            {cid: trait_ops.apply({}, {}, [], ops.pop(cid, trait_ops.TraitOps())) for cid in new_customers}, now
+        )
     if new_identities:
         store.insert_identities(new_identities, source, now)
-    if trait_updates:
-        store.merge_traits(trait_updates, now)
+    if refusals:
+        MergeRefusal.objects.bulk_create(refusals)
+    survivor_of = _merge(source, merges)
+    if survivor_of:
+        for message in messages:
+            message.customer_id = _follow(survivor_of, message.customer_id)
+        folded: dict[uuid.UUID, trait_ops.TraitOps] = {}
+        for customer_id, customer_ops in ops.items():
+            target = _follow(survivor_of, customer_id)
+            folded[target] = trait_ops.fold(folded[target], customer_ops) if target in folded else customer_ops
+        ops = folded
+    if ops:
+        store.merge_traits(ops, now)
+
+
+def _held_limited(
+    messages: list[Message], owners: dict[IdentityKey, uuid.UUID], limits: dict[str, int]
+) -> dict[uuid.UUID, dict[str, set[str]]]:
+    """The limited-kind identities (e.g. user ids) the batch's known customers hold: one query,
+    made only when a message would add such an identity to a known customer."""
+    if not any(key[0] in limits and key not in owners for m in messages for key in m.identities):
+        return {}
+    held: dict[uuid.UUID, dict[str, set[str]]] = {}
+    rows = Identity.objects.filter(customer_id__in=set(owners.values()), kind__in=list(limits))
+    for kind, value, customer_id in rows.values_list("kind", "value", "customer_id"):
+        held.setdefault(customer_id, {}).setdefault(kind, set()).add(value)
+    return held
+
+
+def _over_limit(
+    held: dict[uuid.UUID, dict[str, set[str]]],
+    customer_id: uuid.UUID,
+    keys: list[IdentityKey],
+    owners: dict[IdentityKey, uuid.UUID],
+    limits: dict[str, int],
+) -> str:
+    for kind, value in keys:
+        if kind in limits and (kind, value) not in owners:
+            values = held.get(customer_id, {}).get(kind, set()) | {value}
+            if len(values) > limits[kind]:
+                return f"the profile would hold {len(values)} {kind} identities; the limit is {limits[kind]}"
+    return ""
+
+
+def _refusal(source: SourceInfo, message: Message, customer_ids: list[uuid.UUID], reason: str) -> MergeRefusal:
+    return MergeRefusal(
+        customer_ids=[str(cid) for cid in customer_ids],
+        reason=reason,
+        actor="ingestion",
+        trigger={"source": str(source.id), "message_id": message.message_id},
+    )
+
+
+def _merge(source: SourceInfo, merges: list[tuple[list[uuid.UUID], Message]]) -> dict[uuid.UUID, uuid.UUID]:
+    """Merge each group of profiles a message tied together; map merged ids to survivors."""
+    survivor_of: dict[uuid.UUID, uuid.UUID] = {}
+    for customer_ids, message in merges:
+        outcome = customer_merge(
+            customer_ids={_follow(survivor_of, cid) for cid in customer_ids},
+            reason=f"identities seen together in one {message.type} call",
+            actor="ingestion",
+            trigger={"source": str(source.id), "message_id": message.message_id},
+        )
+        if outcome.survivor_id is not None:
+            for merged_id in outcome.merged_ids:
+                survivor_of[merged_id] = outcome.survivor_id
+    return survivor_of
+
+
+def _follow(survivor_of: dict[uuid.UUID, uuid.UUID], customer_id: uuid.UUID) -> uuid.UUID:
+    seen = {customer_id}
+    while customer_id in survivor_of and survivor_of[customer_id] not in seen:
+        customer_id = survivor_of[customer_id]
+        seen.add(customer_id)
+    return customer_id
 
 
 def _json(value: Any) -> str:
@@ -196,13 +326,13 @@ class _Store:
     def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
         raise NotImplementedError
 
-    def insert_customers(self, customers: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+    def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
         raise NotImplementedError
 
     def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
         raise NotImplementedError
 
-    def merge_traits(self, updates: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+    def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
         raise NotImplementedError
 
     def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
@@ -218,18 +348,28 @@ class _PostgresStore(_Store):
         kinds, values = zip(*keys, strict=True)
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT i.kind, i.value, i.customer_id FROM profiles_identity i "
-                "JOIN unnest(%s::text[], %s::text[]) AS u(kind, value) ON i.kind = u.kind AND i.value = u.value",
+                # merged_into always names the final survivor, so one hop finds the live profile.
+                "SELECT i.kind, i.value, COALESCE(c.merged_into_id, c.id) FROM profiles_identity i "
+                "JOIN unnest(%s::text[], %s::text[]) AS u(kind, value) ON i.kind = u.kind AND i.value = u.value "
+                "JOIN profiles_customer c ON c.id = i.customer_id",
                 [list(kinds), list(values)],
             )
             return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}
 
-    def insert_customers(self, customers: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+    def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO profiles_customer (id, traits, created_at, updated_at) "
-                "SELECT u.id, u.traits::jsonb, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS u(id, traits)",
-                [now, now, list(customers), [_json(traits) for traits in customers.values()]],
+                "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, created_at, updated_at) "
+                "SELECT u.id, u.traits::jsonb, u.times::jsonb, u.once::jsonb, %s, %s "
+                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) AS u(id, traits, times, once)",
+                [
+                    now,
+                    now,
+                    list(customers),
+                    [_json(state[0]) for state in customers.values()],
+                    [_json(state[1]) for state in customers.values()],
+                    [_json(state[2]) for state in customers.values()],
+                ],
             )
 
     def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
@@ -245,12 +385,34 @@ class _PostgresStore(_Store):
             if len(cursor.fetchall()) != len(keys):
                 raise _IdentityConflict
 
-    def merge_traits(self, updates: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+    def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
+        # ($set_once || current || $set) - $unset: $set_once only fills keys the profile lacks.
+        ops = list(updates.values())
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE profiles_customer AS c SET traits = c.traits || u.traits::jsonb, updated_at = %s "
-                "FROM unnest(%s::uuid[], %s::text[]) AS u(id, traits) WHERE c.id = u.id",
-                [now, list(updates), [_json(traits) for traits in updates.values()]],
+                """
+                UPDATE profiles_customer AS c SET
+                    traits = ((u.set_once::jsonb || c.traits) || u.set::jsonb)
+                             - ARRAY(SELECT jsonb_array_elements_text(u.unset::jsonb)),
+                    trait_times = ((u.once_times::jsonb || c.trait_times) || u.set_times::jsonb)
+                                  - ARRAY(SELECT jsonb_array_elements_text(u.unset::jsonb)),
+                    once_keys = (SELECT COALESCE(jsonb_agg(DISTINCT k), '[]'::jsonb)
+                                 FROM jsonb_array_elements(c.once_keys || u.set_once_keys::jsonb) AS k),
+                    updated_at = %s
+                FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+                     AS u(id, set, set_once, unset, set_times, once_times, set_once_keys)
+                WHERE c.id = u.id
+                """,
+                [
+                    now,
+                    list(updates),
+                    [_json(o.set) for o in ops],
+                    [_json(o.set_once) for o in ops],
+                    [_json(o.unset) for o in ops],
+                    [_json(dict.fromkeys(o.set, o.set_at)) for o in ops],
+                    [_json(dict.fromkeys(o.set_once, o.set_at)) for o in ops],
+                    [_json(sorted(o.set_once)) for o in ops],
+                ],
             )
 
     def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
@@ -308,14 +470,18 @@ class _OrmStore(_Store):
         for kind, value in keys:
             by_kind.setdefault(kind, []).append(value)
         for kind, values in by_kind.items():
-            for value, customer_id in Identity.objects.filter(kind=kind, value__in=values).values_list(
-                "value", "customer_id"
-            ):
-                found[(kind, value)] = customer_id
+            rows = Identity.objects.filter(kind=kind, value__in=values).values_list(
+                "value", "customer_id", "customer__merged_into_id"
+            )
+            for value, customer_id, merged_into_id in rows:
+                found[(kind, value)] = merged_into_id or customer_id
         return found
 
-    def insert_customers(self, customers: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
-        Customer.objects.bulk_create(Customer(id=cid, traits=traits) for cid, traits in customers.items())
+    def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
+        Customer.objects.bulk_create(
+            Customer(id=cid, traits=traits, trait_times=times, once_keys=once)
+            for cid, (traits, times, once) in customers.items()
+        )
 
     def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
         try:
@@ -326,10 +492,12 @@ class _OrmStore(_Store):
         except IntegrityError:
             raise _IdentityConflict from None
 
-    def merge_traits(self, updates: dict[uuid.UUID, dict[str, Any]], now: datetime) -> None:
+    def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
         for customer in Customer.objects.filter(id__in=list(updates)):
-            customer.traits = {**customer.traits, **updates[customer.id]}
-            customer.save(update_fields=["traits", "updated_at"])
+            customer.traits, customer.trait_times, customer.once_keys = trait_ops.apply(
+                customer.traits, customer.trait_times, customer.once_keys, updates[customer.id]
+            )
+            customer.save(update_fields=["traits", "trait_times", "once_keys", "updated_at"])
 
     def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
         existing = set(

@@ -42,25 +42,32 @@ def test_embedded_mode_starts_ingests_and_routes_in_process(tmp_path: Path) -> N
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+    status, body = 0, ""
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="serve starts")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=90, message="serve starts")
         response = requests.post(
             f"http://127.0.0.1:{port}/v1/track",
             json={"anonymousId": "laptop-user", "event": "Tried It"},
             auth=(write_key, ""),
-            timeout=10,
+            timeout=30,
         )
-        assert response.status_code == 200, response.text
+        status, body = response.status_code, response.text
     finally:
         os.killpg(serve.pid, signal.SIGINT)
-        output, _ = serve.communicate(timeout=20)
+        output, _ = serve.communicate(timeout=30)
+    assert status == 200, f"{status} {body}\n--- serve output ---\n{output}"
     assert "Mode: embedded (SQLite database, tasks run in-process" in output, output
     with sqlite3.connect(database) as db:
-        assert db.execute("SELECT name FROM profiles_event").fetchall() == [("Tried It",)]
-        assert db.execute("SELECT count(*) FROM orchestration_routelog").fetchone() == (1,)
+        # The event, and the Session Started it led to (sessions are derived from events).
+        assert db.execute("SELECT name FROM profiles_event ORDER BY id").fetchall() == [
+            ("Tried It",),
+            ("Session Started",),
+        ]
+        assert db.execute("SELECT count(*) FROM orchestration_routelog").fetchone() == (2,)
         assert db.execute("SELECT count(*) FROM profiles_eventoutbox").fetchone() == (0,)
 
 

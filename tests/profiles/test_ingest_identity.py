@@ -1,0 +1,124 @@
+"""Identity resolution at ingestion: real-time merges, their refusals, trait operations."""
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from profiles.ingest import event_ingest
+from profiles.models import Customer, Identity, MergeRecord, MergeRefusal, QuarantinedMessage
+from profiles.selectors import source_for_write_key
+
+pytestmark = pytest.mark.django_db
+
+
+def _live() -> list[Customer]:
+    return list(Customer.objects.filter(merged_into__isnull=True))
+
+
+def test_identify_tying_two_profiles_merges_them_at_once(ingest: Any, api: Any) -> None:
+    ingest.post("track", {"anonymousId": "desktop", "event": "Form Started"})
+    ingest.post("track", {"userId": "ann", "event": "App Opened"})
+    ingest.post("identify", {"anonymousId": "desktop", "userId": "ann", "messageId": "tie"})
+    assert len(_live()) == 1
+    assert api("/api/v1/customers", anonymous_id="desktop").json()["id"] == str(_live()[0].id)
+    record = MergeRecord.objects.get()
+    assert (record.actor, record.trigger["message_id"]) == ("ingestion", "tie")
+
+
+def test_shared_device_never_merges_two_known_users(ingest: Any) -> None:
+    ingest.post("identify", {"userId": "ann", "context": {"device": {"id": "family-ipad"}}})
+    ingest.post("identify", {"userId": "bob", "context": {"device": {"id": "family-ipad"}}, "messageId": "bob-1"})
+    assert len(_live()) == 2
+    assert "user_id" in MergeRefusal.objects.get().reason
+    bob = Identity.objects.get(kind="user_id", value="bob").customer
+    assert bob.events.filter(message_id="bob-1").exists()
+
+
+def test_set_once_keeps_the_first_value_and_unset_removes(ingest: Any) -> None:
+    ingest.post("identify", {"userId": "u", "traits": {"$set_once": {"first_channel": "web"}, "trial": True}})
+    ingest.post("identify", {"userId": "u", "traits": {"$set_once": {"first_channel": "sms"}, "$unset": ["trial"]}})
+    assert Customer.objects.get().traits == {"first_channel": "web"}
+
+
+def test_set_once_inside_one_batch_keeps_the_first(ingest: Any) -> None:
+    ingest.post(
+        "batch",
+        {
+            "batch": [
+                {"type": "identify", "userId": "u", "traits": {"$set_once": {"first": 1}}},
+                {"type": "identify", "userId": "u", "traits": {"$set_once": {"first": 2}, "plan": "pro"}},
+            ]
+        },
+    )
+    assert Customer.objects.get().traits == {"first": 1, "plan": "pro"}
+
+
+def test_merged_traits_keep_the_newest_value_per_key(ingest: Any) -> None:
+    ingest.post("identify", {"anonymousId": "a", "traits": {"city": "Oslo"}, "timestamp": "2026-11-01T00:00:00Z"})
+    ingest.post("identify", {"userId": "u", "traits": {"city": "Bergen"}, "timestamp": "2026-10-01T00:00:00Z"})
+    ingest.post("identify", {"anonymousId": "a", "userId": "u", "timestamp": "2026-11-02T00:00:00Z"})
+    assert _live()[0].traits["city"] == "Oslo"
+
+
+def test_placeholder_anonymous_id_is_refused_and_quarantined(ingest: Any) -> None:
+    response = ingest.post("track", {"anonymousId": "undefined", "event": "X"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "junk_identity"
+    assert QuarantinedMessage.objects.get().reason == "junk_identity"
+
+
+def test_placeholder_beside_a_real_id_is_ignored(ingest: Any) -> None:
+    ingest.post("track", {"userId": "u1", "anonymousId": "null", "event": "X"})
+    ingest.post("track", {"userId": "u2", "anonymousId": "null", "event": "X"})
+    assert len(_live()) == 2
+    assert not Identity.objects.filter(value="null").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_ingestion_merging_overlapping_profiles(source: Any) -> None:
+    info = source_for_write_key(source.write_key)
+    assert info is not None
+    now = timezone.now()
+    trios = 12
+    seed = [
+        {"type": "identify", "anonymousId": f"{n}-{who}", "traits": {f"{who}{n}": True}}
+        for n in range(trios)
+        for who in "abc"
+    ]
+    seed += [
+        {"type": "identify", "anonymousId": f"{n}-b", "traits": {"email": f"b{n}@example.com"}} for n in range(trios)
+    ]
+    event_ingest(source=info, raw_messages=seed, call_type=None, received_at=now)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def tie(who: str) -> None:
+        barrier.wait()
+        try:
+            for n in range(trios):
+                message = {
+                    "anonymousId": f"{n}-{who}",
+                    "event": "Tie",
+                    "context": {"traits": {"email": f"b{n}@example.com"}},
+                }
+                event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=tie, args=(who,)) for who in "ac"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    for n in range(trios):
+        owners = set(Identity.objects.filter(value__startswith=f"{n}-").values_list("customer_id", flat=True))
+        assert len(owners) == 1
+        live = Customer.objects.get(id=owners.pop())
+        assert live.merged_into_id is None
+        assert {f"a{n}", f"b{n}", f"c{n}"} <= set(live.traits)
