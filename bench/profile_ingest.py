@@ -1,0 +1,175 @@
+"""Where an ingestion request's time goes, without HTTP or a load generator in the way.
+
+Calls the WSGI application in-process for N requests against its own database and Redis
+databases and reports the CPU each request costs: this Python process (Django, DRF, the
+ingestion service, psycopg), the PostgreSQL backend serving it, and Redis. CPU time, unlike
+throughput, holds still on a machine that other work is also using. With --cprofile it also
+prints the functions that take the time.
+
+    .venv/bin/python bench/profile_ingest.py track -n 3000
+    .venv/bin/python bench/profile_ingest.py batch -n 200 --cprofile
+
+It creates (and drops first) the database throughline_bench_profile.
+"""
+
+import argparse
+import base64
+import cProfile
+import io
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG = "postgres://postgres@127.0.0.1:5432"
+DB_NAME = "throughline_bench_profile"
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+from bench.traffic import Messages  # noqa: E402 - after sys.path is set
+
+
+def backend_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def redis_ticks() -> int:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"redis-server"):
+                    total += backend_ticks(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["track", "batch"])
+    parser.add_argument("-n", type=int, default=2000, help="measured requests")
+    parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (identities get created)")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--people", type=int, default=20000)
+    parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DJANGO_SECRET_KEY": "bench-only-not-secret",
+            "DATABASE_URL": f"{PG}/{DB_NAME}",
+            "REDIS_URL": "redis://127.0.0.1:6379/12",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+            "INGEST_RATE_LIMIT_PER_SECOND": "10000000",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    for db in (12, 13):
+        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(db), "flushdb"], check=True, capture_output=True)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, check=True, capture_output=True)
+    key = (
+        subprocess.run(
+            [*manage, "create_source", "profile-web", "--channel", "web"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    application = get_wsgi_application()
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    path = "/v1/batch" if args.kind == "batch" else "/v1/track"
+    messages = Messages(run=f"p{int(time.time())}", people=args.people)
+    statuses: dict[str, int] = {}
+
+    def call(body: bytes) -> None:
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": path,
+            "SCRIPT_NAME": "",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_AUTHORIZATION": auth,
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.version": (1, 0),
+        }
+
+        def start_response(status: str, headers: Any, exc_info: Any = None, /) -> Any:
+            statuses[status] = statuses.get(status, 0) + 1
+            return lambda data: None
+
+        response = application(environ, start_response)
+        b"".join(response)
+        getattr(response, "close", lambda: None)()
+
+    for _ in range(args.warmup):
+        call(messages.body(args.kind, args.batch))
+    bodies = [messages.body(args.kind, args.batch) for _ in range(args.n)]
+    statuses.clear()
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    profiler = cProfile.Profile() if args.cprofile else None
+    pg0, redis0, cpu0, wall0 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for body in bodies:
+        call(body)
+    if profiler:
+        profiler.disable()
+    pg1, redis1, cpu1, wall1 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
+    events = args.n * (args.batch if args.kind == "batch" else 1)
+    python_ms = (cpu1 - cpu0) * 1000
+    pg_ms = (pg1 - pg0) * 1000 / CLOCK_TICK
+    redis_ms = (redis1 - redis0) * 1000 / CLOCK_TICK
+    print(f"{args.n} {args.kind} requests ({events} events), statuses {statuses}")
+    print(
+        f"CPU ms per request: python {python_ms / args.n:.3f}, postgres {pg_ms / args.n:.3f}, "
+        f"redis {redis_ms / args.n:.3f}; total {(python_ms + pg_ms + redis_ms) / args.n:.3f}"
+    )
+    if args.kind == "batch":
+        print(f"CPU us per event: {(python_ms + pg_ms + redis_ms) * 1000 / events:.1f}")
+    print(f"wall ms per request {(wall1 - wall0) * 1000 / args.n:.3f}{' (under cProfile)' if profiler else ''}")
+    if profiler:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(args.top)
+        stats.sort_stats("cumulative").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
