@@ -62,7 +62,10 @@ class ChunkDispatcher:
         with self._lock:
             self._ensure_thread()
             if not self._pending:
+                # Wake the sender so the linger starts now; without this a part-filled chunk
+                # waited for the next full one (or the sweeper) however long that took.
                 self._oldest = time.monotonic()
+                self._lock.notify()
             self._pending.extend(event_ids)
             if len(self._pending) >= settings.ROUTING_DISPATCH_MAX_CHUNK:
                 self._lock.notify()
