@@ -279,3 +279,11 @@ def test_a_validator_is_compiled_once_per_version() -> None:
     validation.schemas_cache_clear()
     schemas_validate(source=info(source), messages=[order(2)])
     assert validation._validators[(version.schema_id, version.version)] is compiled
+
+
+@pytest.mark.django_db
+def test_a_document_the_fast_check_cannot_compile_is_still_validated() -> None:
+    active(document={"type": "object", "properties": {"total": {"anyOf": [{"type": "integer"}, {"const": "n/a"}]}}})
+    source = SourceFactory.create(schema_policy=SchemaPolicy.WARN)
+    [verdict] = schemas_validate(source=info(source), messages=[order(1.5)])
+    assert [v["keyword"] for v in verdict.violations] == ["anyOf"]
