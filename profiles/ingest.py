@@ -5,6 +5,7 @@ in one query, events and their routing outbox rows go in with one statement, and
 messages go to the quarantine. Nothing here runs a query per message.
 """
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from profiles.identity_rules import is_junk
 from profiles.merging import customer_merge, identity_limits
 from profiles.messages import Message, MessageError, parse_message
 from profiles.models import Customer, Event, EventOutbox, Identity, MergeRefusal, QuarantinedMessage
+from profiles.privacy.selectors import suppressed_identities, suppression_in_force
+from profiles.schemas.validation import SCHEMA_REASON, schemas_check
 
 MAX_RESOLVE_ATTEMPTS = 5
 MAX_TRANSACTION_ATTEMPTS = 3
@@ -40,6 +43,7 @@ class Rejection:
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     event_ids: list[int] = field(default_factory=list)
 
@@ -66,6 +70,7 @@ def event_ingest(
     messages: list[Message] = []
     quarantine: list[QuarantinedMessage] = []
     seen: set[str] = set()
+    positions: dict[int, int] = {}
     for index, raw in enumerate(raw_messages):
         try:
             if check_size and len(orjson.dumps(raw)) > settings.INGEST_MAX_MESSAGE_BYTES:
@@ -90,6 +95,19 @@ def event_ingest(
             continue
         seen.add(message.message_id)
         messages.append(message)
+        positions[id(message)] = index
+
+    messages = _without_suppressed(messages, result)
+    if messages:
+        check = schemas_check(source=source, messages=messages, received_at=received_at)
+        for position, detail in check.rejected:
+            index = positions[id(messages[position])]
+            result.rejected.append(Rejection(index=index, code=SCHEMA_REASON, detail=detail))
+        quarantine.extend(check.quarantine)
+        for message, version_id, violations in zip(check.accepted, check.version_ids, check.violations, strict=True):
+            message.schema_version_id = version_id
+            message.schema_violations = violations
+        messages = check.accepted
 
     store = _PostgresStore() if connection.vendor == "postgresql" else _OrmStore()
     attempts = 1 if connection.in_atomic_block else MAX_TRANSACTION_ATTEMPTS
@@ -112,7 +130,7 @@ def _store(
     received_at: datetime,
     parsed: IngestResult,
 ) -> IngestResult:
-    result = IngestResult(duplicates=parsed.duplicates, rejected=parsed.rejected)
+    result = IngestResult(duplicates=parsed.duplicates, rejected=parsed.rejected, suppressed=parsed.suppressed)
     with transaction.atomic():
         if messages:
             for attempt in range(MAX_RESOLVE_ATTEMPTS):
@@ -132,6 +150,31 @@ def _store(
             event_ids = result.event_ids
             transaction.on_commit(lambda: contracts.notify_accepted(event_ids))
     return result
+
+
+_suppression_checked_at = -1e9
+_suppression_active = False
+
+
+def _without_suppressed(messages: list[Message], result: IngestResult) -> list[Message]:
+    """Drop the messages of people erased with suppression: nothing of theirs is stored again.
+
+    Whether any suppressing tombstone exists is cached per process for
+    SUPPRESSION_CHECK_SECONDS, so ingestion makes no query for it until the first such erasure;
+    from then on every batch is checked in one query."""
+    global _suppression_checked_at, _suppression_active  # noqa: PLW0603 - a per-process cache
+    now = time.monotonic()
+    if not _suppression_active and now - _suppression_checked_at >= settings.SUPPRESSION_CHECK_SECONDS:
+        _suppression_active = suppression_in_force()
+        _suppression_checked_at = now
+    if not _suppression_active or not messages:
+        return messages
+    hit = suppressed_identities(key for m in messages for key in m.identities)
+    if not hit:
+        return messages
+    kept = [m for m in messages if hit.isdisjoint(m.identities)]
+    result.suppressed += len(messages) - len(kept)
+    return kept
 
 
 def _drop_junk_identities(message: Message) -> None:
@@ -422,15 +465,18 @@ class _PostgresStore(_Store):
                 WITH inserted AS (
                     INSERT INTO profiles_event (
                         source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id,
-                        timestamp, original_timestamp, sent_at, received_at, properties, context, extra
+                        timestamp, original_timestamp, sent_at, received_at, properties, context, extra,
+                        schema_version_id, schema_violations
                     )
                     SELECT %s, u.message_id, u.type, u.name, u.customer_id, %s, u.user_id, u.anonymous_id,
-                           u.ts, u.original_ts, u.sent_at, %s, u.properties::jsonb, u.context::jsonb, u.extra::jsonb
+                           u.ts, u.original_ts, u.sent_at, %s, u.properties::jsonb, u.context::jsonb, u.extra::jsonb,
+                           u.schema_version_id, u.schema_violations::jsonb
                     FROM unnest(
                         %s::text[], %s::text[], %s::text[], %s::uuid[], %s::text[], %s::text[],
-                        %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]
+                        %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
+                        %s::bigint[], %s::text[]
                     ) AS u(message_id, type, name, customer_id, user_id, anonymous_id,
-                           ts, original_ts, sent_at, properties, context, extra)
+                           ts, original_ts, sent_at, properties, context, extra, schema_version_id, schema_violations)
                     ON CONFLICT (source_id, message_id) DO NOTHING
                     RETURNING id
                 )
@@ -454,6 +500,8 @@ class _PostgresStore(_Store):
                     [_json(m.properties) for m in messages],
                     [_json(m.context) for m in messages],
                     [_json(m.extra) for m in messages],
+                    [m.schema_version_id for m in messages],
+                    [_json(m.schema_violations) for m in messages],
                     received_at,
                 ],
             )
@@ -522,6 +570,8 @@ class _OrmStore(_Store):
                 properties=m.properties,
                 context=m.context,
                 extra=m.extra,
+                schema_version_id=m.schema_version_id,
+                schema_violations=m.schema_violations,
             )
             for m in messages
             if m.message_id not in existing

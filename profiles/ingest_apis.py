@@ -84,6 +84,9 @@ _ACCEPTED = inline_serializer(
         "success": serializers.BooleanField(),
         "accepted": serializers.IntegerField(help_text="Events stored by this call."),
         "duplicates": serializers.IntegerField(help_text="Messages whose messageId this source had already sent."),
+        "suppressed": serializers.IntegerField(
+            help_text="Messages of people erased with suppression: acknowledged, not stored."
+        ),
         "rejected": serializers.IntegerField(help_text="Messages quarantined; see errors."),
         "errors": serializers.ListField(
             child=inline_serializer(
@@ -163,7 +166,14 @@ class _IngestView(APIView):
         if result.rejected:
             rejection = result.rejected[0]
             return _json_response({"detail": rejection.detail, "code": rejection.code}, status=400)
-        return _json_response({"success": True, "accepted": result.accepted, "duplicates": result.duplicates})
+        return _json_response(
+            {
+                "success": True,
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "suppressed": result.suppressed,
+            }
+        )
 
 
 def _single_call_view(call_type: str) -> type[_IngestView]:
@@ -256,10 +266,11 @@ class BatchView(_IngestView):
             "success": True,
             "accepted": result.accepted,
             "duplicates": result.duplicates,
+            "suppressed": result.suppressed,
             "rejected": len(result.rejected),
             "errors": [{"index": r.index, "code": r.code, "detail": r.detail} for r in result.rejected],
         }
-        if result.rejected and not result.accepted and not result.duplicates:
+        if result.rejected and not (result.accepted or result.duplicates or result.suppressed):
             body["success"] = False
             body["detail"] = f"all {len(result.rejected)} messages were rejected and quarantined"
             body["code"] = "all_rejected"

@@ -41,6 +41,8 @@ class Message:
     previous_id: str | None = None
     traits: dict[str, Any] | None = None
     customer_id: Any = field(default=None)
+    schema_version_id: int | None = None
+    schema_violations: list[dict[str, str]] = field(default_factory=list)
 
 
 def parse_time(value: object, field_name: str) -> datetime | None:

@@ -253,3 +253,8 @@ def customer_export_chunks(*, customer: Customer) -> Iterator[bytes]:
             buffer.clear()
     buffer += b"]}"
     yield bytes(buffer)
+
+
+def suppression_in_force() -> bool:
+    """Whether any erasure asked for suppression (ingestion skips its check until one does)."""
+    return ErasureTombstone.objects.filter(suppress=True).exists()

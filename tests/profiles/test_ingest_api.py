@@ -27,7 +27,7 @@ def test_track_is_stored_with_its_timestamps(ingest: Any) -> None:
         },
     )
     assert response.status_code == 200, response.content
-    assert response.json() == {"success": True, "accepted": 1, "duplicates": 0}
+    assert response.json() == {"success": True, "accepted": 1, "duplicates": 0, "suppressed": 0}
     event = Event.objects.get(message_id="m-1")
     assert (event.type, event.name, event.properties) == ("track", "Product Viewed", {"sku": "A1"})
     assert (event.received_at - event.timestamp).total_seconds() == pytest.approx(5, abs=0.01)

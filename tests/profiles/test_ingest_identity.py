@@ -105,7 +105,7 @@ def test_concurrent_ingestion_merging_overlapping_profiles(source: Any) -> None:
                     "context": {"traits": {"email": f"b{n}@example.com"}},
                 }
                 event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
         finally:
             connection.close()
