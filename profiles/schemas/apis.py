@@ -375,7 +375,9 @@ class ReplayInput(serializers.Serializer):
     reason = serializers.CharField(required=False)
     stage = serializers.CharField(required=False)
     after_id = serializers.IntegerField(required=False, min_value=0, help_text="Continue after this id.")
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_REPLAY, default=100)
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_REPLAY, default=100, help_text="Per call, when replaying by filter."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not any(key in attrs for key in ("ids", "source_id", "reason", "stage")):

@@ -64,7 +64,9 @@ def quarantine_replay(
     limit = max(1, min(limit, MAX_REPLAY))
     rows_query = quarantine_list(source_id=source_id, reason=reason, stage=stage, status="open")
     if ids is not None:
-        rows_query = rows_query.filter(id__in=ids[:MAX_REPLAY])
+        ids = list(dict.fromkeys(ids))[:MAX_REPLAY]
+        limit = max(1, len(ids))  # `limit` pages a replay by filter; given ids are all taken
+        rows_query = rows_query.filter(id__in=ids)
     if after_id is not None:
         rows_query = rows_query.filter(id__gt=after_id)
     rows = list(rows_query.order_by("id").select_for_update(skip_locked=True)[: limit + 1])

@@ -224,6 +224,13 @@ def test_replay_by_filter_goes_in_id_order_a_page_at_a_time(mgmt: Api) -> None:
     )
 
 
+def test_every_given_id_is_replayed_whatever_the_limit() -> None:
+    source = SourceFactory.create()
+    rows = [quarantined(source, track(f"m-{i}")) for i in range(3)]
+    report = quarantine_replay(ids=[row.id for row in rows], limit=1)
+    assert [r.outcome for r in report.results] == ["accepted"] * 3
+
+
 def test_replay_needs_ids_or_a_filter(mgmt: Api) -> None:
     response = mgmt.post("/api/v1/quarantine/replay", {"limit": 10})
     assert (response.status_code, response.json()["code"]) == (400, "invalid")
