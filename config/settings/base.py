@@ -110,6 +110,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "orchestration.route_events": {"queue": "routing"},
     "orchestration.sweep_outbox": {"queue": "maintenance"},
+    "channels.send_delivery": {"queue": "delivery"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {
@@ -137,6 +138,49 @@ DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="") or None
 ROUTING_DISPATCH_LINGER_MS = env.int("ROUTING_DISPATCH_LINGER_MS", default=5)
 ROUTING_DISPATCH_MAX_CHUNK = env.int("ROUTING_DISPATCH_MAX_CHUNK", default=500)
 ROUTING_SWEEP_AFTER_SECONDS = env.int("ROUTING_SWEEP_AFTER_SECONDS", default=60)
+
+# --- Channels: outbound delivery and inbound webhooks (channels/) -----------------------------
+CHANNELS_SEND_TIMEOUT_SECONDS = env.float("CHANNELS_SEND_TIMEOUT_SECONDS", default=5.0)
+CHANNELS_MAX_ATTEMPTS = env.int("CHANNELS_MAX_ATTEMPTS", default=6)
+CHANNELS_RETRY_BASE_SECONDS = env.float("CHANNELS_RETRY_BASE_SECONDS", default=2.0)
+CHANNELS_RETRY_MAX_SECONDS = env.float("CHANNELS_RETRY_MAX_SECONDS", default=600.0)
+CHANNELS_BREAKER_FAIL_MAX = env.int("CHANNELS_BREAKER_FAIL_MAX", default=5)
+CHANNELS_BREAKER_RESET_SECONDS = env.float("CHANNELS_BREAKER_RESET_SECONDS", default=30.0)
+CHANNELS_WEBHOOK_TOLERANCE_SECONDS = 300
+CHANNELS_WEBHOOK_MAX_BODY_BYTES = 256 * 1024
+# Encrypts inbound webhook secrets at rest; defaults to the Django secret key.
+CHANNELS_SECRETS_KEY = env.str("CHANNELS_SECRETS_KEY", default="") or SECRET_KEY
+# Public base URL Twilio signs (scheme://host), when a proxy changes what Django sees.
+CHANNELS_PUBLIC_BASE_URL = env.str("CHANNELS_PUBLIC_BASE_URL", default="")
+CHANNELS_SMS_STOP_PURPOSES = env.list("CHANNELS_SMS_STOP_PURPOSES", default=["marketing", "transactional"])
+CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
+    "twilio": {
+        "kind": "twilio",
+        "base_url": env.str("TWILIO_BASE_URL", default="https://api.twilio.com"),
+        "account_sid": env.str("TWILIO_ACCOUNT_SID", default=""),
+        "auth_token": env.str("TWILIO_AUTH_TOKEN", default=""),
+        "from_number": env.str("TWILIO_FROM_NUMBER", default=""),
+    },
+    "sms_secondary": {
+        "kind": "twilio",
+        "enabled": "true" if env.str("SMS_SECONDARY_BASE_URL", default="") else "false",
+        "base_url": env.str("SMS_SECONDARY_BASE_URL", default=""),
+        "account_sid": env.str("SMS_SECONDARY_ACCOUNT_SID", default=""),
+        "auth_token": env.str("SMS_SECONDARY_AUTH_TOKEN", default=""),
+        "from_number": env.str("SMS_SECONDARY_FROM_NUMBER", default=""),
+    },
+    "smtp": {
+        "kind": "smtp",
+        "host": env.str("CHANNELS_SMTP_HOST", default="localhost"),
+        "port": env.str("CHANNELS_SMTP_PORT", default="25"),
+        "username": env.str("CHANNELS_SMTP_USERNAME", default=""),
+        "password": env.str("CHANNELS_SMTP_PASSWORD", default=""),
+        "use_tls": "true" if env.bool("CHANNELS_SMTP_USE_TLS", default=False) else "false",
+        "from_email": env.str("CHANNELS_EMAIL_FROM", default="no-reply@localhost"),
+    },
+    "webhook": {"kind": "webhook", "signing_secret": env.str("CHANNELS_WEBHOOK_SIGNING_SECRET", default="")},
+}
+CHANNELS_ROUTES = {"sms": ["twilio", "sms_secondary"], "email": ["smtp"], "webhook": ["webhook"]}
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,0 +1,46 @@
+"""One circuit breaker per provider and destination host, in the worker's memory.
+
+In memory on purpose: each worker process learns a provider is down after a handful of its own
+failures, which costs a few extra requests per process but no shared-state round trip on every
+send and no Redis dependency for the breaker itself. Permanent errors (a 4xx for one bad
+address) say nothing about the provider's health, so they do not count.
+"""
+
+import threading
+from urllib.parse import urlsplit
+
+import pybreaker
+from django.conf import settings
+
+from channels.policy import PermanentError
+
+_breakers: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
+_lock = threading.Lock()
+
+
+def destination_host(config: dict[str, str], address: str) -> str:
+    url = config.get("base_url") or (address if address.startswith(("http://", "https://")) else "")
+    if url:
+        return urlsplit(url).netloc
+    return f"{config.get('host', '')}:{config.get('port', '')}"
+
+
+def breaker_for(provider: str, host: str) -> pybreaker.CircuitBreaker:
+    key = (provider, host)
+    with _lock:
+        breaker = _breakers.get(key)
+        if breaker is None:
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=settings.CHANNELS_BREAKER_FAIL_MAX,
+                reset_timeout=settings.CHANNELS_BREAKER_RESET_SECONDS,
+                exclude=[PermanentError],
+                name=f"{provider}@{host}",
+            )
+            _breakers[key] = breaker
+        return breaker
+
+
+def breakers_reset() -> None:
+    """Forget every breaker (tests, and a worker that is told a provider recovered)."""
+    with _lock:
+        _breakers.clear()

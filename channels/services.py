@@ -1,0 +1,300 @@
+"""Writes of the channels app: `deliver`, one send attempt, outcome events, webhook secrets."""
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import pybreaker
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from channels import selectors
+from channels.breaker import breaker_for, destination_host
+from channels.models import Delivery, DeliveryChannel, DeliveryStatus, WebhookProvider, WebhookSecret
+from channels.policy import PermanentError, TransientError, backoff_seconds
+from channels.senders import SENDERS, Outgoing, Sender
+from config.core.errors import BadRequest, NotFound
+from profiles.contracts import SourceInfo
+from profiles.ingest import event_ingest
+from profiles.privacy import conventions
+from profiles.privacy.selectors import consent_allows
+from profiles.selectors import customer_get
+from profiles.services import source_create
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_SOURCE_NAME = "throughline-channels"
+OUTCOME_EVENTS: dict[str, str] = {
+    DeliveryStatus.SENT: "Message Sent",
+    DeliveryStatus.DELIVERED: "Message Delivered",
+    DeliveryStatus.FAILED: "Message Failed",
+    DeliveryStatus.DEAD: "Message Failed",
+    DeliveryStatus.SKIPPED: "Message Failed",
+}
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+
+def deliver(
+    *,
+    channel: str,
+    customer_id: UUID,
+    content: dict[str, Any],
+    idempotency_key: str,
+    purpose: str = "transactional",
+    fallback: list[str] | None = None,
+) -> Delivery:
+    """Record a delivery and enqueue its send after commit; the same key returns the same
+    delivery and enqueues nothing again."""
+    from channels.tasks import send_delivery
+
+    if channel not in DeliveryChannel.values:
+        raise BadRequest(f"channel must be one of {DeliveryChannel.values}", code="invalid_channel")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise BadRequest("idempotency_key must be 1 to 200 characters", code="invalid_idempotency_key")
+    if conventions.normalize_purpose(purpose) is None:
+        raise BadRequest("purpose must be a name such as marketing or transactional", code="invalid_purpose")
+    unknown = [name for name in fallback or [] if name not in settings.CHANNELS_PROVIDERS]
+    if unknown:
+        raise BadRequest(f"unknown fallback providers: {unknown}", code="invalid_fallback")
+    existing = Delivery.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            delivery = Delivery.objects.create(
+                idempotency_key=idempotency_key,
+                channel=channel,
+                purpose=conventions.normalize_purpose(purpose) or purpose,
+                customer_id=customer_id,
+                content=content,
+                fallback=list(fallback or []),
+                queued_at=timezone.now(),
+            )
+            # DjangoTask (Celery 5.4+ under Django) has delay_on_commit; the stubs do not know it.
+            send_delivery.delay_on_commit(str(delivery.id))  # type: ignore[attr-defined]
+    except IntegrityError:
+        # A concurrent call with the same key won the insert: that one is the delivery.
+        return Delivery.objects.get(idempotency_key=idempotency_key)
+    return delivery
+
+
+# --- one send attempt, as the task runs it ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    status: str
+    retry_in: float | None = None
+
+
+def delivery_attempt(*, delivery_id: UUID) -> AttemptResult:
+    """Claim a queued delivery, check consent and address, send through the channel's providers
+    (skipping any whose breaker is open), then record the outcome. A delivery that is not
+    queued (sent, sending elsewhere, finished) is left alone, so a redelivered task never sends
+    twice."""
+    claimed = _claim(delivery_id)
+    if claimed is None:
+        status = Delivery.objects.filter(id=delivery_id).values_list("status", flat=True).first()
+        return AttemptResult(status=status or "missing")
+    delivery, skip_reason = claimed
+    if skip_reason:
+        _finish(delivery, DeliveryStatus.SKIPPED, error=skip_reason)
+        return AttemptResult(status=DeliveryStatus.SKIPPED)
+    outgoing = Outgoing(
+        delivery_id=str(delivery.id),
+        idempotency_key=delivery.idempotency_key,
+        address=delivery.address,
+        content=delivery.content,
+        timeout=settings.CHANNELS_SEND_TIMEOUT_SECONDS,
+    )
+    try:
+        provider, message_id = _send(delivery, outgoing)
+    except PermanentError as error:
+        _finish(delivery, DeliveryStatus.FAILED, error=error.reason)
+        return AttemptResult(status=DeliveryStatus.FAILED)
+    except TransientError as error:
+        if delivery.attempts >= settings.CHANNELS_MAX_ATTEMPTS:
+            _finish(delivery, DeliveryStatus.DEAD, error=f"gave up after {delivery.attempts} attempts: {error.reason}")
+            return AttemptResult(status=DeliveryStatus.DEAD)
+        Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.QUEUED, last_error=error.reason[:2000], updated_at=timezone.now()
+        )
+        delay = backoff_seconds(
+            delivery.attempts,
+            base=settings.CHANNELS_RETRY_BASE_SECONDS,
+            cap=settings.CHANNELS_RETRY_MAX_SECONDS,
+            retry_after=error.retry_after,
+        )
+        return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=delay)
+    delivery.provider = provider
+    delivery.provider_message_id = message_id[:200]
+    _finish(delivery, DeliveryStatus.SENT)
+    return AttemptResult(status=DeliveryStatus.SENT)
+
+
+def _claim(delivery_id: UUID) -> tuple[Delivery, str] | None:
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().filter(id=delivery_id).first()
+        if delivery is None or delivery.status != DeliveryStatus.QUEUED:
+            return None
+        skip_reason = ""
+        customer = customer_get(customer_id=delivery.customer_id)
+        if customer is None:
+            skip_reason = "customer not found"
+        elif not consent_allows(customer_id=customer.id, purpose=delivery.purpose, channel=delivery.channel):
+            skip_reason = f"no consent for {delivery.purpose} on {delivery.channel}"
+        else:
+            delivery.address = selectors.customer_address(customer=customer, channel=delivery.channel)
+            if not delivery.address:
+                skip_reason = f"no {delivery.channel} address"
+        delivery.status = DeliveryStatus.SENDING
+        delivery.attempts += 1
+        delivery.save(update_fields=["status", "attempts", "address", "updated_at"])
+    return delivery, skip_reason
+
+
+def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
+    """Try the channel's providers in order; the first to accept wins. Open breakers are
+    skipped, a transient failure moves on to the next provider, a permanent one stops."""
+    names = selectors.providers_for(channel=delivery.channel, fallback=delivery.fallback)
+    if not names:
+        raise PermanentError(f"no provider configured for {delivery.channel}")
+    errors: list[str] = []
+    retry_after: float | None = None
+    for name in names:
+        config = settings.CHANNELS_PROVIDERS[name]
+        breaker = breaker_for(name, destination_host(config, outgoing.address))
+        failures: list[TransientError] = []
+        try:
+            return name, breaker.call(_recording(SENDERS[config["kind"]], failures), config, outgoing)
+        except PermanentError:
+            raise
+        except (TransientError, pybreaker.CircuitBreakerError) as error:
+            # An open breaker refuses without calling the provider (until its reset timeout
+            # lets one trial call through); the one that trips replaces the failure with
+            # CircuitBreakerError, so the cause is kept by _recording.
+            cause = failures[-1] if failures else error
+            reason = cause.reason if isinstance(cause, TransientError) else str(cause)
+            errors.append(f"{name}: {reason}")
+            if isinstance(cause, TransientError) and retry_after is None:
+                retry_after = cause.retry_after
+    raise TransientError("; ".join(errors), retry_after=retry_after)
+
+
+def _recording(sender: Sender, failures: list[TransientError]) -> Sender:
+    def send(config: dict[str, str], outgoing: Outgoing) -> str:
+        try:
+            return sender(config, outgoing)
+        except TransientError as error:
+            failures.append(error)
+            raise
+
+    return send
+
+
+def _finish(delivery: Delivery, status: str, *, error: str = "") -> None:
+    now = timezone.now()
+    delivery.status = status
+    delivery.last_error = error[:2000]
+    delivery.finished_at = now
+    if status == DeliveryStatus.SENT:
+        delivery.sent_at = now
+    delivery.save(
+        update_fields=[
+            "status",
+            "last_error",
+            "finished_at",
+            "sent_at",
+            "provider",
+            "provider_message_id",
+            "updated_at",
+        ]
+    )
+    outcome_record(delivery=delivery, status=status, reason=error)
+
+
+# --- outcome events --------------------------------------------------------------------------
+
+
+def system_source() -> SourceInfo:
+    """The source Throughline's own events (message outcomes) are ingested under; created once."""
+    source = selectors.system_source_row(name=SYSTEM_SOURCE_NAME)
+    if source is None:
+        try:
+            with transaction.atomic():
+                source, _ = source_create(name=SYSTEM_SOURCE_NAME, channel="server")
+        except IntegrityError:
+            source = selectors.system_source_row(name=SYSTEM_SOURCE_NAME)
+    assert source is not None
+    return SourceInfo(
+        id=source.id,
+        name=source.name,
+        channel=source.channel,
+        enabled=True,
+        identity_kinds=frozenset(source.identity_kinds or ()),
+    )
+
+
+def outcome_record(*, delivery: Delivery, status: str, reason: str = "", at: datetime | None = None) -> None:
+    """Put a delivery outcome on the customer's profile as a canonical track event; the
+    messageId is derived from delivery and outcome, so recording it twice stores it once."""
+    name = OUTCOME_EVENTS.get(status)
+    customer = customer_get(customer_id=delivery.customer_id)
+    if name is None or customer is None:
+        return
+    when = at or timezone.now()
+    message: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": f"delivery:{delivery.id}:{status}",
+        "timestamp": when.isoformat(),
+        "properties": {
+            "delivery_id": str(delivery.id),
+            "channel": delivery.channel,
+            "provider": delivery.provider,
+            "status": status,
+            "attempts": delivery.attempts,
+            **({"reason": reason} if reason else {}),
+        },
+        **selectors.customer_ids_for_message(customer=customer),
+    }
+    event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
+
+
+# --- webhook secrets -------------------------------------------------------------------------
+
+
+def _fernet() -> Fernet:
+    key = hashlib.sha256(settings.CHANNELS_SECRETS_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def webhook_secret_set(*, source_id: UUID, provider: str, secret: str) -> WebhookSecret:
+    """Store (or replace) a source's inbound webhook secret, encrypted."""
+    if provider not in WebhookProvider.values:
+        raise BadRequest(f"provider must be one of {WebhookProvider.values}", code="invalid_provider")
+    if not secret:
+        raise BadRequest("secret must not be empty", code="invalid_secret")
+    row, _ = WebhookSecret.objects.update_or_create(
+        source_id=source_id, provider=provider, defaults={"secret_encrypted": _fernet().encrypt(secret.encode())}
+    )
+    return row
+
+
+def webhook_secret_reveal(*, source_id: UUID, provider: str) -> str:
+    encrypted = (
+        WebhookSecret.objects.filter(source_id=source_id, provider=provider)
+        .values_list("secret_encrypted", flat=True)
+        .first()
+    )
+    if encrypted is None:
+        raise NotFound("no such webhook")
+    return _fernet().decrypt(bytes(encrypted)).decode()

@@ -1,0 +1,14 @@
+from uuid import UUID
+
+from celery import Task, shared_task
+
+from channels.services import delivery_attempt
+
+
+@shared_task(name="channels.send_delivery", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def send_delivery(self: Task, delivery_id: str) -> str:
+    """Idempotent: the claim inside delivery_attempt makes a redelivered task a no-op."""
+    result = delivery_attempt(delivery_id=UUID(delivery_id))
+    if result.retry_in is not None:
+        raise self.retry(countdown=result.retry_in)
+    return result.status
