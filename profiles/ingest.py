@@ -88,7 +88,7 @@ def event_ingest(
             _drop_junk_identities(message)
         except MessageError as error:
             result.rejected.append(Rejection(index=index, code=error.code, detail=error.detail))
-            quarantine.append(_quarantined(source, raw, error, received_at))
+            quarantine.append(_quarantined(source, raw, error, received_at, call_type=call_type, defaults=defaults))
             continue
         if message.message_id in seen:
             result.duplicates += 1
@@ -196,8 +196,15 @@ def message_quarantine(
 
 
 def _quarantined(
-    source: SourceInfo | None, raw: object, error: MessageError, received_at: datetime
+    source: SourceInfo | None,
+    raw: object,
+    error: MessageError,
+    received_at: datetime,
+    *,
+    call_type: str | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> QuarantinedMessage:
+    """An unsaved quarantine row, with what a replay needs to store the message as it came."""
     message_id = ""
     if isinstance(raw, dict) and isinstance(raw.get("messageId"), str):
         message_id = raw["messageId"][:200]
@@ -210,6 +217,8 @@ def _quarantined(
         message_id=message_id,
         raw=raw if isinstance(raw, dict | list) else None,
         raw_text="" if isinstance(raw, dict | list) else repr(raw)[:10_000],
+        call_type=call_type or "",
+        defaults=defaults or None,
     )
 
 

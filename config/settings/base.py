@@ -129,6 +129,8 @@ INGEST_MAX_BATCH_MESSAGES = 2500
 INGEST_MAX_WIRE_BYTES = 512 * 1024
 INGEST_RATE_LIMIT_PER_SECOND = env.int("INGEST_RATE_LIMIT_PER_SECOND", default=5000)
 SOURCE_CACHE_SECONDS = env.float("SOURCE_CACHE_SECONDS", default=5.0)
+# How long a process trusts its snapshot of active schemas and source policies.
+SCHEMAS_REFRESH_SECONDS = env.float("SCHEMAS_REFRESH_SECONDS", default=5.0)
 # How long a process trusts "no erasure asked for suppression" before asking again.
 SUPPRESSION_CHECK_SECONDS = env.float("SUPPRESSION_CHECK_SECONDS", default=5.0)
 # Region assumed for phone numbers written without a country code (None: such numbers are ignored).

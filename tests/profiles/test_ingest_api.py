@@ -252,3 +252,8 @@ def test_rate_limit_answers_429_with_retry_after(ingest: Any, settings: Any) -> 
     assert len(limited) >= 4
     assert limited[0]["Retry-After"] == "1"
     assert limited[0].json()["code"] == "rate_limited"
+
+
+def test_a_single_call_rejected_at_ingestion_keeps_its_call_type(ingest: Any) -> None:
+    ingest.post("track", {"event": "X", "userId": "null", "messageId": "m-1"})
+    assert QuarantinedMessage.objects.get().call_type == "track"
