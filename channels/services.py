@@ -201,24 +201,26 @@ def _recording(sender: Sender, failures: list[TransientError]) -> Sender:
 
 
 def _finish(delivery: Delivery, status: str, *, error: str = "") -> None:
+    """The final status and its outcome event commit together: no outcome without its event."""
     now = timezone.now()
     delivery.status = status
     delivery.last_error = error[:2000]
     delivery.finished_at = now
     if status == DeliveryStatus.SENT:
         delivery.sent_at = now
-    delivery.save(
-        update_fields=[
-            "status",
-            "last_error",
-            "finished_at",
-            "sent_at",
-            "provider",
-            "provider_message_id",
-            "updated_at",
-        ]
-    )
-    outcome_record(delivery=delivery, status=status, reason=error)
+    with transaction.atomic():
+        delivery.save(
+            update_fields=[
+                "status",
+                "last_error",
+                "finished_at",
+                "sent_at",
+                "provider",
+                "provider_message_id",
+                "updated_at",
+            ]
+        )
+        outcome_record(delivery=delivery, status=status, reason=error)
 
 
 # --- outcome events --------------------------------------------------------------------------

@@ -193,3 +193,24 @@ def test_a_dead_delivery_is_a_message_failed_event(providers: Any, http_sink: Ht
     event = Event.objects.get(customer_id=customer.id, name="Message Failed")
 
     assert event.properties["reason"] == "HTTP 400: Bad Request"
+
+
+def test_a_redelivered_task_for_a_claimed_delivery_sends_nothing(providers: Any, http_sink: HttpSink) -> None:
+    customer = customer_with(user_id="u1", phone=PHONE)
+    delivery = _sms(customer.id)
+    Delivery.objects.filter(id=delivery.id).update(status=DeliveryStatus.SENDING, attempts=1)
+
+    result = delivery_attempt(delivery_id=delivery.id)
+
+    assert (result.status, http_sink.requests) == ("sending", [])
+
+
+def test_dead_deliveries_show_their_reason_in_the_admin(providers: Any, admin_client: Any) -> None:
+    customer = customer_with(user_id="u1", phone=PHONE)
+    delivery = _sms(customer.id)
+    Delivery.objects.filter(id=delivery.id).update(status=DeliveryStatus.DEAD, last_error="gave up: HTTP 503")
+
+    response = admin_client.get("/admin/channels/delivery/?status__exact=dead")
+
+    assert response.status_code == 200
+    assert b"gave up: HTTP 503" in response.content

@@ -1,0 +1,64 @@
+"""Delivery through a real Celery worker on the delivery queue, against local provider servers."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from channels.models import Delivery
+from channels.services import deliver
+from profiles.models import Event
+from tests.channels.factories import customer_with
+from tests.channels.servers import HttpSink
+from tests.conftest import WorkerProcess, wait_until
+
+PHONE = "+14155550100"
+
+
+@pytest.fixture
+def delivery_worker(
+    worker_factory: Callable[..., WorkerProcess], http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], WorkerProcess]:
+    """Starts a worker whose Twilio provider is http_sink, with fast retries."""
+    for name, value in {
+        "TWILIO_BASE_URL": http_sink.url,
+        "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000001",
+        "TWILIO_AUTH_TOKEN": "primary-token",
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "SMS_SECONDARY_BASE_URL": "",
+        "CHANNELS_MAX_ATTEMPTS": "3",
+        "CHANNELS_RETRY_BASE_SECONDS": "0.1",
+        "CHANNELS_RETRY_MAX_SECONDS": "0.5",
+        "CHANNELS_BREAKER_FAIL_MAX": "10",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return lambda: worker_factory(queues="delivery", concurrency=2)
+
+
+def _status(delivery: Delivery) -> str:
+    delivery.refresh_from_db()
+    return delivery.status
+
+
+def test_a_delivery_is_sent_once_by_the_worker(delivery_worker: Any, http_sink: HttpSink) -> None:
+    customer = customer_with(user_id="u1", phone=PHONE)
+    delivery_worker()
+
+    delivery = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="w-1")
+    deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="w-1")
+
+    wait_until(lambda: _status(delivery) == "sent", timeout=30, message="delivery sent")
+    assert len(http_sink.requests) == 1
+    assert Event.objects.filter(customer_id=customer.id, name="Message Sent").count() == 1
+
+
+def test_provider_down_retries_then_dead(delivery_worker: Any, http_sink: HttpSink) -> None:
+    http_sink.default = (503, {}, b"down")
+    customer = customer_with(user_id="u1", phone=PHONE)
+    delivery_worker()
+
+    delivery = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="w-2")
+
+    wait_until(lambda: _status(delivery) == "dead", timeout=30, message="delivery dead")
+    assert (delivery.attempts, len(http_sink.requests)) == (3, 3)
+    assert "HTTP 503" in delivery.last_error
