@@ -9,11 +9,11 @@ from uuid import UUID
 import orjson
 from django.conf import settings
 
-from channels.adapters import chat, pos, twilio
+from channels.adapters import chat, pos, sendgrid, twilio
 from channels.keys import webhook_signature_seen
 from channels.models import WebhookProvider
-from channels.selectors import customer_ids_for_message
-from channels.services import webhook_secret_reveal
+from channels.selectors import customer_ids_for_message, delivery_get
+from channels.services import delivery_outcomes_apply, webhook_secret_reveal
 from channels.signing import SignatureError, stripe_verify, twilio_verify
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError, BadRequest, Conflict, Unauthorized
@@ -22,7 +22,7 @@ from profiles.ingest import event_ingest
 from profiles.models import Source
 from profiles.privacy.conventions import ConsentChoice
 from profiles.privacy.services import consent_set
-from profiles.selectors import customer_find
+from profiles.selectors import customer_find, customer_get
 
 STRIPE_STYLE_HEADER = "HTTP_THROUGHLINE_SIGNATURE"
 
@@ -58,12 +58,15 @@ def _secret(source_id: UUID, provider: str) -> str:
 def webhook_receive(
     *, provider: str, source_id: UUID, body: bytes, meta: dict[str, Any], url: str, received_at: datetime
 ) -> InboundResult:
-    """Verify a provider's webhook and ingest what it reports; 401 on a bad signature, 409 on a
+    """Verify a provider's webhook and ingest what it reports (SendGrid's also update the
+    deliveries and consent they are about); 401 on a bad signature, 409 on a
     replayed one. A provider event seen before is acknowledged and stored once (its messageId)."""
     if provider not in WebhookProvider.values:
         raise BadRequest(f"unknown provider {provider!r}", code="unknown_provider")
     source = _source(source_id)
     secret = _secret(source_id, provider)
+    if provider == WebhookProvider.SENDGRID:
+        return _sendgrid(source, secret, body, meta, received_at=received_at)
     if provider == WebhookProvider.TWILIO:
         return _twilio(source, secret, body, meta, url=url, received_at=received_at)
     header = str(meta.get(STRIPE_STYLE_HEADER, ""))
@@ -79,16 +82,68 @@ def webhook_receive(
         raise BadRequest("body is not valid JSON", code="malformed_json") from None
     if not isinstance(payload, dict) or not payload.get("id"):
         raise BadRequest("body must be a JSON object with an id", code="invalid_body")
-    # A valid signature can be captured and sent again within the tolerance: remember each one
-    # for twice the tolerance, so the copy is refused even when its timestamp is in the future.
-    seen = tl_redis.client().set(
-        webhook_signature_seen(str(source_id), header), 1, nx=True, ex=2 * settings.CHANNELS_WEBHOOK_TOLERANCE_SECONDS
-    )
-    if not seen:
-        raise Conflict("this signed request was already received", code="replayed")
+    _refuse_replay(source_id, header)
     message = chat.to_message(payload) if provider == WebhookProvider.CHAT else pos.to_message(payload)
     ingested = event_ingest(source=source, raw_messages=[message], call_type=None, received_at=received_at)
     return InboundResult(accepted=ingested.accepted, duplicates=ingested.duplicates, rejected=len(ingested.rejected))
+
+
+def _refuse_replay(source_id: UUID, signature: str) -> None:
+    # A valid signature can be captured and sent again within the tolerance: remember each one
+    # for twice the tolerance, so the copy is refused even when its timestamp is in the future.
+    seen = tl_redis.client().set(
+        webhook_signature_seen(str(source_id), signature),
+        1,
+        nx=True,
+        ex=2 * settings.CHANNELS_WEBHOOK_TOLERANCE_SECONDS,
+    )
+    if not seen:
+        raise Conflict("this signed request was already received", code="replayed")
+
+
+def _sendgrid(
+    source: SourceInfo, public_key: str, body: bytes, meta: dict[str, Any], *, received_at: datetime
+) -> InboundResult:
+    signature = str(meta.get(sendgrid.SIGNATURE_HEADER, ""))
+    try:
+        sendgrid.verify(
+            public_key,
+            body,
+            signature,
+            str(meta.get(sendgrid.TIMESTAMP_HEADER, "")),
+            now=time.time(),
+            tolerance=settings.CHANNELS_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except SignatureError as error:
+        raise Unauthorized(str(error), code="invalid_signature") from None
+    try:
+        batch = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON", code="malformed_json") from None
+    if not isinstance(batch, list) or not all(isinstance(event, dict) for event in batch):
+        raise BadRequest("body must be a JSON array of events", code="invalid_body")
+    _refuse_replay(source.id, signature)
+    messages = []
+    for event in batch:
+        delivery = _delivery_of(event.get("delivery_id"))
+        customer = customer_get(customer_id=delivery.customer_id) if delivery is not None else None
+        ids = customer_ids_for_message(customer=customer) if customer is not None else {}
+        message = sendgrid.to_message(event, ids)
+        if message is not None:
+            messages.append(message)
+    ingested = event_ingest(source=source, raw_messages=messages, call_type=None, received_at=received_at)
+    # Applying an outcome twice (SendGrid re-sends batches) leaves the same state behind.
+    consent = delivery_outcomes_apply(outcomes=[sendgrid.outcome(event) for event in batch], source=source)
+    return InboundResult(
+        accepted=ingested.accepted, duplicates=ingested.duplicates, rejected=len(ingested.rejected), consent=consent
+    )
+
+
+def _delivery_of(value: object) -> Any:
+    try:
+        return delivery_get(delivery_id=UUID(str(value))) if value else None
+    except ValueError:
+        return None
 
 
 def _twilio(

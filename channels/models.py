@@ -55,6 +55,7 @@ class WebhookProvider(models.TextChoices):
     TWILIO = "twilio", "Twilio inbound SMS"
     CHAT = "chat", "Chat (Stripe-style signature)"
     POS = "pos", "Point of sale (Stripe-style signature)"
+    SENDGRID = "sendgrid", "SendGrid Event Webhook (ECDSA; the secret is SendGrid's public key)"
 
 
 class WebhookSecret(BaseModel):
@@ -77,3 +78,18 @@ class WebhookSecret(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.provider} webhook of {self.source_id}"
+
+
+class UndeliverableAddress(BaseModel):
+    """An address a provider reported as bouncing: delivery skips it until it is removed."""
+
+    id = models.BigAutoField(primary_key=True)
+    channel = models.CharField(max_length=16, choices=DeliveryChannel.choices)
+    address = models.CharField(max_length=512)
+    reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "address"], name="channels_one_undeliverable_row")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address}"

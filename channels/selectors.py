@@ -5,7 +5,7 @@ from uuid import UUID
 
 from django.conf import settings
 
-from channels.models import Delivery
+from channels.models import Delivery, UndeliverableAddress
 from profiles.models import Customer, Identity, Source
 
 _ADDRESS_KINDS = {"email": "email", "sms": "phone"}
@@ -67,3 +67,7 @@ def customer_ids_for_message(*, customer: Customer) -> dict[str, Any]:
 
 def system_source_row(*, name: str) -> Source | None:
     return Source.objects.filter(name=name).first()
+
+
+def address_undeliverable(*, channel: str, address: str) -> bool:
+    return UndeliverableAddress.objects.filter(channel=channel, address=address).exists()

@@ -15,16 +15,26 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels import selectors
+from channels.adapters.sendgrid import OPT_OUT, UNDELIVERABLE, Outcome
 from channels.breaker import breaker_for, destination_host
-from channels.models import Delivery, DeliveryChannel, DeliveryStatus, WebhookProvider, WebhookSecret
+from channels.models import (
+    Delivery,
+    DeliveryChannel,
+    DeliveryStatus,
+    UndeliverableAddress,
+    WebhookProvider,
+    WebhookSecret,
+)
 from channels.policy import PermanentError, TransientError, backoff_seconds
 from channels.senders import SENDERS, Outgoing, Sender
 from config.core.errors import BadRequest, NotFound
 from profiles.contracts import SourceInfo
 from profiles.ingest import event_ingest
 from profiles.privacy import conventions
+from profiles.privacy.conventions import ConsentChoice
 from profiles.privacy.selectors import consent_allows
-from profiles.selectors import customer_get
+from profiles.privacy.services import consent_set
+from profiles.selectors import customer_find, customer_get
 from profiles.services import source_create
 
 logger = logging.getLogger(__name__)
@@ -155,6 +165,8 @@ def _claim(delivery_id: UUID) -> tuple[Delivery, str] | None:
             delivery.address = selectors.customer_address(customer=customer, channel=delivery.channel)
             if not delivery.address:
                 skip_reason = f"no {delivery.channel} address"
+            elif selectors.address_undeliverable(channel=delivery.channel, address=delivery.address):
+                skip_reason = f"{delivery.channel} address is undeliverable (bounced)"
         delivery.status = DeliveryStatus.SENDING
         delivery.attempts += 1
         delivery.save(update_fields=["status", "attempts", "address", "updated_at"])
@@ -269,6 +281,64 @@ def outcome_record(*, delivery: Delivery, status: str, reason: str = "", at: dat
         **selectors.customer_ids_for_message(customer=customer),
     }
     event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
+
+
+# --- provider status reports ------------------------------------------------------------------
+
+
+def delivery_outcomes_apply(*, outcomes: list[Outcome], source: SourceInfo) -> list[str]:
+    """Apply email provider reports: delivered/bounced move the delivery on, a bounce marks the
+    address undeliverable, an unsubscribe or spam report denies email consent. Idempotent."""
+    changed: list[str] = []
+    for outcome in outcomes:
+        delivery = _delivery_for(outcome.delivery_id)
+        if outcome.kind == "delivered" and delivery is not None:
+            Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENT).update(
+                status=DeliveryStatus.DELIVERED, updated_at=timezone.now()
+            )
+        elif outcome.kind in UNDELIVERABLE:
+            if delivery is not None:
+                Delivery.objects.filter(
+                    id=delivery.id, status__in=[DeliveryStatus.SENT, DeliveryStatus.DELIVERED]
+                ).update(
+                    status=DeliveryStatus.FAILED,
+                    last_error=f"{outcome.kind}: {outcome.reason}",
+                    updated_at=timezone.now(),
+                )
+            address = (delivery.address if delivery is not None else "") or outcome.email.strip().lower()
+            if address:
+                UndeliverableAddress.objects.update_or_create(
+                    channel=DeliveryChannel.EMAIL,
+                    address=address,
+                    defaults={"reason": f"{outcome.kind}: {outcome.reason}"},
+                )
+        elif outcome.kind in OPT_OUT:
+            customer = (
+                customer_get(customer_id=delivery.customer_id)
+                if delivery is not None
+                else customer_find(kind="email", value=outcome.email)
+            )
+            if customer is not None:
+                consent_set(
+                    customer_id=customer.id,
+                    choices=[
+                        ConsentChoice(purpose, "email", "denied")
+                        for purpose in settings.CHANNELS_EMAIL_OPT_OUT_PURPOSES
+                    ],
+                    origin="webhook",
+                    actor=f"webhook:sendgrid:{source.id}",
+                    source_id=source.id,
+                    source_label=source.name,
+                )
+                changed.append(f"{customer.id}: email denied ({outcome.kind})")
+    return changed
+
+
+def _delivery_for(value: str) -> Delivery | None:
+    try:
+        return Delivery.objects.filter(id=UUID(value)).first() if value else None
+    except ValueError:
+        return None
 
 
 # --- webhook secrets -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import smtplib
 from email.utils import make_msgid
 
+import orjson
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from channels.policy import PermanentError, TransientError
@@ -30,7 +31,13 @@ def send_email(config: dict[str, str], message: Outgoing) -> str:
         body=text,
         from_email=config["from_email"],
         to=[message.address],
-        headers={"Message-ID": message_id, "X-Throughline-Delivery": message.delivery_id},
+        headers={
+            "Message-ID": message_id,
+            "X-Throughline-Delivery": message.delivery_id,
+            # SendGrid's SMTP relay returns unique_args in its Event Webhook: how a bounce or an
+            # open finds its way back to this delivery.
+            "X-SMTPAPI": orjson.dumps({"unique_args": {"delivery_id": message.delivery_id}}).decode(),
+        },
         connection=connection,
     )
     if message.content.get("html"):

@@ -155,6 +155,7 @@ CHANNELS_SECRETS_KEY = env.str("CHANNELS_SECRETS_KEY", default="") or SECRET_KEY
 # Public base URL Twilio signs (scheme://host), when a proxy changes what Django sees.
 CHANNELS_PUBLIC_BASE_URL = env.str("CHANNELS_PUBLIC_BASE_URL", default="")
 CHANNELS_SMS_STOP_PURPOSES = env.list("CHANNELS_SMS_STOP_PURPOSES", default=["marketing", "transactional"])
+CHANNELS_EMAIL_OPT_OUT_PURPOSES = env.list("CHANNELS_EMAIL_OPT_OUT_PURPOSES", default=["marketing"])
 CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
     "twilio": {
         "kind": "twilio",

@@ -1,0 +1,94 @@
+"""SendGrid Event Webhook batches, signed with ECDSA (P-256, SHA-256) over timestamp + raw body.
+
+The verification key is SendGrid's public key (base64 DER), stored as the source's webhook
+secret. Each event carries sg_event_id (dedup) and, for our own mail, the delivery_id unique
+argument the SMTP sender sets through X-SMTPAPI.
+"""
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from channels.adapters.identity import ids_from
+from channels.signing import SignatureError
+
+SIGNATURE_HEADER = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE"
+TIMESTAMP_HEADER = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"
+EVENTS = {
+    "delivered": "Message Delivered",
+    "open": "Message Opened",
+    "click": "Message Clicked",
+    "bounce": "Message Bounced",
+    "dropped": "Message Bounced",
+    "spamreport": "Email Marked as Spam",
+    "unsubscribe": "Email Unsubscribed",
+}
+OPT_OUT = {"spamreport", "unsubscribe"}
+UNDELIVERABLE = {"bounce", "dropped"}
+
+
+def verify(public_key_b64: str, body: bytes, signature_b64: str, timestamp: str, *, now: float, tolerance: int) -> None:
+    if not signature_b64 or not timestamp:
+        raise SignatureError("SendGrid signature headers are missing")
+    try:
+        key = load_der_public_key(base64.b64decode(public_key_b64))
+        signature = base64.b64decode(signature_b64, validate=True)
+        signed_at = int(timestamp)
+    except ValueError:
+        raise SignatureError("malformed SendGrid signature or key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise SignatureError("the SendGrid verification key is not an EC key")
+    try:
+        key.verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SignatureError("signature does not match") from None
+    if abs(now - signed_at) > tolerance:
+        raise SignatureError("signature timestamp is outside the tolerance")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str
+    delivery_id: str
+    email: str
+    reason: str
+
+
+def outcome(event: dict[str, Any]) -> Outcome:
+    return Outcome(
+        kind=str(event.get("event", "")),
+        delivery_id=str(event.get("delivery_id", "")),
+        email=str(event.get("email", "")),
+        reason=str(event.get("reason") or event.get("response") or "")[:500],
+    )
+
+
+def to_message(event: dict[str, Any], ids: dict[str, Any]) -> dict[str, Any] | None:
+    kind = str(event.get("event", ""))
+    name = EVENTS.get(kind)
+    if name is None or not event.get("sg_event_id"):
+        return None
+    message: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": f"sendgrid:{event['sg_event_id']}",
+        "properties": {
+            "channel": "email",
+            "provider": "sendgrid",
+            "provider_event": kind,
+            "delivery_id": str(event.get("delivery_id", "")),
+            "sg_message_id": str(event.get("sg_message_id", "")),
+            **({"url": str(event["url"])} if event.get("url") else {}),
+            **({"reason": str(event.get("reason") or event.get("response"))[:500]} if kind in UNDELIVERABLE else {}),
+        },
+        **(ids or ids_from({"email": event.get("email")}, prefix="email")),
+    }
+    if isinstance(event.get("timestamp"), int):
+        message["timestamp"] = datetime.fromtimestamp(event["timestamp"], UTC).isoformat()
+    return message
