@@ -3,6 +3,7 @@ scripted status, and an SMTP server (aiosmtpd) that records messages."""
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -29,6 +30,7 @@ class HttpSink:
     script: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
     default: tuple[int, dict[str, str], bytes] = (200, {}, b'{"sid": "SM0000000000000000000000000000000"}')
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0
 
     @property
     def url(self) -> str:
@@ -53,6 +55,7 @@ def start_http_sink() -> HttpSink:
             length = int(self.headers.get("Content-Length") or 0)
             recorded = Recorded("POST", self.path, dict(self.headers.items()), self.rfile.read(length))
             status, headers, body = sink.respond(recorded)
+            time.sleep(sink.delay)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -1,5 +1,6 @@
 """Delivery through a real Celery worker on the delivery queue, against local provider servers."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,3 +63,18 @@ def test_provider_down_retries_then_dead(delivery_worker: Any, http_sink: HttpSi
     wait_until(lambda: _status(delivery) == "dead", timeout=30, message="delivery dead")
     assert (delivery.attempts, len(http_sink.requests)) == (3, 3)
     assert "HTTP 503" in delivery.last_error
+
+
+def test_worker_killed_mid_send_leaves_no_duplicate_at_the_sink(delivery_worker: Any, http_sink: HttpSink) -> None:
+    http_sink.delay = 3.0
+    customer = customer_with(user_id="u1", phone=PHONE)
+    first = delivery_worker()
+    delivery = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="w-3")
+    wait_until(lambda: len(http_sink.requests) == 1, timeout=30, message="the send started")
+
+    first.kill()
+    delivery_worker()
+    time.sleep(4)
+
+    # At most once: the claimed delivery is not sent again; it stays "sending" for an operator.
+    assert (len(http_sink.requests), _status(delivery)) == (1, "sending")
