@@ -5,14 +5,16 @@ in one query, events and their routing outbox rows go in with one statement, and
 messages go to the quarantine. Nothing here runs a query per message.
 """
 
+import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 
@@ -391,6 +393,40 @@ class _Store:
         raise NotImplementedError
 
 
+class _PreparedCursor:
+    """A server-side-binding cursor that prepares its statements.
+
+    Django's cursors bind parameters on the client, quoting every array element into the SQL text
+    in Python, and PostgreSQL then parses and plans that text anew on each call. The statements
+    below are fixed texts taking long arrays, so here the arrays travel as parameters and each
+    statement is planned once per connection.
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        with connection.wrap_database_errors:
+            self._cursor.execute(sql, params, prepare=True)
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+@contextlib.contextmanager
+def _prepared_cursor() -> Iterator[_PreparedCursor]:
+    # Django's cursor first: it opens or health-checks the connection and joins the transaction.
+    with connection.cursor() as django_cursor:
+        raw: psycopg.Connection[Any] = django_cursor.cursor.connection
+        if raw.prepare_threshold is None:
+            # Django turns automatic preparing off (None), which also refuses prepare=True. A
+            # threshold no statement reaches keeps automatic preparing off and allows it here;
+            # Django's own client-side cursors never prepare whatever the setting.
+            raw.prepare_threshold = 2**31
+        with psycopg.Cursor(raw) as cursor:
+            yield _PreparedCursor(cursor)
+
+
 class _PostgresStore(_Store):
     """Set-based statements over unnest()-ed arrays: one round trip per step, whatever the batch size."""
 
@@ -398,7 +434,7 @@ class _PostgresStore(_Store):
         if not keys:
             return {}
         kinds, values = zip(*keys, strict=True)
-        with connection.cursor() as cursor:
+        with _prepared_cursor() as cursor:
             cursor.execute(
                 # merged_into always names the final survivor, so one hop finds the live profile.
                 "SELECT i.kind, i.value, COALESCE(c.merged_into_id, c.id) FROM profiles_identity i "
@@ -409,7 +445,7 @@ class _PostgresStore(_Store):
             return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}
 
     def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
-        with connection.cursor() as cursor:
+        with _prepared_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, created_at, updated_at) "
                 "SELECT u.id, u.traits::jsonb, u.times::jsonb, u.once::jsonb, %s, %s "
@@ -426,7 +462,7 @@ class _PostgresStore(_Store):
 
     def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
         keys = list(identities)
-        with connection.cursor() as cursor:
+        with _prepared_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO profiles_identity (kind, value, customer_id, source_id, created_at, updated_at) "
                 "SELECT u.kind, u.value, u.customer_id, %s, %s, %s "
@@ -440,7 +476,7 @@ class _PostgresStore(_Store):
     def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
         # ($set_once || current || $set) - $unset: $set_once only fills keys the profile lacks.
         ops = list(updates.values())
-        with connection.cursor() as cursor:
+        with _prepared_cursor() as cursor:
             cursor.execute(
                 """
                 UPDATE profiles_customer AS c SET
@@ -468,7 +504,7 @@ class _PostgresStore(_Store):
             )
 
     def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
-        with connection.cursor() as cursor:
+        with _prepared_cursor() as cursor:
             cursor.execute(
                 """
                 WITH inserted AS (
