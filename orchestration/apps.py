@@ -15,3 +15,7 @@ class OrchestrationConfig(AppConfig):
         routing.register_handler(routing.record_routed)
         routing.register_handler(consent_apply_events)
         routing.register_handler(computed_traits_on_routed)
+
+        from orchestration.sessions.wiring import connect as connect_sessions
+
+        connect_sessions()

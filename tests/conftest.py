@@ -138,3 +138,55 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for: {message or predicate}")
+
+
+class SessionsClient:
+    """Calls the sessions API (/v1/sessions...) as a source: Basic auth with its write key."""
+
+    def __init__(self, client: Client, write_key: str):
+        self.client = client
+        self.write_key = write_key
+        self.auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+    def _send(self, method: str, path: str, body: Any = None, **headers: Any) -> Any:
+        data = b"" if body is None else orjson.dumps(body)
+        headers.setdefault("HTTP_AUTHORIZATION", self.auth)
+        headers.setdefault("content_type", "application/json")
+        return getattr(self.client, method)(path, data=data, **headers)
+
+    def start(self, body: Any, **headers: Any) -> Any:
+        return self._send("post", "/v1/sessions", body, **headers)
+
+    def get(self, session_id: str, **headers: Any) -> Any:
+        headers.setdefault("HTTP_AUTHORIZATION", self.auth)
+        return self.client.get(f"/v1/sessions/{session_id}", **headers)
+
+    def patch(self, session_id: str, body: Any, *, version: int | str | None, **headers: Any) -> Any:
+        if version is not None:
+            headers["HTTP_IF_MATCH"] = version if isinstance(version, str) else f'"{version}"'
+        headers.setdefault("content_type", "application/merge-patch+json")
+        return self._send("patch", f"/v1/sessions/{session_id}", body, **headers)
+
+    def end(self, session_id: str, body: Any = None, **headers: Any) -> Any:
+        return self._send("post", f"/v1/sessions/{session_id}/end", body, **headers)
+
+    def handoff(self, session_id: str, body: Any = None, **headers: Any) -> Any:
+        return self._send("post", f"/v1/sessions/{session_id}/handoff", body, **headers)
+
+    def resume(self, body: Any, **headers: Any) -> Any:
+        return self._send("post", "/v1/sessions/resume", body, **headers)
+
+    def customer_sessions(self, **params: Any) -> Any:
+        return self.client.get("/v1/customers/sessions", params, HTTP_AUTHORIZATION=self.auth)
+
+
+@pytest.fixture
+def sessions_for() -> Callable[[Any], SessionsClient]:
+    """A sessions API client for any source: `sessions_for(SourceFactory(channel="pos"))`."""
+    return lambda source: SessionsClient(Client(), source.write_key)
+
+
+@pytest.fixture
+def test_redis() -> redis.Redis:
+    """The test run's own Redis database (REDIS_URL), the only one a test may flush."""
+    return redis.Redis.from_url(settings.REDIS_URL)

@@ -29,3 +29,13 @@ class Keys:
     @staticmethod
     def rate(bucket: str, subject: str, window: int) -> str:
         return f"{NAMESPACE}:rate:{bucket}:{subject}:{window}"
+
+    @staticmethod
+    def session(session_id: str) -> str:
+        """A session's state: hash {v: version, d: JSON document}."""
+        return f"{NAMESPACE}:sess:{session_id}"
+
+    @staticmethod
+    def session_index(customer_id: str) -> str:
+        """A customer's active sessions: sorted set of session ids scored by expiry."""
+        return f"{NAMESPACE}:sessidx:{customer_id}"

@@ -111,11 +111,16 @@ CELERY_TASK_ROUTES = {
     "orchestration.route_events": {"queue": "routing"},
     "orchestration.sweep_outbox": {"queue": "maintenance"},
     "channels.send_delivery": {"queue": "delivery"},
+    "orchestration.end_inactive_sessions": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {
         "task": "orchestration.sweep_outbox",
         "schedule": env.float("ROUTING_SWEEP_INTERVAL_SECONDS", default=15.0),
+    },
+    "end-inactive-sessions": {
+        "task": "orchestration.end_inactive_sessions",
+        "schedule": env.float("SESSIONS_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -140,6 +145,35 @@ DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="") or None
 ROUTING_DISPATCH_LINGER_MS = env.int("ROUTING_DISPATCH_LINGER_MS", default=5)
 ROUTING_DISPATCH_MAX_CHUNK = env.int("ROUTING_DISPATCH_MAX_CHUNK", default=500)
 ROUTING_SWEEP_AFTER_SECONDS = env.int("ROUTING_SWEEP_AFTER_SECONDS", default=60)
+
+# --- Cross-channel sessions (orchestration/sessions) ------------------------------------------
+# "redis" when REDIS_URL is set (written through to the database), else "database".
+SESSIONS_STORE = env.str("SESSIONS_STORE", default="auto")
+# A session ends after this long without activity on its channel (events or API writes).
+SESSIONS_INACTIVITY_SECONDS = {
+    "default": 1800,
+    "web": 1800,
+    "mobile": 1800,
+    "chat": 3600,
+    "pos": 900,
+    "email": 86400,
+    "sms": 86400,
+    "server": 1800,
+    **env.dict("SESSIONS_INACTIVITY_SECONDS", cast={"value": int}, default={}),
+}
+SESSIONS_REDIS_GRACE_SECONDS = 300
+SESSIONS_ENDED_TTL_SECONDS = 600
+SESSIONS_MAX_STATE_BYTES = env.int("SESSIONS_MAX_STATE_BYTES", default=64 * 1024)
+SESSIONS_MAX_BODY_BYTES = SESSIONS_MAX_STATE_BYTES + 4 * 1024
+SESSIONS_TOKEN_TTL_SECONDS = env.int("SESSIONS_TOKEN_TTL_SECONDS", default=600)
+SESSIONS_TOKEN_MAX_TTL_SECONDS = 3600
+# A session that ended for inactivity can still be resumed (and reopens) within this window.
+SESSIONS_RESUME_WINDOW_SECONDS = env.int("SESSIONS_RESUME_WINDOW_SECONDS", default=7 * 86400)
+# A new session while another channel's session was active this recently counts as starting over.
+SESSIONS_CONTINUATION_WINDOW_SECONDS = env.int("SESSIONS_CONTINUATION_WINDOW_SECONDS", default=86400)
+# Where a handoff's resume link points, with {token}; empty: this API's own resume endpoint.
+SESSIONS_RESUME_URL = env.str("SESSIONS_RESUME_URL", default="")
+SESSIONS_RATE_LIMIT_PER_SECOND = env.int("SESSIONS_RATE_LIMIT_PER_SECOND", default=5000)
 
 # --- Channels: outbound delivery and inbound webhooks (channels/) -----------------------------
 CHANNELS_SEND_TIMEOUT_SECONDS = env.float("CHANNELS_SEND_TIMEOUT_SECONDS", default=5.0)

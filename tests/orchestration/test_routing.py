@@ -24,7 +24,8 @@ def _ingest_batch(ingest: Any, count: int, prefix: str = "m") -> list[int]:
 def test_routing_takes_events_off_the_outbox_and_records_them(ingest: Any) -> None:
     ids = _ingest_batch(ingest, 5)
     assert route(ids) == 5
-    assert EventOutbox.objects.count() == 0
+    # Only these events: routing handlers may ingest events of their own (Session Started).
+    assert EventOutbox.objects.filter(event_id__in=ids).count() == 0
     assert sorted(RouteLog.objects.values_list("event_id", flat=True)) == ids
 
 

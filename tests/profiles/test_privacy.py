@@ -377,11 +377,6 @@ def _redis_mentions(client: redis.Redis, text: str) -> list[bytes]:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session state in Redis goes when orchestration registers contracts.on_customer_erased "
-    "(see docs/privacy.md); remove this marker once it does.",
-)
 def test_erase_leaves_nothing_in_redis(ingest: Any, test_redis_db: redis.Redis) -> None:
     ingest.post("track", {"userId": USER_ID, "event": "Viewed"})
     route(list(Event.objects.values_list("id", flat=True)))

@@ -1,0 +1,96 @@
+"""Durable session records: PostgreSQL holds every acknowledged write, Redis a copy for speed.
+
+Registered under the orchestration app (imported by orchestration.models).
+"""
+
+import uuid
+
+from django.db import models
+
+from profiles.models import ChannelKind, Customer, Source
+
+
+class SessionRecord(models.Model):
+    """One cross-channel session and its state document; `version` is bumped by every write."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=16, choices=ChannelKind.choices, help_text="The channel it is on now.")
+    started_channel = models.CharField(max_length=16, choices=ChannelKind.choices)
+    device = models.CharField(max_length=200, blank=True, default="")
+    source_ids = models.JSONField(
+        default=list, help_text="Sources linked to it: the one that started it and each resumer."
+    )
+    channels = models.JSONField(default=list, help_text="Every channel it has been on, in order.")
+    user_id = models.CharField(max_length=512, blank=True, default="")
+    anonymous_id = models.CharField(max_length=512, blank=True, default="")
+    origin = models.CharField(max_length=8, choices=[("api", "api"), ("events", "events")], default="api")
+    state = models.JSONField(default=dict, blank=True)
+    version = models.PositiveBigIntegerField(default=1)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=16, blank=True, default="")
+    outcome = models.CharField(max_length=16, blank=True, default="")
+    ended_channel = models.CharField(max_length=16, blank=True, default="")
+
+    class Meta:
+        db_table = "orchestration_session"
+        indexes = [
+            models.Index(fields=["customer", "-last_seen_at"], name="orch_session_customer"),
+            models.Index(
+                fields=["channel", "last_seen_at"], name="orch_session_active", condition=models.Q(ended_at=None)
+            ),
+            models.Index(fields=["started_at"], name="orch_session_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.id} ({self.channel})"
+
+
+class ResumeToken(models.Model):
+    """A single-use handoff token. Only its SHA-256 is stored; the plain token is shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(SessionRecord, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
+    issued_by = models.ForeignKey(Source, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "orchestration_resume_token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… for {self.session_id}"
+
+
+class ContinuationKind(models.TextChoices):
+    RESUMED = "resumed"
+    STARTED_OVER = "started_over"
+
+
+class SessionContinuation(models.Model):
+    """A customer moving from one channel to another: by resuming a session, or by starting a
+    new one while a recent session on another channel was there to resume. The context
+    retention KPI is resumed / (resumed + started_over)."""
+
+    id = models.BigAutoField(primary_key=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=ContinuationKind.choices)
+    from_session = models.ForeignKey(SessionRecord, on_delete=models.CASCADE, related_name="+")
+    to_session = models.ForeignKey(SessionRecord, on_delete=models.CASCADE, related_name="+")
+    from_channel = models.CharField(max_length=16)
+    to_channel = models.CharField(max_length=16)
+    via = models.CharField(max_length=16, blank=True, default="", help_text="token or identity, when resumed.")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "orchestration_session_continuation"
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.from_channel} -> {self.to_channel}"

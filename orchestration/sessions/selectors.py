@@ -1,0 +1,144 @@
+"""Reads on sessions, and the object-level authorization rules.
+
+A source may read and write a session when it is linked to it (it started or resumed it) or
+when it has itself identified the session's customer: it created one of the customer's
+identities, or sent an event for the customer other than the session lifecycle events this
+module emits (so resuming through a token does not widen a source's access to the customer's
+other sessions). Anything else is answered as if the session did not exist.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import Count, F, Q
+
+from config.core.errors import NotFound
+from orchestration.sessions.documents import Outcome, SessionDoc
+from orchestration.sessions.models import ContinuationKind, SessionContinuation, SessionRecord
+from orchestration.sessions.store import RateLimit, session_store, to_doc
+from profiles.contracts import SourceInfo
+from profiles.identifiers import normalize
+from profiles.models import Event, Identity, Source
+
+LIFECYCLE_EVENTS = frozenset({"Session Started", "Session Ended", "Session Resumed"})
+IDENTITY_KINDS = ("user_id", "anonymous_id")
+
+
+def source_identified_customer(*, source_id: UUID | str, customer_id: UUID | str) -> bool:
+    if Identity.objects.filter(customer_id=customer_id, source_id=source_id).exists():
+        return True
+    return (
+        Event.objects.filter(customer_id=customer_id, source_id=source_id).exclude(name__in=LIFECYCLE_EVENTS).exists()
+    )
+
+
+def source_identity_customer(*, source_id: UUID | str, kind: str, value: str) -> UUID | None:
+    """The customer holding identity (kind, value), if this source has itself identified it:
+    created the identity, or sent an event carrying it."""
+    if kind not in IDENTITY_KINDS:
+        return None
+    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    if normalized is None:
+        return None
+    identity = Identity.objects.filter(kind=kind, value=normalized).only("customer_id", "source_id").first()
+    if identity is None:
+        return None
+    if identity.source_id == source_id:
+        return identity.customer_id
+    carried = (
+        Event.objects.filter(customer_id=identity.customer_id, source_id=source_id, **{kind: normalized})
+        .exclude(name__in=LIFECYCLE_EVENTS)
+        .exists()
+    )
+    return identity.customer_id if carried else None
+
+
+def source_may_access(*, source: SourceInfo, doc: SessionDoc) -> bool:
+    return doc.linked_to(source.id) or source_identified_customer(source_id=source.id, customer_id=doc.customer_id)
+
+
+def session_for_source(*, source: SourceInfo, session_id: str, rate: RateLimit | None = None) -> SessionDoc:
+    doc = session_store().get(session_id, rate=rate)
+    if doc is None or not source_may_access(source=source, doc=doc):
+        raise NotFound("no such session", code="session_not_found")
+    return doc
+
+
+def session_get(*, session_id: str) -> SessionDoc | None:
+    return session_store().get(session_id)
+
+
+def customer_sessions(*, customer_id: UUID | str, active: bool, limit: int = 50) -> list[SessionDoc]:
+    if active:
+        return session_store().list_active([str(customer_id)])[:limit]
+    records = SessionRecord.objects.filter(customer_id=customer_id).order_by("-last_seen_at")[:limit]
+    return [to_doc(r) for r in records]
+
+
+def session_list(*, customer_id: UUID | None, active: bool | None, limit: int) -> list[SessionDoc]:
+    records = SessionRecord.objects.order_by("-last_seen_at")
+    if customer_id is not None:
+        records = records.filter(customer_id=customer_id)
+    if active is not None:
+        records = records.filter(ended_at__isnull=active)
+    return [to_doc(r) for r in records[:limit]]
+
+
+def source_info(*, source_id: UUID | str) -> SourceInfo | None:
+    source = Source.objects.filter(id=source_id).first()
+    if source is None:
+        return None
+    return SourceInfo(
+        id=source.id,
+        name=source.name,
+        channel=source.channel,
+        enabled=source.enabled,
+        identity_kinds=frozenset(source.identity_kinds or ()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    since: datetime
+    until: datetime
+    resumed: int
+    started_over: int
+    continued: int
+    completed_elsewhere: int
+
+    @property
+    def context_retention(self) -> float | None:
+        """Of the cross-channel continuations, the share that resumed a session."""
+        total = self.resumed + self.started_over
+        return self.resumed / total if total else None
+
+    @property
+    def cross_channel_completion(self) -> float | None:
+        """Of the sessions begun on one channel and continued on another, the share completed
+        on a channel other than the one they began on."""
+        return self.completed_elsewhere / self.continued if self.continued else None
+
+
+def session_kpis(*, since: datetime, until: datetime) -> Kpis:
+    continuations = SessionContinuation.objects.filter(created_at__gte=since, created_at__lt=until).aggregate(
+        resumed=Count("id", filter=Q(kind=ContinuationKind.RESUMED)),
+        started_over=Count("id", filter=Q(kind=ContinuationKind.STARTED_OVER)),
+    )
+    # Sessions begun in the period that were continued on another channel: they have been
+    # resumed at least once (a resumed continuation points at them).
+    continued = SessionRecord.objects.filter(
+        started_at__gte=since,
+        started_at__lt=until,
+        id__in=SessionContinuation.objects.filter(kind=ContinuationKind.RESUMED).values("to_session_id"),
+    )
+    completed = continued.filter(outcome=Outcome.COMPLETED).exclude(ended_channel=F("started_channel"))
+    return Kpis(
+        since=since,
+        until=until,
+        resumed=continuations["resumed"],
+        started_over=continuations["started_over"],
+        continued=continued.count(),
+        completed_elsewhere=completed.count(),
+    )

@@ -1,0 +1,454 @@
+"""The SessionStore contract and its two implementations.
+
+- DatabaseStore: the database is the store (embedded mode, and the durable half of the other).
+- RedisStore: every write goes to PostgreSQL first (the write is acknowledged only once it is
+  committed there) and is then copied to Redis in one round trip: a hash per session holding
+  the version and the JSON document, with a sliding TTL per channel kind, and a sorted set per
+  customer indexing the active sessions. A read is one round trip (it also counts the caller's
+  rate limit); a miss (TTL elapsed, Redis restarted or flushed) reads PostgreSQL and puts the
+  session back. The copy is written after commit with a "set if not older" script, so copies
+  racing each other never move a session back to an older version.
+
+Writes lock the row (SELECT ... FOR UPDATE), so versions are bumped one at a time and a writer
+holding a stale version is refused with the current one (VersionMismatch).
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from config.core import ratelimit
+from config.core import redis as tl_redis
+from config.core.errors import RateLimited
+from orchestration.sessions.concurrency import Expected, check_version
+from orchestration.sessions.documents import SessionDoc
+from orchestration.sessions.models import SessionRecord
+
+logger = logging.getLogger(__name__)
+
+# A write callback returns the changed document (the store bumps the version and saves it) or
+# None to leave the session as it is.
+Mutation = Callable[[SessionDoc], SessionDoc | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The caller's rate limit, counted by the read itself (same keys as config.core.ratelimit)."""
+
+    bucket: str
+    subject: str
+    per_second: int
+
+
+class SessionNotFound(Exception):
+    pass
+
+
+def inactivity_timeout(channel: str) -> timedelta:
+    timeouts: dict[str, int] = settings.SESSIONS_INACTIVITY_SECONDS
+    return timedelta(seconds=timeouts.get(channel, timeouts["default"]))
+
+
+def to_doc(record: SessionRecord) -> SessionDoc:
+    return SessionDoc(
+        id=str(record.id),
+        customer_id=str(record.customer_id),
+        channel=record.channel,
+        started_channel=record.started_channel,
+        device=record.device,
+        version=record.version,
+        state=record.state,
+        started_at=record.started_at,
+        last_seen_at=record.last_seen_at,
+        ended_at=record.ended_at,
+        end_reason=record.end_reason,
+        outcome=record.outcome,
+        ended_channel=record.ended_channel,
+        channels=tuple(record.channels),
+        source_ids=tuple(record.source_ids),
+        user_id=record.user_id,
+        anonymous_id=record.anonymous_id,
+    )
+
+
+def _new_record(doc: SessionDoc, origin: str) -> SessionRecord:
+    return SessionRecord(
+        id=UUID(doc.id),
+        customer_id=UUID(doc.customer_id),
+        channel=doc.channel,
+        started_channel=doc.started_channel,
+        device=doc.device,
+        source_ids=list(doc.source_ids),
+        channels=list(doc.channels),
+        user_id=doc.user_id,
+        anonymous_id=doc.anonymous_id,
+        origin=origin,
+        state=doc.state,
+        version=doc.version,
+        started_at=doc.started_at,
+        last_seen_at=doc.last_seen_at,
+    )
+
+
+def _apply(record: SessionRecord, doc: SessionDoc) -> list[str]:
+    """Copy a document's fields onto its record; returns the fields that changed."""
+    values = {
+        "channel": doc.channel,
+        "device": doc.device,
+        "version": doc.version,
+        "state": doc.state,
+        "last_seen_at": doc.last_seen_at,
+        "ended_at": doc.ended_at,
+        "end_reason": doc.end_reason,
+        "outcome": doc.outcome,
+        "ended_channel": doc.ended_channel,
+        "channels": list(doc.channels),
+        "source_ids": list(doc.source_ids),
+    }
+    changed = [name for name, value in values.items() if getattr(record, name) != value]
+    for name in changed:
+        setattr(record, name, values[name])
+    return changed
+
+
+class DatabaseStore:
+    """Sessions in the database alone."""
+
+    name = "database"
+
+    def create(self, doc: SessionDoc, *, origin: str = "api") -> SessionDoc:
+        return self.create_many([doc], origin=origin)[0]
+
+    def create_many(self, docs: list[SessionDoc], *, origin: str) -> list[SessionDoc]:
+        records = SessionRecord.objects.bulk_create(_new_record(doc, origin) for doc in docs)
+        created = [to_doc(r) for r in records]
+        self._after_commit(created)
+        return created
+
+    def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
+        if rate is not None:
+            ratelimit.hit(rate.bucket, rate.subject, limit_per_second=rate.per_second)
+        return self._load(session_id)
+
+    def update(
+        self,
+        session_id: str,
+        mutate: Mutation,
+        *,
+        expected: Expected,
+        guard: Callable[[SessionDoc], None] | None = None,
+    ) -> SessionDoc:
+        """Lock the session, let `guard` refuse the caller (before anything about the session
+        is revealed), check the expected version, apply `mutate`, bump the version."""
+        with transaction.atomic():
+            record = SessionRecord.objects.select_for_update().filter(id=session_id).first()
+            if record is None:
+                raise SessionNotFound(session_id)
+            current = to_doc(record)
+            if guard is not None:
+                guard(current)
+            check_version(expected, current.version)
+            changed = mutate(current)
+            if changed is None:
+                return current
+            fields = _apply(record, changed.evolve(version=current.version + 1))
+            record.save(update_fields=fields)
+            saved = to_doc(record)
+        self._after_commit([saved])
+        return saved
+
+    def replace_many(self, docs: list[SessionDoc]) -> None:
+        """Persist documents the caller built from rows it holds locked (versions already set)."""
+        if not docs:
+            return
+        records = {str(r.id): r for r in SessionRecord.objects.filter(id__in=[d.id for d in docs])}
+        changed: set[str] = set()
+        for doc in docs:
+            changed.update(_apply(records[doc.id], doc))
+        if changed:
+            SessionRecord.objects.bulk_update(list(records.values()), sorted(changed))
+        self._after_commit(docs)
+
+    def touch_many(self, seen: dict[str, datetime]) -> list[SessionDoc]:
+        """Move last_seen_at forward (activity seen in events); no version bump, since the
+        document a channel wrote is unchanged."""
+        if not seen:
+            return []
+        with transaction.atomic():
+            records = list(
+                SessionRecord.objects.select_for_update().filter(id__in=list(seen), ended_at=None).order_by("id")
+            )
+            moved = [r for r in records if seen[str(r.id)] > r.last_seen_at]
+            for record in moved:
+                record.last_seen_at = seen[str(record.id)]
+            if moved:
+                SessionRecord.objects.bulk_update(moved, ["last_seen_at"])
+        docs = [to_doc(r) for r in moved]
+        self._after_commit(docs)
+        return docs
+
+    def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
+        return self._active_from_database(list(customer_ids))
+
+    def load_many(self, session_ids: Iterable[str]) -> list[SessionDoc]:
+        return [to_doc(r) for r in SessionRecord.objects.filter(id__in=list(session_ids))]
+
+    # --- hooks for the cached store ---------------------------------------------------------
+
+    def _load(self, session_id: str) -> SessionDoc | None:
+        record = SessionRecord.objects.filter(id=session_id).first()
+        return to_doc(record) if record else None
+
+    def _active_from_database(self, customer_ids: list[str]) -> list[SessionDoc]:
+        records = SessionRecord.objects.filter(customer_id__in=customer_ids, ended_at=None).order_by("-last_seen_at")
+        return [to_doc(r) for r in records]
+
+    def _after_commit(self, docs: list[SessionDoc]) -> None:
+        """Nothing to copy: the database is the store."""
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+# KEYS: session hash [, rate counter]. ARGV: limit per second, rate key TTL.
+# Returns {1} when over the limit, else {0, document or false}.
+_READ = """
+if #KEYS > 1 then
+  local n = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  if n > tonumber(ARGV[1]) then return {1} end
+end
+return {0, redis.call('HGET', KEYS[1], 'd')}
+"""
+
+# KEYS: session hash, customer index. ARGV: version, document, TTL, index score (expiry),
+# active (1/0), index TTL, session id. Writes only if not older than the stored version, so
+# late or racing copies are dropped; the index is only maintained once it has been built
+# from the database (its '*' member), so after a flush it is rebuilt whole, never partially.
+_WRITE = """
+local current = redis.call('HGET', KEYS[1], 'v')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if ARGV[5] == '1' then
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  else
+    redis.call('ZREM', KEYS[2], ARGV[7])
+  end
+end
+return 1
+"""
+
+# KEYS: customer index. ARGV: now (epoch seconds), session key prefix.
+# Returns false when the index is not built, else a flat list id, document-or-false, ...
+_LIST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if id ~= '*' then
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', ARGV[2] .. id, 'd')
+  end
+end
+return out
+"""
+
+
+class _Scripts:
+    def __init__(self, client: redis.Redis):
+        self.read = client.register_script(_READ)
+        self.write = client.register_script(_WRITE)
+        self.list = client.register_script(_LIST)
+
+
+@lru_cache(maxsize=1)
+def _scripts() -> _Scripts:
+    return _Scripts(tl_redis.client())
+
+
+class RedisStore(DatabaseStore):
+    """Sessions in Redis, written through to the database."""
+
+    name = "redis"
+
+    def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
+        keys = [tl_redis.Keys.session(session_id)]
+        if rate is not None:
+            keys.append(tl_redis.Keys.rate(rate.bucket, rate.subject, int(time.time())))
+        try:
+            reply = _scripts().read(keys=keys, args=[rate.per_second if rate else 0, 5])
+        except redis.RedisError:
+            # As config.core.ratelimit does: a Redis outage must not become a session outage.
+            logger.warning("session read from Redis failed; reading the database", exc_info=True)
+            return self._load(session_id)
+        if reply[0] == 1:
+            assert rate is not None
+            raise RateLimited(f"more than {rate.per_second} requests per second", retry_after=1)
+        if reply[1]:
+            return SessionDoc.loads(reply[1])
+        doc = self._load(session_id)
+        if doc is not None:
+            self._publish([doc], rehydrate=True)
+        return doc
+
+    def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
+        ids = list(customer_ids)
+        docs: list[SessionDoc] = []
+        missing_customers: list[str] = []
+        missing_sessions: list[str] = []
+        now = time.time()
+        try:
+            for customer_id in ids:
+                reply = _scripts().list(keys=[tl_redis.Keys.session_index(customer_id)], args=[now, _session_prefix()])
+                if reply is None:
+                    missing_customers.append(customer_id)
+                    continue
+                for session_id, raw in zip(reply[::2], reply[1::2], strict=True):
+                    if raw:
+                        doc = SessionDoc.loads(raw)
+                        if doc.active:
+                            docs.append(doc)
+                    else:
+                        missing_sessions.append(session_id.decode())
+        except redis.RedisError:
+            logger.warning("session index read from Redis failed; reading the database", exc_info=True)
+            return self._active_from_database(ids)
+        if missing_sessions:
+            found = [d for d in self.load_many(missing_sessions) if d.active]
+            self._publish(found, rehydrate=True)
+            docs.extend(found)
+        if missing_customers:
+            rebuilt = self._active_from_database(missing_customers)
+            self._rebuild_indexes(missing_customers, rebuilt)
+            docs.extend(rebuilt)
+        docs.sort(key=lambda d: d.last_seen_at, reverse=True)
+        return docs
+
+    def forget(self, docs: Iterable[SessionDoc]) -> None:
+        """Drop the Redis copies (and their customers' indexes): the next read rebuilds them."""
+        keys = [k for d in docs for k in (tl_redis.Keys.session(d.id), tl_redis.Keys.session_index(d.customer_id))]
+        if keys:
+            try:
+                tl_redis.client().delete(*keys)
+            except redis.RedisError:
+                logger.error("could not drop stale session copies %s", keys, exc_info=True)
+
+    def _after_commit(self, docs: list[SessionDoc]) -> None:
+        transaction.on_commit(lambda: self._publish(docs))
+
+    def _publish(self, docs: list[SessionDoc], *, rehydrate: bool = False) -> None:
+        if not docs:
+            return
+        try:
+            if len(docs) == 1:
+                _scripts().write(keys=_write_keys(docs[0]), args=_write_args(docs[0]))
+            else:
+                _pipelined_writes(docs)
+        except redis.RedisError:
+            if rehydrate:
+                logger.warning("could not put sessions back in Redis", exc_info=True)
+                return
+            # The write is committed in PostgreSQL; a copy that may now be stale must go.
+            logger.warning("session copy to Redis failed; dropping the copies", exc_info=True)
+            self.forget(docs)
+
+    def _rebuild_indexes(self, customer_ids: list[str], docs: list[SessionDoc]) -> None:
+        by_customer: dict[str, list[SessionDoc]] = {c: [] for c in customer_ids}
+        for doc in docs:
+            by_customer.setdefault(doc.customer_id, []).append(doc)
+        try:
+            pipe = tl_redis.client().pipeline(transaction=True)
+            for customer_id, sessions in by_customer.items():
+                key = tl_redis.Keys.session_index(customer_id)
+                members: dict[str, float] = {"*": float("inf")}
+                members.update({d.id: _expiry_epoch(d) for d in sessions})
+                pipe.delete(key)
+                pipe.zadd(key, members)
+                pipe.expire(key, _index_ttl())
+            pipe.execute()
+        except redis.RedisError:
+            logger.warning("could not rebuild session indexes", exc_info=True)
+            return
+        self._publish(docs, rehydrate=True)
+
+
+def _pipelined_writes(docs: list[SessionDoc]) -> None:
+    script = _scripts().write
+    client = tl_redis.client()
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        for doc in docs:
+            pipe.evalsha(script.sha, 2, *_write_keys(doc), *_write_args(doc))
+        try:
+            pipe.execute()
+            return
+        except redis.exceptions.NoScriptError:
+            if attempt:
+                raise
+            client.script_load(_WRITE)
+
+
+def _write_keys(doc: SessionDoc) -> list[str]:
+    return [tl_redis.Keys.session(doc.id), tl_redis.Keys.session_index(doc.customer_id)]
+
+
+def _write_args(doc: SessionDoc) -> list[Any]:
+    ttl = _ttl(doc)
+    return [
+        doc.version,
+        doc.dumps(),
+        ttl,
+        _expiry_epoch(doc),
+        1 if doc.active else 0,
+        _index_ttl(),
+        doc.id,
+    ]
+
+
+def _ttl(doc: SessionDoc) -> int:
+    """Active: the channel's inactivity timeout plus a grace period, sliding with each write.
+    Ended: kept briefly for channels that read the outcome."""
+    if not doc.active:
+        return settings.SESSIONS_ENDED_TTL_SECONDS
+    return int(inactivity_timeout(doc.channel).total_seconds()) + settings.SESSIONS_REDIS_GRACE_SECONDS
+
+
+def _expiry_epoch(doc: SessionDoc) -> float:
+    return doc.last_seen_at.timestamp() + _ttl(doc)
+
+
+def _index_ttl() -> int:
+    timeouts: dict[str, int] = settings.SESSIONS_INACTIVITY_SECONDS
+    return max(timeouts.values()) + settings.SESSIONS_REDIS_GRACE_SECONDS
+
+
+def _session_prefix() -> str:
+    return tl_redis.Keys.session("")
+
+
+@lru_cache(maxsize=1)
+def _redis_store() -> RedisStore:
+    return RedisStore()
+
+
+@lru_cache(maxsize=1)
+def _database_store() -> DatabaseStore:
+    return DatabaseStore()
+
+
+def session_store() -> DatabaseStore:
+    """The store for this process: Redis when REDIS_URL is set, else the database."""
+    if settings.SESSIONS_STORE == "database" or not tl_redis.is_configured():
+        return _database_store()
+    return _redis_store()

@@ -1,0 +1,21 @@
+"""Periodic session upkeep. Named, primitive arguments, idempotent (ending skips what another
+worker holds and what is already ended): acks_late + reject_on_worker_lost."""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from orchestration.sessions.services import sessions_end_inactive
+
+
+@shared_task(
+    name="orchestration.end_inactive_sessions",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    max_retries=5,
+)
+def end_inactive_sessions(limit: int = 1000) -> int:
+    """End sessions idle past their channel's timeout; returns how many."""
+    return sessions_end_inactive(now=timezone.now(), limit=limit)
