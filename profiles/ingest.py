@@ -433,14 +433,13 @@ class _PostgresStore(_Store):
     def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
         if not keys:
             return {}
-        kinds, values = zip(*keys, strict=True)
         with _prepared_cursor() as cursor:
             cursor.execute(
                 # merged_into always names the final survivor, so one hop finds the live profile.
                 "SELECT i.kind, i.value, COALESCE(c.merged_into_id, c.id) FROM profiles_identity i "
-                "JOIN unnest(%s::text[], %s::text[]) AS u(kind, value) ON i.kind = u.kind AND i.value = u.value "
+                "JOIN json_to_recordset(%s::json) AS u(kind text, value text) ON i.kind = u.kind AND i.value = u.value "
                 "JOIN profiles_customer c ON c.id = i.customer_id",
-                [list(kinds), list(values)],
+                [_json([{"kind": kind, "value": value} for kind, value in keys])],
             )
             return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}
 
@@ -448,15 +447,17 @@ class _PostgresStore(_Store):
         with _prepared_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, created_at, updated_at) "
-                "SELECT u.id, u.traits::jsonb, u.times::jsonb, u.once::jsonb, %s, %s "
-                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) AS u(id, traits, times, once)",
+                "SELECT u.id, u.traits, u.times, u.once, %s, %s "
+                "FROM json_to_recordset(%s::json) AS u(id uuid, traits jsonb, times jsonb, once jsonb)",
                 [
                     now,
                     now,
-                    list(customers),
-                    [_json(state[0]) for state in customers.values()],
-                    [_json(state[1]) for state in customers.values()],
-                    [_json(state[2]) for state in customers.values()],
+                    _json(
+                        [
+                            {"id": cid, "traits": traits, "times": times, "once": once}
+                            for cid, (traits, times, once) in customers.items()
+                        ]
+                    ),
                 ],
             )
 
@@ -466,44 +467,84 @@ class _PostgresStore(_Store):
             cursor.execute(
                 "INSERT INTO profiles_identity (kind, value, customer_id, source_id, created_at, updated_at) "
                 "SELECT u.kind, u.value, u.customer_id, %s, %s, %s "
-                "FROM unnest(%s::text[], %s::text[], %s::uuid[]) AS u(kind, value, customer_id) "
+                "FROM json_to_recordset(%s::json) AS u(kind text, value text, customer_id uuid) "
                 "ON CONFLICT (kind, value) DO NOTHING RETURNING 1",
-                [source.id, now, now, [k for k, _ in keys], [v for _, v in keys], [identities[key] for key in keys]],
+                [
+                    source.id,
+                    now,
+                    now,
+                    _json(
+                        [
+                            {"kind": kind, "value": value, "customer_id": identities[(kind, value)]}
+                            for kind, value in keys
+                        ]
+                    ),
+                ],
             )
             if len(cursor.fetchall()) != len(keys):
                 raise _IdentityConflict
 
     def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
         # ($set_once || current || $set) - $unset: $set_once only fills keys the profile lacks.
-        ops = list(updates.values())
         with _prepared_cursor() as cursor:
             cursor.execute(
                 """
                 UPDATE profiles_customer AS c SET
-                    traits = ((u.set_once::jsonb || c.traits) || u.set::jsonb)
-                             - ARRAY(SELECT jsonb_array_elements_text(u.unset::jsonb)),
-                    trait_times = ((u.once_times::jsonb || c.trait_times) || u.set_times::jsonb)
-                                  - ARRAY(SELECT jsonb_array_elements_text(u.unset::jsonb)),
+                    traits = ((u.set_once || c.traits) || u.set) - ARRAY(SELECT jsonb_array_elements_text(u.unset)),
+                    trait_times = ((u.once_times || c.trait_times) || u.set_times)
+                                  - ARRAY(SELECT jsonb_array_elements_text(u.unset)),
                     once_keys = (SELECT COALESCE(jsonb_agg(DISTINCT k), '[]'::jsonb)
-                                 FROM jsonb_array_elements(c.once_keys || u.set_once_keys::jsonb) AS k),
+                                 FROM jsonb_array_elements(c.once_keys || u.set_once_keys) AS k),
                     updated_at = %s
-                FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-                     AS u(id, set, set_once, unset, set_times, once_times, set_once_keys)
+                FROM json_to_recordset(%s::json) AS u(
+                    id uuid, set jsonb, set_once jsonb, unset jsonb, set_times jsonb, once_times jsonb,
+                    set_once_keys jsonb
+                )
                 WHERE c.id = u.id
                 """,
                 [
                     now,
-                    list(updates),
-                    [_json(o.set) for o in ops],
-                    [_json(o.set_once) for o in ops],
-                    [_json(o.unset) for o in ops],
-                    [_json(dict.fromkeys(o.set, o.set_at)) for o in ops],
-                    [_json(dict.fromkeys(o.set_once, o.set_at)) for o in ops],
-                    [_json(sorted(o.set_once)) for o in ops],
+                    _json(
+                        [
+                            {
+                                "id": cid,
+                                "set": o.set,
+                                "set_once": o.set_once,
+                                "unset": o.unset,
+                                "set_times": dict.fromkeys(o.set, o.set_at),
+                                "once_times": dict.fromkeys(o.set_once, o.set_at),
+                                "set_once_keys": sorted(o.set_once),
+                            }
+                            for cid, o in updates.items()
+                        ]
+                    ),
                 ],
             )
 
     def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
+        # The rows go as one JSON document: orjson writes it in one call, where an array per
+        # column cost a Python loop per column and element; properties and context stay objects.
+        rows = orjson.dumps(
+            [
+                {
+                    "message_id": m.message_id,
+                    "type": m.type,
+                    "name": m.name,
+                    "customer_id": m.customer_id,
+                    "user_id": m.user_id,
+                    "anonymous_id": m.anonymous_id,
+                    "ts": m.timestamp,
+                    "original_ts": m.original_timestamp,
+                    "sent_at": m.sent_at,
+                    "properties": m.properties,
+                    "context": m.context,
+                    "extra": m.extra,
+                    "schema_version_id": m.schema_version_id,
+                    "schema_violations": m.schema_violations,
+                }
+                for m in messages
+            ]
+        ).decode()
         with _prepared_cursor() as cursor:
             cursor.execute(
                 """
@@ -514,14 +555,13 @@ class _PostgresStore(_Store):
                         schema_version_id, schema_violations
                     )
                     SELECT %s, u.message_id, u.type, u.name, u.customer_id, %s, u.user_id, u.anonymous_id,
-                           u.ts, u.original_ts, u.sent_at, %s, u.properties::jsonb, u.context::jsonb, u.extra::jsonb,
-                           u.schema_version_id, u.schema_violations::jsonb
-                    FROM unnest(
-                        %s::text[], %s::text[], %s::text[], %s::uuid[], %s::text[], %s::text[],
-                        %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
-                        %s::bigint[], %s::text[]
-                    ) AS u(message_id, type, name, customer_id, user_id, anonymous_id,
-                           ts, original_ts, sent_at, properties, context, extra, schema_version_id, schema_violations)
+                           u.ts, u.original_ts, u.sent_at, %s, u.properties, u.context, u.extra,
+                           u.schema_version_id, u.schema_violations
+                    FROM json_to_recordset(%s::json) AS u(
+                        message_id text, type text, name text, customer_id uuid, user_id text, anonymous_id text,
+                        ts timestamptz, original_ts timestamptz, sent_at timestamptz,
+                        properties jsonb, context jsonb, extra jsonb, schema_version_id bigint, schema_violations jsonb
+                    )
                     ON CONFLICT (source_id, message_id) DO NOTHING
                     RETURNING id
                 )
@@ -529,26 +569,7 @@ class _PostgresStore(_Store):
                 SELECT id, %s, 0 FROM inserted
                 RETURNING event_id
                 """,
-                [
-                    source.id,
-                    source.channel,
-                    received_at,
-                    [m.message_id for m in messages],
-                    [m.type for m in messages],
-                    [m.name for m in messages],
-                    [m.customer_id for m in messages],
-                    [m.user_id for m in messages],
-                    [m.anonymous_id for m in messages],
-                    [m.timestamp for m in messages],
-                    [m.original_timestamp for m in messages],
-                    [m.sent_at for m in messages],
-                    [_json(m.properties) for m in messages],
-                    [_json(m.context) for m in messages],
-                    [_json(m.extra) for m in messages],
-                    [m.schema_version_id for m in messages],
-                    [_json(m.schema_violations) for m in messages],
-                    received_at,
-                ],
+                [source.id, source.channel, received_at, rows, received_at],
             )
             return [row[0] for row in cursor.fetchall()]
 
