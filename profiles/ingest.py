@@ -137,8 +137,7 @@ def _store(
         if messages:
             for attempt in range(MAX_RESOLVE_ATTEMPTS):
                 try:
-                    with transaction.atomic():
-                        _resolve_customers(store, source, messages, received_at)
+                    _resolve_customers(store, source, messages, received_at)
                     break
                 except _IdentityConflict:
                     if attempt == MAX_RESOLVE_ATTEMPTS - 1:
@@ -289,12 +288,17 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
             message_ops.set_at = message.timestamp.isoformat()
             ops[customer_id] = trait_ops.fold(ops[customer_id], message_ops) if customer_id in ops else message_ops
 
-    if new_customers:
-        store.insert_customers(
-            {cid: trait_ops.apply({}, {}, [], ops.pop(cid, trait_ops.TraitOps())) for cid in new_customers}, now
-        )
+    customers = {cid: trait_ops.apply({}, {}, [], ops.pop(cid, trait_ops.TraitOps())) for cid in new_customers}
     if new_identities:
-        store.insert_identities(new_identities, source, now)
+        # Only these inserts can collide with a concurrent request. The savepoint lets a collision
+        # undo them so the caller resolves again; everything before it only read. Most requests
+        # bring no new identity and so take no savepoint (two round trips).
+        with transaction.atomic():
+            if customers:
+                store.insert_customers(customers, now)
+            store.insert_identities(new_identities, source, now)
+    elif customers:
+        store.insert_customers(customers, now)
     if refusals:
         MergeRefusal.objects.bulk_create(refusals)
     survivor_of = _merge(source, merges)
