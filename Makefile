@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: run test lint format services bench-ingest clean
+.PHONY: run test lint format services bench-ingest bench-timeline clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -45,6 +45,9 @@ test: $(VENV)/.dev services lint
 
 bench-ingest: $(VENV)/.dev services
 	$(PY) bench/ingest.py
+
+bench-timeline: $(VENV)/.dev services
+	$(PY) bench/timeline.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -47,7 +47,8 @@ class Customer360AdminMixin(admin.ModelAdmin):
             before = timeline.cursor_decode(request.GET["cursor"]) if request.GET.get("cursor") else None
         except ApplicationError:
             before = None
-        page = timeline.customer_timeline(customer=customer, before=before, limit=PAGE_SIZE)
+        page = timeline.customer_timeline(customer_id=customer.id, before=before, limit=PAGE_SIZE)
+        assert page is not None
         context = {
             **self.admin_site.each_context(request),
             "title": f"Customer {customer.id}",

@@ -1,5 +1,6 @@
 """GET /api/v1/customers/{id}/timeline. No logic here: the selector reads, serializers shape."""
 
+from typing import Any
 from uuid import UUID
 
 from drf_spectacular.types import OpenApiTypes
@@ -10,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.core.errors import BadRequest, NotFound
+from profiles.contracts import TimelineEntry
 from profiles.customer360 import timeline
-from profiles.selectors import customer_get
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -68,15 +69,30 @@ class CustomerTimelineApi(APIView):
             unknown = kinds - set(timeline.timeline_kinds())
             if unknown:
                 raise BadRequest(f"unknown kinds: {', '.join(sorted(unknown))}", code="invalid_kinds")
-        customer = customer_get(customer_id=customer_id)
-        if customer is None:
-            raise NotFound("no such customer")
         before = timeline.cursor_decode(query["cursor"]) if query.get("cursor") else None
-        page = timeline.customer_timeline(customer=customer, before=before, limit=query["page_size"], kinds=kinds)
+        page = timeline.customer_timeline(customer_id=customer_id, before=before, limit=query["page_size"], kinds=kinds)
+        if page is None:
+            raise NotFound("no such customer")
         next_cursor = timeline.cursor_encode(page.next) if page.next else None
         next_url = None
         if next_cursor:
             params = request.query_params.copy()
             params["cursor"] = next_cursor
             next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
-        return Response(TimelineOutput({"next": next_url, "next_cursor": next_cursor, "results": page.entries}).data)
+        return Response({"next": next_url, "next_cursor": next_cursor, "results": [_entry(e) for e in page.entries]})
+
+
+def _entry(entry: TimelineEntry) -> dict[str, Any]:
+    """TimelineEntryOutput's representation, built directly: through the serializer's generic
+    field machinery a page of 50 costs several milliseconds, a good part of the latency budget.
+    A test holds the two equal."""
+    return {
+        "kind": entry.kind,
+        "at": _datetime.to_representation(entry.at),
+        "id": entry.id,
+        "channel": entry.channel,
+        "data": entry.data,
+    }
+
+
+_datetime = serializers.DateTimeField()

@@ -5,14 +5,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 from django.test import Client
+from rest_framework.renderers import JSONRenderer
 
 from orchestration.routing import route
 from profiles import contracts
 from profiles.computed_traits import computed_trait_create
 from profiles.contracts import TimelineEntry, TimelineQuery
-from profiles.customer360.timeline import cursor_encode
+from profiles.customer360.apis import TimelineEntryOutput
+from profiles.customer360.timeline import TimelinePage, cursor_encode, customer_timeline
 from profiles.merging import customer_merge, customer_unmerge
 from profiles.models import Customer, Event, MergeRecord
 from profiles.privacy.conventions import ConsentChoice
@@ -49,7 +52,7 @@ def customer(ingest: Any) -> Customer:
         actor="token:test",
         changed_at=_at(4),
     )
-    newer = CustomerFactory()
+    newer = CustomerFactory.create()
     Customer.objects.filter(id=newer.id).update(created_at=found.created_at + timedelta(seconds=1))
     assert customer_merge(customer_ids=[found.id, newer.id], reason="same person", actor="test").survivor_id == found.id
     return found
@@ -126,6 +129,34 @@ def test_entries_at_the_same_instant_are_neither_lost_nor_repeated_across_pages(
     )
     entries = _all(api, found.id, page_size=2)
     assert len(entries) == len({(e["kind"], e["id"]) for e in entries}) == 10
+
+
+def _timeline(customer: Customer, **kwargs: Any) -> TimelinePage:
+    page = customer_timeline(customer_id=customer.id, **kwargs)
+    assert page is not None
+    return page
+
+
+def _walk(customer: Customer, *, portable: bool) -> list[dict[str, Any]]:
+    entries: list[TimelineEntry] = []
+    page = _timeline(customer, limit=2, portable=portable)
+    entries += page.entries
+    while page.next:
+        page = _timeline(customer, before=page.next, limit=2, portable=portable)
+        entries += page.entries
+    return orjson.loads(JSONRenderer().render(TimelineEntryOutput(entries, many=True).data))
+
+
+def test_the_postgresql_statement_and_the_portable_queries_agree(customer: Customer) -> None:
+    customer_unmerge(record_id=MergeRecord.objects.get().id, actor="admin:support")
+    SessionFactory(customer=customer, started_at=_at(3))
+    assert _walk(customer, portable=False) == _walk(customer, portable=True)
+
+
+def test_the_api_renders_entries_as_the_declared_serializer_does(api: Any, customer: Customer) -> None:
+    entries = _timeline(customer, limit=50).entries
+    declared = orjson.loads(JSONRenderer().render(TimelineEntryOutput(entries, many=True).data))
+    assert _page(api, customer.id)["results"] == declared
 
 
 def test_kinds_filter_the_timeline(api: Any, customer: Customer) -> None:
