@@ -85,7 +85,7 @@ def test_unreadable_entries_are_skipped() -> None:
 
 
 def test_api_change_becomes_current_and_is_in_history(post: Any, api: Any) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     body = {"consents": [{"purpose": "marketing", "channel": "email", "status": "granted"}], "source": "signup-form"}
     response = post(f"/api/v1/customers/{customer.id}/consent", body)
     assert response.status_code == 200, response.content
@@ -97,7 +97,7 @@ def test_api_change_becomes_current_and_is_in_history(post: Any, api: Any) -> No
 
 
 def test_history_keeps_every_change_newest_first(post: Any, api: Any) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     for day, status in [(1, "granted"), (2, "denied"), (3, "granted")]:
         post(
             f"/api/v1/customers/{customer.id}/consent",
@@ -115,7 +115,7 @@ def test_history_keeps_every_change_newest_first(post: Any, api: Any) -> None:
 
 
 def test_an_older_choice_arriving_late_is_history_but_not_current(api: Any) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     _set(customer.id, "marketing", "email", "denied", T0)
     _set(customer.id, "marketing", "email", "granted", T0 - timedelta(days=1))
     consent = api(f"/api/v1/customers/{customer.id}/consent").json()
@@ -124,7 +124,7 @@ def test_an_older_choice_arriving_late_is_history_but_not_current(api: Any) -> N
 
 
 def test_api_consent_change_is_audited_under_the_token(post: Any, api_token: Any) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     post(
         f"/api/v1/customers/{customer.id}/consent",
         {"consents": [{"purpose": "marketing", "channel": "email", "status": "denied"}]},
@@ -150,7 +150,7 @@ def test_api_consent_change_is_audited_under_the_token(post: Any, api_token: Any
     ],
 )
 def test_bad_consent_input_is_a_400_and_records_nothing(post: Any, body: Any) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     response = post(f"/api/v1/customers/{customer.id}/consent", body)
     assert response.status_code == 400, response.content
     assert ConsentChange.objects.count() == 0
@@ -227,7 +227,7 @@ def test_events_without_consent_record_nothing(ingest: Any) -> None:
 
 
 def test_webhook_changes_are_history_even_when_repeated() -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     for hours in (1, 2):
         _set(customer.id, "marketing", "sms", "denied", T0 + timedelta(hours=hours), origin="webhook")
     assert ConsentChange.objects.filter(origin="webhook").count() == 2
@@ -237,21 +237,21 @@ def test_webhook_changes_are_history_even_when_repeated() -> None:
 
 
 def test_a_channel_choice_wins_over_a_later_every_channel_choice() -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     _set(customer.id, "marketing", "sms", "denied", T0)
     _set(customer.id, "marketing", "*", "granted", T0 + timedelta(days=1))
     assert consent_allows_many(customer_ids=[customer.id], purpose="marketing", channel="sms") == {customer.id: False}
 
 
 def test_an_every_channel_choice_applies_to_channels_without_their_own() -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     _set(customer.id, "marketing", "*", "granted", T0)
     assert consent_allows(customer_id=customer.id, purpose="marketing", channel="push") is True
 
 
 @pytest.mark.parametrize(("purpose", "allowed"), [("transactional", True), ("marketing", False), ("analytics", False)])
 def test_without_a_choice_the_purpose_default_applies(purpose: str, allowed: bool) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     assert consent_allows(customer_id=customer.id, purpose=purpose, channel="email") is allowed
 
 
@@ -261,7 +261,7 @@ def test_an_unknown_customer_is_allowed_nothing() -> None:
 
 
 def test_the_batch_check_answers_many_customers_in_two_queries(django_assert_num_queries: Any) -> None:
-    customers = [CustomerFactory() for _ in range(20)]
+    customers = [CustomerFactory.create() for _ in range(20)]
     for customer in customers[:10]:
         _set(customer.id, "marketing", "email", "granted", T0)
     with django_assert_num_queries(2):
@@ -270,7 +270,7 @@ def test_the_batch_check_answers_many_customers_in_two_queries(django_assert_num
 
 
 def test_consent_given_on_a_merged_profile_holds_for_the_survivor() -> None:
-    older, newer = CustomerFactory(), CustomerFactory()
+    older, newer = CustomerFactory.create(), CustomerFactory.create()
     _set(newer.id, "marketing", "email", "granted", T0)
     outcome = customer_merge(customer_ids=[older.id, newer.id], reason="test", actor="token:test")
     assert outcome.survivor_id == older.id

@@ -1,6 +1,7 @@
 """Export and erase: everything held about a person comes out, and an erase leaves nothing
 behind but keyed hashes and the audit trail."""
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from io import StringIO
@@ -72,7 +73,7 @@ def person(ingest: Any) -> Customer:
     assert customer_merge(customer_ids=[customer.id, second.id], reason="same person", actor="test").survivor_id
     customer = customer_find(kind="user_id", value=USER_ID)
     assert customer is not None
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     IdentityFactory(customer=other, kind="user_id", value="someone-else")
     assert customer_merge(customer_ids=[customer.id, other.id], reason="test", actor="test").refused
     consent_set(
@@ -103,7 +104,8 @@ def _tables_mentioning(text: str) -> set[str]:
 def _export(client: Client, api_token: Any, customer_id: UUID) -> dict[str, Any]:
     response = client.get(f"/api/v1/customers/{customer_id}/export", HTTP_AUTHORIZATION=f"Bearer {api_token.secret}")
     assert response.status_code == 200
-    return orjson.loads(b"".join(response.streaming_content))
+    chunks = response.streaming_content  # type: ignore[attr-defined]
+    return orjson.loads(b"".join(chunks))
 
 
 # --- Export -----------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def test_export_streams_large_profiles_in_chunks(client: Client, api_token: Any,
     customer = customer_find(kind="user_id", value="big")
     assert customer is not None
     response = client.get(f"/api/v1/customers/{customer.id}/export", HTTP_AUTHORIZATION=f"Bearer {api_token.secret}")
-    chunks = list(response.streaming_content)
+    chunks = list(response.streaming_content)  # type: ignore[attr-defined]
     assert len(chunks) > 2
     assert len(orjson.loads(b"".join(chunks))["events"]) == 300
 
@@ -239,6 +241,30 @@ def test_erasing_by_a_merged_profile_id_answers_the_same(person: Customer, post:
     merged_id = Customer.objects.filter(merged_into=person).values_list("id", flat=True).get()
     first = post(f"/api/v1/customers/{person.id}/erase", {})
     assert post(f"/api/v1/customers/{merged_id}/erase", {}).json() == first.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_erases_of_one_person_answer_with_one_erasure() -> None:
+    customer = CustomerFactory.create()
+    IdentityFactory(customer=customer, kind="email", value=EMAIL)
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def erase() -> None:
+        barrier.wait()
+        try:
+            answers.append(customer_erase(customer_id=customer.id, suppress=True, reason="", actor="test").id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=erase) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(answers) == 2
+    assert len(set(answers)) == 1
+    assert Erasure.objects.count() == 1
 
 
 @pytest.mark.django_db
@@ -310,7 +336,7 @@ def test_tombstones_hold_keyed_hashes_not_identifiers(person: Customer) -> None:
 @pytest.mark.django_db
 def test_a_later_erase_without_suppression_keeps_an_earlier_suppression(person: Customer) -> None:
     customer_erase(customer_id=person.id, suppress=True, reason="", actor="test")
-    comeback = CustomerFactory()
+    comeback = CustomerFactory.create()
     IdentityFactory(customer=comeback, kind="email", value=EMAIL)
     customer_erase(customer_id=comeback.id, suppress=False, reason="", actor="test")
     assert suppressed_identities({("email", EMAIL)}) == {("email", EMAIL)}
@@ -364,13 +390,15 @@ def _redis_mentions(client: redis.Redis, text: str) -> list[bytes]:
     needle = text.encode()
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
-        values: list[bytes] = []
+        values: list[Any] = []
         if kind == b"string":
             values = [client.get(key) or b""]
         elif kind == b"hash":
             values = list(client.hgetall(key).values())
-        elif kind in (b"set", b"zset"):
-            values = list(client.smembers(key) if kind == b"set" else client.zrange(key, 0, -1))
+        elif kind == b"set":
+            values = list(client.smembers(key))
+        elif kind == b"zset":
+            values = list(client.zrange(key, 0, -1))
         if needle in key or any(needle in value for value in values):
             found.append(key)
     return found
