@@ -244,11 +244,11 @@ class SessionApi(_SourceApi):
     )
     def patch(self, request: Request, session_id: str) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http)
+        source, rate = source_for_read(http)
         expected = if_match(http, required=True)
         patch = read_json(http)
         doc = services.session_patch(
-            source=source, session_id=str(session_id), patch=patch, expected=expected, now=timezone.now()
+            source=source, session_id=str(session_id), patch=patch, expected=expected, now=timezone.now(), rate=rate
         )
         return session_response(doc)
 

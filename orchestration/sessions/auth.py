@@ -1,8 +1,8 @@
 """Write-key authentication for the sessions API, as ingestion does it (profiles.writekey).
 
-The difference is where the per-source rate limit is counted: a write counts it here (one
-Redis round trip, exactly as `source_authenticate`), a read lets the store count it in the same
-Redis round trip as the read itself, which is what keeps a GET at one round trip.
+The difference is where the per-source rate limit is counted: most writes count it here (one
+Redis round trip, exactly as `source_authenticate`); a GET or a PATCH lets the store count it in
+the same Redis round trip as its read of the session, which keeps a GET at one round trip.
 """
 
 from django.conf import settings
@@ -37,6 +37,7 @@ def source_for_write(request: HttpRequest) -> SourceInfo:
 
 
 def source_for_read(request: HttpRequest) -> tuple[SourceInfo, RateLimit]:
-    """The source, and the rate limit the read must count."""
+    """The source, and the rate limit the store counts with its read (GET, and the read a
+    PATCH starts with)."""
     source = _source(request)
     return source, RateLimit(BUCKET, str(source.id), settings.SESSIONS_RATE_LIMIT_PER_SECOND)

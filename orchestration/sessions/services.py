@@ -24,7 +24,7 @@ from orchestration.sessions.selectors import (
     source_info,
     source_may_access,
 )
-from orchestration.sessions.store import SessionNotFound, inactivity_timeout, session_store, to_doc
+from orchestration.sessions.store import RateLimit, SessionNotFound, inactivity_timeout, session_store, to_doc
 from profiles.contracts import SourceInfo, StoredEvent
 from profiles.identifiers import normalize_id
 from profiles.ingest import event_ingest
@@ -229,9 +229,16 @@ def _started_message(doc: SessionDoc, device: str) -> dict[str, Any]:
 
 
 def session_patch(
-    *, source: SourceInfo, session_id: str, patch: object, expected: Expected, now: datetime
+    *,
+    source: SourceInfo,
+    session_id: str,
+    patch: object,
+    expected: Expected,
+    now: datetime,
+    rate: RateLimit | None = None,
 ) -> SessionDoc:
-    """Apply a JSON Merge Patch to the session's state if `expected` is still its version."""
+    """Apply a JSON Merge Patch to the session's state if `expected` is still its version.
+    `rate`: the caller's rate limit, counted by the store with its read."""
     if not isinstance(patch, dict):
         raise BadRequest("a merge patch of a session's state must be a JSON object", code="invalid_patch")
     try:
@@ -244,13 +251,20 @@ def session_patch(
             raise Conflict("this session has ended", code="session_ended")
         return doc.evolve(state=state_check(merge_patch(doc.state, patch)), last_seen_at=now)
 
-    return _update(session_id, mutate, expected=expected, source=source)
+    return _update(session_id, mutate, expected=expected, source=source, rate=rate)
 
 
-def _update(session_id: str, mutate: Any, *, expected: Expected, source: SourceInfo | None) -> SessionDoc:
+def _update(
+    session_id: str,
+    mutate: Any,
+    *,
+    expected: Expected,
+    source: SourceInfo | None,
+    rate: RateLimit | None = None,
+) -> SessionDoc:
     try:
         return session_store().update(
-            session_id, mutate, expected=expected, guard=_guard(source) if source is not None else None
+            session_id, mutate, expected=expected, guard=_guard(source) if source is not None else None, rate=rate
         )
     except SessionNotFound:
         raise NotFound("no such session", code="session_not_found") from None

@@ -28,8 +28,8 @@ from django.db import transaction
 
 from config.core import ratelimit
 from config.core import redis as tl_redis
-from config.core.errors import RateLimited
-from orchestration.sessions.concurrency import Expected, check_version
+from config.core.errors import ApplicationError, RateLimited
+from orchestration.sessions.concurrency import Expected, VersionMismatch, check_version
 from orchestration.sessions.documents import SessionDoc
 from orchestration.sessions.models import SessionRecord
 
@@ -99,9 +99,9 @@ def _new_record(doc: SessionDoc, origin: str) -> SessionRecord:
     )
 
 
-def _apply(record: SessionRecord, doc: SessionDoc) -> list[str]:
-    """Copy a document's fields onto its record; returns the fields that changed."""
-    values = {
+def _fields(doc: SessionDoc) -> dict[str, Any]:
+    """The record's columns a write may change, as the document has them."""
+    return {
         "channel": doc.channel,
         "device": doc.device,
         "version": doc.version,
@@ -114,6 +114,11 @@ def _apply(record: SessionRecord, doc: SessionDoc) -> list[str]:
         "channels": list(doc.channels),
         "source_ids": list(doc.source_ids),
     }
+
+
+def _apply(record: SessionRecord, doc: SessionDoc) -> list[str]:
+    """Copy a document's fields onto its record; returns the fields that changed."""
+    values = _fields(doc)
     changed = [name for name, value in values.items() if getattr(record, name) != value]
     for name in changed:
         setattr(record, name, values[name])
@@ -146,9 +151,13 @@ class DatabaseStore:
         *,
         expected: Expected,
         guard: Callable[[SessionDoc], None] | None = None,
+        rate: RateLimit | None = None,
     ) -> SessionDoc:
         """Lock the session, let `guard` refuse the caller (before anything about the session
-        is revealed), check the expected version, apply `mutate`, bump the version."""
+        is revealed), check the expected version, apply `mutate`, bump the version. `rate`:
+        the caller's rate limit, counted first."""
+        if rate is not None:
+            ratelimit.hit(rate.bucket, rate.subject, limit_per_second=rate.per_second)
         with transaction.atomic():
             record = SessionRecord.objects.select_for_update().filter(id=session_id).first()
             if record is None:
@@ -301,6 +310,40 @@ class RedisStore(DatabaseStore):
         if doc is not None:
             self._publish([doc], rehydrate=True)
         return doc
+
+    def update(
+        self,
+        session_id: str,
+        mutate: Mutation,
+        *,
+        expected: Expected,
+        guard: Callable[[SessionDoc], None] | None = None,
+        rate: RateLimit | None = None,
+    ) -> SessionDoc:
+        """Optimistically: the session as Redis has it (one round trip, which also counts the
+        rate limit), then one conditional UPDATE in PostgreSQL on that version, instead of
+        lock, read, write. Whenever the copy could be wrong about the caller or the version
+        (refused, stale, or the row moved on), the locked path of the database store decides."""
+        current = self.get(session_id, rate=rate)
+        if current is None:
+            raise SessionNotFound(session_id)
+        try:
+            if guard is not None:
+                guard(current)
+            check_version(expected, current.version)
+        except (ApplicationError, VersionMismatch):
+            return super().update(session_id, mutate, expected=expected, guard=guard)
+        changed = mutate(current)
+        if changed is None:
+            return current
+        saved = changed.evolve(version=current.version + 1)
+        before = _fields(current)
+        fields = {name: value for name, value in _fields(saved).items() if value != before[name]}
+        written = SessionRecord.objects.filter(id=session_id, version=current.version).update(**fields)
+        if written != 1:
+            return super().update(session_id, mutate, expected=expected, guard=guard)
+        self._after_commit([saved])
+        return saved
 
     def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
         ids = list(customer_ids)

@@ -169,3 +169,25 @@ def test_the_active_list_survives_losing_redis(store: DatabaseStore, customer_id
     store.list_active([customer_id])
     test_redis.flushdb()
     assert [d.id for d in store.list_active([customer_id])] == [created.id]
+
+
+def _make_redis_copy_stale(test_redis: Any, doc: SessionDoc) -> None:
+    """Put an older version back in the Redis copy, as a lost copy update would leave it."""
+    test_redis.hset(f"tl:sess:{doc.id}", mapping={"v": doc.version, "d": doc.dumps()})
+
+
+def test_a_stale_copy_does_not_refuse_the_current_version(
+    store: DatabaseStore, customer_id: str, test_redis: Any
+) -> None:
+    created = store.create(new_doc(customer_id))
+    store.update(created.id, set_state({"a": 1}), expected=1)
+    _make_redis_copy_stale(test_redis, created)
+    assert store.update(created.id, set_state({"b": 2}), expected=2).version == 3
+
+
+def test_a_stale_copy_does_not_lose_a_write_made_since(store: DatabaseStore, customer_id: str, test_redis: Any) -> None:
+    created = store.create(new_doc(customer_id))
+    store.update(created.id, lambda doc: doc.evolve(state={**doc.state, "a": 1}), expected=1)
+    _make_redis_copy_stale(test_redis, created)
+    updated = store.update(created.id, lambda doc: doc.evolve(state={**doc.state, "b": 2}), expected=ANY)
+    assert (updated.version, updated.state) == (3, {"form": {"step": 1}, "a": 1, "b": 2})
