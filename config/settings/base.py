@@ -134,6 +134,9 @@ INGEST_MAX_BATCH_MESSAGES = 2500
 INGEST_MAX_WIRE_BYTES = 512 * 1024
 INGEST_RATE_LIMIT_PER_SECOND = env.int("INGEST_RATE_LIMIT_PER_SECOND", default=5000)
 SOURCE_CACHE_SECONDS = env.float("SOURCE_CACHE_SECONDS", default=5.0)
+# Keys the erasure tombstones (HMAC of identifiers). Set it in production and never change it
+# once erasures exist; without it a key is derived from DJANGO_SECRET_KEY.
+PRIVACY_HASH_KEY = env.str("PRIVACY_HASH_KEY", default="")
 # How long a process trusts its snapshot of active schemas and source policies.
 SCHEMAS_REFRESH_SECONDS = env.float("SCHEMAS_REFRESH_SECONDS", default=5.0)
 # How long a process trusts "no erasure asked for suppression" before asking again.
