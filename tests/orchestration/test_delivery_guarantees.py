@@ -51,7 +51,7 @@ def test_killed_worker_loses_no_event_and_doubles_none(ingest: Any, worker_facto
     # The killed worker's reserved tasks stay unacknowledged until the broker's visibility
     # timeout; the sweeper is what brings their events back, as it does in production.
     sweep_outbox.apply(kwargs={"older_than_seconds": 0})
-    wait_until(lambda: not EventOutbox.objects.exists(), timeout=120, message="the outbox drains")
+    wait_until(lambda: not EventOutbox.objects.exists(), timeout=300, message="the outbox drains")
     _routed_once_each()
 
 
