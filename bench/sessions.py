@@ -15,6 +15,7 @@ the shared one: here every command counted is ours. Then it prints:
   with If-Match) from two wrk processes paced open-loop by a Lua schedule, so GET and PATCH
   latencies are measured apart: p50/p90/p99/p99.9 each, against the targets GET p99 <= 5 ms and
   PATCH p99 <= 10 ms;
+- the saturation throughput at that moment of /healthz (the bare stack) and of a session GET;
 - the load on the machine before and after (other agents share its 2 cores).
 
 Latency is wrk's: from a request's send to its response, on loopback. Results also go to
@@ -347,6 +348,23 @@ def wrk_result(process: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
+def ceilings(port: int, write_key: str, ids: list[str], workdir: Path) -> dict[str, float]:
+    """Saturation throughput, closed loop, right now: the bare stack (/healthz, a plain Django
+    view behind the same middleware and gunicorn) and a session GET."""
+    ids_file = workdir / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    plain = subprocess.run(
+        [require("wrk"), "-t", "1", "-c", "16", "-d", "5s", f"http://127.0.0.1:{port}/healthz"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    healthz = float(next(line for line in plain.splitlines() if line.startswith("Requests/sec:")).split()[1])
+    get = wrk_result(run_wrk(port, "get", 1e6, 5, 16, ids_file, write_key, workdir))
+    return {"healthz_rps": healthz, "session_get_rps": get["rps"]}
+
+
 def mixed_load(
     args: argparse.Namespace, rate: float, port: int, write_key: str, ids: list[str], workdir: Path
 ) -> dict[str, Any]:
@@ -448,6 +466,8 @@ def main() -> None:
             ids = seed(port, write_key, args.sessions)
             log("counting Redis round trips per call")
             round_trips = count_round_trips(redis_port, port, write_key, ids)
+            log("saturation ceilings (closed loop, 5 s each)")
+            ceiling = ceilings(port, write_key, ids, workdir)
             loads = [mixed_load(args, float(rate), port, write_key, ids, workdir) for rate in args.rates.split(",")]
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -461,6 +481,7 @@ def main() -> None:
         "gunicorn": {"workers": args.workers, "worker_class": "gthread", "threads": args.threads},
         "redis_benchmark": raw,
         "round_trips": round_trips,
+        "ceilings": ceiling,
         "mixed": loads,
         "targets": {"get_p99_ms": TARGET_GET_P99_MS, "patch_p99_ms": TARGET_PATCH_P99_MS},
     }
@@ -487,6 +508,11 @@ def print_report(report: dict[str, Any]) -> None:
             f"(EVALSHA {t['evalsha_per_call']}, "
             f"commands incl. inside scripts {t['commands_per_call_including_inside_scripts']})"
         )
+    ceiling = report["ceilings"]
+    print(
+        f"Saturation now: /healthz {ceiling['healthz_rps']:,.0f} req/s, "
+        f"session GET {ceiling['session_get_rps']:,.0f} req/s"
+    )
     for mixed in report["mixed"]:
         print(f"Mixed load: offered {mixed['offered_rps']}, achieved {mixed['achieved_rps']} req/s")
         for name, target in (("get", TARGET_GET_P99_MS), ("patch", TARGET_PATCH_P99_MS)):
