@@ -15,6 +15,8 @@ the shared one: here every command counted is ours. Then it prints:
   with If-Match) from two wrk processes paced open-loop by a Lua schedule, so GET and PATCH
   latencies are measured apart: p50/p90/p99/p99.9 each, against the targets GET p99 <= 5 ms and
   PATCH p99 <= 10 ms;
+- CPU per request in each paced run (gunicorn processes, the PostgreSQL backends of the bench
+  database, the private Redis), a cost that does not move with the neighbours' load;
 - the saturation throughput at that moment of /healthz (the bare stack) and of a session GET;
 - the load on the machine before and after (other agents share its 2 cores).
 
@@ -131,7 +133,7 @@ def require(tool: str) -> str:
 
 
 @contextlib.contextmanager
-def private_redis(workdir: Path) -> Iterator[int]:
+def private_redis(workdir: Path) -> Iterator[tuple[int, int]]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -157,7 +159,7 @@ def private_redis(workdir: Path) -> Iterator[int]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
             time.sleep(0.05)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -348,6 +350,35 @@ def wrk_result(process: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
+def postgres_backends() -> list[int]:
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME]).fetchall()
+    return [int(row[0]) for row in rows]
+
+
 def ceilings(port: int, write_key: str, ids: list[str], workdir: Path) -> dict[str, float]:
     """Saturation throughput, closed loop, right now: the bare stack (/healthz, a plain Django
     view behind the same middleware and gunicorn) and a session GET."""
@@ -366,7 +397,13 @@ def ceilings(port: int, write_key: str, ids: list[str], workdir: Path) -> dict[s
 
 
 def mixed_load(
-    args: argparse.Namespace, rate: float, port: int, write_key: str, ids: list[str], workdir: Path
+    args: argparse.Namespace,
+    rate: float,
+    port: int,
+    write_key: str,
+    ids: list[str],
+    workdir: Path,
+    pids: dict[str, list[int]],
 ) -> dict[str, Any]:
     ids_file = workdir / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
@@ -383,11 +420,19 @@ def mixed_load(
         wrk_result(process)
     log(f"measuring: {args.seconds} s at {rate} req/s ({args.get_share:.0%} GET)")
     load_before = os.getloadavg()
+    web_pids = pids["web"] + [c for p in pids["web"] for c in children(p)]
+    groups = {"web": web_pids, "postgresql": postgres_backends(), "redis": pids["redis"]}
+    cpu_before = {name: cpu_seconds(group) for name, group in groups.items()}
     processes = {
         "get": run_wrk(port, "get", get_rps, args.seconds, get_conns, ids_file, write_key, workdir),
         "patch": run_wrk(port, "patch", patch_rps, args.seconds, patch_conns, ids_file, write_key, workdir),
     }
     results = {name: wrk_result(process) for name, process in processes.items()}
+    served = results["get"]["requests"] + results["patch"]["requests"]
+    results["cpu_ms_per_request"] = {
+        name: round((cpu_seconds(group) - cpu_before[name]) * 1000 / max(1, served), 3)
+        for name, group in groups.items()
+    }
     results["offered_rps"] = {"get": get_rps, "patch": patch_rps}
     results["achieved_rps"] = round(results["get"]["rps"] + results["patch"]["rps"], 1)
     results["loadavg_during"] = {"before": load_before, "after": os.getloadavg()}
@@ -408,13 +453,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=40, help="wrk connections, split GET/PATCH")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     args = parser.parse_args()
 
     require("wrk")
     workdir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_at_start": os.getloadavg()}
     log(f"machine: {machine['cpus']} cpus, load average {machine['loadavg_at_start']}; logs in {workdir}")
-    with private_redis(workdir) as redis_port:
+    with private_redis(workdir) as (redis_port, redis_pid):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
@@ -437,23 +483,14 @@ def main() -> None:
 
         port = free_port()
         logfile = workdir / "gunicorn.log"
+        argv = [
+            PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+            "--worker-class", args.worker_class, "--backlog", "2048",
+        ]  # fmt: skip
+        if args.worker_class == "gthread":
+            argv += ["--threads", str(args.threads)]
         gunicorn = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(args.threads),
-                "--backlog",
-                "2048",
-            ],
+            argv,
             cwd=ROOT,
             env=env,
             stdout=logfile.open("wb"),
@@ -468,7 +505,10 @@ def main() -> None:
             round_trips = count_round_trips(redis_port, port, write_key, ids)
             log("saturation ceilings (closed loop, 5 s each)")
             ceiling = ceilings(port, write_key, ids, workdir)
-            loads = [mixed_load(args, float(rate), port, write_key, ids, workdir) for rate in args.rates.split(",")]
+            pids = {"web": [gunicorn.pid], "redis": [redis_pid]}
+            loads = [
+                mixed_load(args, float(rate), port, write_key, ids, workdir, pids) for rate in args.rates.split(",")
+            ]
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(gunicorn.pid, signal.SIGTERM)
@@ -478,7 +518,7 @@ def main() -> None:
     report = {
         "when": datetime.now(UTC).isoformat(),
         "machine": machine,
-        "gunicorn": {"workers": args.workers, "worker_class": "gthread", "threads": args.threads},
+        "gunicorn": {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads},
         "redis_benchmark": raw,
         "round_trips": round_trips,
         "ceilings": ceiling,
@@ -523,7 +563,11 @@ def print_report(report: dict[str, Any]) -> None:
                 f"  {name.upper():5} {r['rps']:>7,.0f} req/s  p50 {r['p50_ms']:.2f}  p90 {r['p90_ms']:.2f}  "
                 f"p99 {r['p99_ms']:.2f}  p99.9 {r['p999_ms']:.2f} ms  errors {errors}  ({verdict} p99 <= {target} ms)"
             )
-        print(f"  load average during: {mixed['loadavg_during']}")
+        cpu = mixed["cpu_ms_per_request"]
+        print(
+            f"  CPU per request: web {cpu['web']} ms, PostgreSQL {cpu['postgresql']} ms, Redis {cpu['redis']} ms; "
+            f"load average during: {mixed['loadavg_during']}"
+        )
 
 
 if __name__ == "__main__":
