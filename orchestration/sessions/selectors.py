@@ -21,16 +21,27 @@ from orchestration.sessions.store import RateLimit, session_store, to_doc
 from profiles.contracts import SourceInfo
 from profiles.identifiers import normalize
 from profiles.models import Event, Identity, Source
+from profiles.selectors import customer_get, customer_merged_ids
 
 LIFECYCLE_EVENTS = frozenset({"Session Started", "Session Ended", "Session Resumed"})
 IDENTITY_KINDS = ("user_id", "anonymous_id")
 
 
+def customer_cluster(*, customer_id: UUID | str) -> list[UUID]:
+    """The live profile behind `customer_id` and every profile merged into it. A merge moves
+    identities and events to the survivor but a session stays on the profile it began on."""
+    live = customer_get(customer_id=UUID(str(customer_id)))
+    if live is None:
+        return [UUID(str(customer_id))]
+    return [live.id, *customer_merged_ids(customer=live)]
+
+
 def source_identified_customer(*, source_id: UUID | str, customer_id: UUID | str) -> bool:
-    if Identity.objects.filter(customer_id=customer_id, source_id=source_id).exists():
+    cluster = customer_cluster(customer_id=customer_id)
+    if Identity.objects.filter(customer_id__in=cluster, source_id=source_id).exists():
         return True
     return (
-        Event.objects.filter(customer_id=customer_id, source_id=source_id).exclude(name__in=LIFECYCLE_EVENTS).exists()
+        Event.objects.filter(customer_id__in=cluster, source_id=source_id).exclude(name__in=LIFECYCLE_EVENTS).exists()
     )
 
 
@@ -71,9 +82,11 @@ def session_get(*, session_id: str) -> SessionDoc | None:
 
 
 def customer_sessions(*, customer_id: UUID | str, active: bool, limit: int = 50) -> list[SessionDoc]:
+    """The sessions of the customer and of the profiles merged into it, newest first."""
+    cluster = customer_cluster(customer_id=customer_id)
     if active:
-        return session_store().list_active([str(customer_id)])[:limit]
-    records = SessionRecord.objects.filter(customer_id=customer_id).order_by("-last_seen_at")[:limit]
+        return session_store().list_active([str(c) for c in cluster])[:limit]
+    records = SessionRecord.objects.filter(customer_id__in=cluster).order_by("-last_seen_at")[:limit]
     return [to_doc(r) for r in records]
 
 

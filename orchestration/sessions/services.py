@@ -20,6 +20,7 @@ from orchestration.sessions.merge_patch import PatchError, json_depth, merge_pat
 from orchestration.sessions.models import ContinuationKind, ResumeToken, SessionContinuation, SessionRecord
 from orchestration.sessions.selectors import (
     LIFECYCLE_EVENTS,
+    customer_cluster,
     source_identity_customer,
     source_info,
     source_may_access,
@@ -368,7 +369,7 @@ def session_resume_by_identity(
     if customer_id is None:
         raise NotFound("no resumable session for this identity", code="session_not_found")
     window = now - timedelta(seconds=settings.SESSIONS_RESUME_WINDOW_SECONDS)
-    candidates = SessionRecord.objects.filter(customer_id=customer_id).filter(
+    candidates = SessionRecord.objects.filter(customer_id__in=customer_cluster(customer_id=customer_id)).filter(
         Q(ended_at=None) | Q(end_reason=EndReason.INACTIVE, ended_at__gte=window)
     )
     if session_id is not None:

@@ -7,7 +7,9 @@ import pytest
 from django.utils import timezone
 
 from orchestration.sessions.models import ContinuationKind, ResumeToken, SessionContinuation
+from profiles.merging import customer_merge
 from profiles.models import Event
+from profiles.selectors import customer_find
 from tests.conftest import IngestClient, SessionsClient
 from tests.factories import SourceFactory
 
@@ -201,3 +203,16 @@ def test_resume_ends_the_customers_other_session_on_that_channel(
     stale = kiosk.start({"userId": "u-1"}).json()
     kiosk.resume({"token": token})
     assert kiosk.get(stale["id"]).json()["endReason"] == "superseded"
+
+
+def test_a_session_of_a_profile_merged_away_is_still_found_by_identity(
+    client: Any, kiosk_source: Any, kiosk: SessionsClient, web: SessionsClient
+) -> None:
+    IngestClient(client, kiosk_source.write_key).post("identify", {"anonymousId": "kiosk-visitor"})
+    session = web.start({"anonymousId": "web-visitor", "state": {"cart": [1]}}).json()
+    older = customer_find(kind="anonymous_id", value="kiosk-visitor")
+    newer = customer_find(kind="anonymous_id", value="web-visitor")
+    assert older is not None and newer is not None
+    customer_merge(customer_ids=[older.id, newer.id], reason="same person", actor="test")
+    listed = kiosk.customer_sessions(anonymous_id="kiosk-visitor", active="true").json()["sessions"]
+    assert [s["id"] for s in listed] == [session["id"]]
