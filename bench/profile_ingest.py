@@ -143,7 +143,21 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
-    profiler = cProfile.Profile() if args.cprofile else None
+    statements: dict[str, int] = {}
+
+    def count_statements(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        head = " ".join(sql.split())[:70]
+        statements[head] = statements.get(head, 0) + 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count_statements):
+        call(bodies[0])
+    bodies = bodies[1:]
+    args.n -= 1
+    print("SQL statements for one request (BEGIN/SAVEPOINT/COMMIT are not seen by Django's wrapper):")
+    for head, times in statements.items():
+        print(f"  {times} x {head}")
+    profiler = cProfile.Profile(time.process_time) if args.cprofile else None  # CPU, not waiting
     pg0, redis0, cpu0, wall0 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
