@@ -393,6 +393,8 @@ class CustomerSessionsApi(_SourceApi):
         if active not in ("true", "false", "1", "0"):
             raise BadRequest("active must be true or false", code="invalid_lookup")
         kind, value = given[0]
+        if "\x00" in value or len(value) > 512:
+            raise BadRequest(f"{kind} must be at most 512 characters, without NUL", code="invalid_lookup")
         customer_id = selectors.source_identity_customer(source_id=source.id, kind=kind, value=value)
         if customer_id is None:
             raise NotFound("no customer this source has identified by that identity", code="customer_not_found")

@@ -15,17 +15,24 @@ class PatchError(ValueError):
 
 def json_depth(value: Any, *, limit: int = MAX_DEPTH) -> int:
     """Nesting depth of a decoded JSON value; raises PatchError past `limit` without recursing
-    further, so a deeply nested body never reaches Python's recursion limit."""
+    further, so a deeply nested body never reaches Python's recursion limit, and for a NUL
+    character in a key or string, which PostgreSQL's jsonb cannot store."""
     depth = 0
     level: list[Any] = [value]
     while level:
+        if any(isinstance(item, str) and "\x00" in item for item in level):
+            raise PatchError("strings may not contain the NUL character (\\u0000)")
         containers = [item for item in level if isinstance(item, dict | list)]
         if not containers:
             break
         depth += 1
         if depth > limit:
             raise PatchError(f"documents may be nested at most {limit} levels deep")
-        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+        level = [
+            child
+            for item in containers
+            for child in ((*item.keys(), *item.values()) if isinstance(item, dict) else item)
+        ]
     return depth
 
 

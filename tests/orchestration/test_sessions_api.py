@@ -158,6 +158,11 @@ def test_a_deeply_nested_patch_is_400(web: SessionsClient, started: dict[str, An
     assert web.patch(started["id"], deep, version=1).status_code == 400
 
 
+def test_a_nul_character_in_the_state_is_400(web: SessionsClient, started: dict[str, Any]) -> None:
+    response = web.patch(started["id"], {"note": "a\u0000b"}, version=1)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_patch")
+
+
 def test_end_ends_the_session_with_its_outcome(web: SessionsClient, started: dict[str, Any]) -> None:
     body = web.end(started["id"], {"outcome": "completed"}).json()
     assert (body["active"], body["endReason"], body["outcome"]) == (False, "ended", "completed")
@@ -217,6 +222,10 @@ def test_customer_sessions_for_an_identity_the_source_never_identified_is_404(
 ) -> None:
     other = sessions_for(SourceFactory(channel="pos"))
     assert other.customer_sessions(user_id="u-1").status_code == 404
+
+
+def test_customer_sessions_with_a_nul_in_the_identity_is_400(web: SessionsClient) -> None:
+    assert web.customer_sessions(user_id="u\x00").status_code == 400
 
 
 def test_customer_sessions_needs_exactly_one_identity(web: SessionsClient) -> None:
