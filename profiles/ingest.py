@@ -440,9 +440,13 @@ class _PostgresStore(_Store):
         with _prepared_cursor() as cursor:
             cursor.execute(
                 # merged_into always names the final survivor, so one hop finds the live profile.
-                "SELECT i.kind, i.value, COALESCE(c.merged_into_id, c.id) FROM profiles_identity i "
-                "JOIN json_to_recordset(%s::json) AS u(kind text, value text) ON i.kind = u.kind AND i.value = u.value "
-                "JOIN profiles_customer c ON c.id = i.customer_id",
+                # The planner cannot see how many rows the JSON holds (it assumes 100) and would
+                # hash-join a sequential scan of every identity; LATERAL ... LIMIT 1 keeps it to
+                # one index probe per key, whatever the table's size or statistics.
+                "SELECT u.kind, u.value, l.customer_id FROM json_to_recordset(%s::json) AS u(kind text, value text) "
+                "CROSS JOIN LATERAL (SELECT COALESCE(c.merged_into_id, c.id) AS customer_id "
+                "FROM profiles_identity i JOIN profiles_customer c ON c.id = i.customer_id "
+                "WHERE i.kind = u.kind AND i.value = u.value LIMIT 1) AS l",
                 [_json([{"kind": kind, "value": value} for kind, value in keys])],
             )
             return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}
@@ -504,7 +508,7 @@ class _PostgresStore(_Store):
                     id uuid, set jsonb, set_once jsonb, unset jsonb, set_times jsonb, once_times jsonb,
                     set_once_keys jsonb
                 )
-                WHERE c.id = u.id
+                WHERE c.id = u.id AND c.id = ANY(%s::uuid[])
                 """,
                 [
                     now,
@@ -522,6 +526,9 @@ class _PostgresStore(_Store):
                             for cid, o in updates.items()
                         ]
                     ),
+                    # The ids again as an array: the primary-key index finds them, where a join on
+                    # the JSON alone was planned as a sequential scan of every customer.
+                    list(updates),
                 ],
             )
 
