@@ -13,4 +13,5 @@ def deliveries_erase(customer_ids: list[UUID]) -> dict[str, int]:
 
 
 def deliveries_export(customer_ids: list[UUID]) -> list[dict[str, Any]]:
-    return list(Delivery.objects.filter(customer_id__in=customer_ids).order_by("queued_at", "id").values())
+    rows = Delivery.objects.filter(customer_id__in=customer_ids).order_by("queued_at", "id").values()
+    return [dict(row) for row in rows]
