@@ -312,16 +312,18 @@ class Load:
         self.logdir = logdir
         self.run_id = uuid.uuid4().hex[:8]
         self.seq = 0
+        self.prefix = ""
 
     def run(self, kind: str, *, seconds: float, connections: int, rate: float = 0.0, batch: int = 100) -> LoadResult:
         """Closed loop when rate is 0; otherwise open loop at `rate` requests/s in all."""
         self.seq += 1
+        self.prefix = f"{self.run_id}{self.seq}"
         out = self.logdir / f"load-{self.seq}-{kind}.json"
         env = {
             **os.environ,
             "BENCH_KIND": kind,
             "BENCH_AUTH": self.auth,
-            "BENCH_RUN": f"{self.run_id}{self.seq}",
+            "BENCH_RUN": self.prefix,
             "BENCH_BATCH": str(batch),
             "BENCH_RATE": str(rate / connections if rate else 0),
             "BENCH_OUT": str(out),
@@ -362,16 +364,22 @@ def count(conn: psycopg.Connection[Any], table: str) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
 
 
-def db_now(conn: psycopg.Connection[Any]) -> datetime:
-    return conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-
-
-def stored_between(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> int:
-    """Events the service received (received_at is set as a request starts) in [start, end) and
-    committed: requests still in flight from a warm-up, or when the load stops, do not count."""
+def routed_from(conn: psycopg.Connection[Any], run: str) -> int:
+    """Events of one load run that the routing worker has routed (it logs each once)."""
     row = conn.execute(
-        "SELECT count(*) FROM profiles_event WHERE received_at >= %s AND received_at < %s", [start, end]
+        "SELECT count(DISTINCT r.event_id) FROM orchestration_routelog r JOIN profiles_event e ON e.id = r.event_id "
+        "WHERE e.message_id LIKE %s",
+        [f"{run}-%"],
     ).fetchone()
+    return int(row[0])  # type: ignore[index]
+
+
+def stored_from(conn: psycopg.Connection[Any], run: str) -> int:
+    """Events of one load run (its messageIds start with the run's prefix) that are committed.
+
+    Counted by messageId, not by time or table size: routing handlers write events of their own
+    into profiles_event, and a warm-up's last requests finish inside the next window."""
+    row = conn.execute("SELECT count(*) FROM profiles_event WHERE message_id LIKE %s", [f"{run}-%"]).fetchone()
     return int(row[0])  # type: ignore[index]
 
 
@@ -536,25 +544,21 @@ def main() -> int:
         if "batch" in only:
             load.run("batch", seconds=args.warmup, connections=connections)
             wait_drained(conn, 60)
-            routed_before = count(conn, "orchestration_routelog")
             wall = time.monotonic()
-            start = db_now(conn)
             with cpu_usage(services.groups) as cpu:
                 batch = load.run("batch", seconds=args.seconds, connections=connections)
-            end = db_now(conn)
             wall = time.monotonic() - wall
-            time.sleep(2)  # let requests received before `end` commit
-            stored = stored_between(conn, start, end)
+            time.sleep(2)  # let the requests still in flight when wrk stopped commit
+            stored = stored_from(conn, load.prefix)
             stored_all = count(conn, "profiles_event")
             drain = wait_drained(conn, 120)
-            routed = count(conn, "orchestration_routelog") - routed_before
+            routed = routed_from(conn, load.prefix)
             results["batch"] = {
                 **batch.__dict__,
                 "rps": round(batch.rps, 1),
                 "events_stored": stored,
                 "events_expected": (batch.requests - batch.errors["status"]) * 100,
-                "events_per_s": round(stored / (end - start).total_seconds()),
-                "window_s": round((end - start).total_seconds(), 2),
+                "events_per_s": round(stored / batch.duration_s),
                 "events_in_database": stored_all,
                 "wall_s": round(wall, 2),
                 "outbox_drain_s": None if drain is None else round(drain, 2),
@@ -564,18 +568,16 @@ def main() -> int:
                 "cpu": per_unit(cpu, stored),
             }
             log(
-                f"batch: {stored / (end - start).total_seconds():.0f} events/s stored ({batch.rps:.0f} req/s, "
+                f"batch: {stored / batch.duration_s:.0f} events/s stored ({batch.rps:.0f} req/s, "
                 f"p50 {batch.p50_ms:.1f} ms, p99 {batch.p99_ms:.1f} ms), outbox drained in {drain} s"
             )
 
         if "track" in only:
             load.run("track", seconds=args.warmup, connections=connections)
-            start = db_now(conn)
             with cpu_usage(services.groups) as cpu:
                 track = load.run("track", seconds=args.seconds, connections=connections)
-            end = db_now(conn)
             time.sleep(1)
-            stored = stored_between(conn, start, end)
+            stored = stored_from(conn, load.prefix)
             results["track"] = {
                 **track.__dict__,
                 "rps": round(track.rps),
