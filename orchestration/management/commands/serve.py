@@ -51,7 +51,7 @@ class Command(BaseCommand):
                     "config",
                     "worker",
                     "-Q",
-                    "default,routing,maintenance",
+                    "default,routing,maintenance,delivery",
                     "--loglevel",
                     "INFO",
                 ],
