@@ -32,14 +32,23 @@ def write_key_from_header(request: HttpRequest) -> str | None:
     return decoded.partition(":")[0]
 
 
-def source_authenticate(write_key: object, *, bucket: str = "ingest") -> SourceInfo:
-    """The enabled source owning `write_key` (401 unknown, 403 disabled, 429 over its limit)."""
+def source_enabled(write_key: object, *, missing: str) -> SourceInfo:
+    """The enabled source owning `write_key` (401 unknown or none, saying `missing`; 403
+    disabled). Callers count the rate limit themselves."""
     if not isinstance(write_key, str) or not write_key:
-        raise Unauthorized("a write key is required (Basic auth user name, or writeKey in the body)")
+        raise Unauthorized(missing)
     source = source_for_write_key(write_key)
     if source is None:
         raise Unauthorized("unknown write key", code="invalid_write_key")
     if not source.enabled:
         raise Forbidden("this source is disabled", code="source_disabled")
+    return source
+
+
+def source_authenticate(write_key: object, *, bucket: str = "ingest") -> SourceInfo:
+    """The enabled source owning `write_key` (401 unknown, 403 disabled, 429 over its limit)."""
+    source = source_enabled(
+        write_key, missing="a write key is required (Basic auth user name, or writeKey in the body)"
+    )
     ratelimit.hit(bucket, str(source.id), limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
     return source

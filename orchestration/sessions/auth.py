@@ -9,25 +9,18 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from config.core import ratelimit
-from config.core.errors import Forbidden, Unauthorized
 from orchestration.sessions.store import RateLimit
 from profiles.contracts import SourceInfo
-from profiles.selectors import source_for_write_key
-from profiles.writekey import write_key_from_header
+from profiles.writekey import source_enabled, write_key_from_header
 
 BUCKET = "sessions"
 
 
 def _source(request: HttpRequest) -> SourceInfo:
-    write_key = write_key_from_header(request)
-    if not write_key:
-        raise Unauthorized("a write key is required: HTTP Basic auth with the write key as user name")
-    source = source_for_write_key(write_key)
-    if source is None:
-        raise Unauthorized("unknown write key", code="invalid_write_key")
-    if not source.enabled:
-        raise Forbidden("this source is disabled", code="source_disabled")
-    return source
+    return source_enabled(
+        write_key_from_header(request),
+        missing="a write key is required: HTTP Basic auth with the write key as user name",
+    )
 
 
 def source_for_write(request: HttpRequest) -> SourceInfo:
