@@ -1,7 +1,10 @@
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
-from channels.models import Delivery, WebhookSecret
+from channels.models import ContactPolicy, Delivery, WebhookSecret
+from channels.selectors import contact_policy_forget
 
 
 @admin.register(Delivery)
@@ -24,3 +27,21 @@ class WebhookSecretAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(ContactPolicy)
+class ContactPolicyAdmin(admin.ModelAdmin):
+    """The one workspace-wide row; the model's clean() validates caps and the fallback zone."""
+
+    list_display = ["__str__", "quiet_start", "quiet_end", "fallback_timezone", "updated_at"]
+    fields = ["caps", "quiet_start", "quiet_end", "fallback_timezone", "high_priority_bypasses_caps"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not ContactPolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: ContactPolicy | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ContactPolicy, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        contact_policy_forget()

@@ -20,6 +20,7 @@ class DeliveryStatus(models.TextChoices):
 class DeliveryChannel(models.TextChoices):
     EMAIL = "email"
     SMS = "sms"
+    PUSH = "push"
     WEBHOOK = "webhook"
 
 
@@ -30,6 +31,9 @@ class Delivery(BaseModel):
     idempotency_key = models.CharField(max_length=200, unique=True)
     channel = models.CharField(max_length=16, choices=DeliveryChannel.choices)
     purpose = models.CharField(max_length=64, default="transactional")
+    priority = models.CharField(
+        max_length=8, default="normal", help_text="normal or high: a high one may bypass frequency caps."
+    )
     customer_id = models.UUIDField(db_index=True, help_text="The profiles customer the message is for.")
     content = models.JSONField(default=dict)
     fallback = models.JSONField(default=list, blank=True, help_text="Providers to try after the primary.")
@@ -45,10 +49,59 @@ class Delivery(BaseModel):
 
     class Meta:
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # The contact policy counts a customer's recent messages; the timeline pages them.
+            models.Index(fields=["customer_id", "created_at"], name="channels_delivery_cust_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} {self.id} ({self.status})"
+
+
+class ContactPolicy(BaseModel):
+    """The workspace's one contact policy (row id 1): frequency caps across every journey and
+    channel, quiet hours in the customer's time zone, and what a high priority may bypass.
+    The rules themselves are in channels.contact (pure); see docs/channels.md."""
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    caps = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Rules like [{"purpose": "marketing", "channel": "*", "max": 3, "window": {"days": 7}}]. '
+        'purpose/channel may be "*"; transactional messages are never capped.',
+    )
+    quiet_start = models.TimeField(null=True, blank=True, help_text="Local time quiet hours begin, e.g. 21:00.")
+    quiet_end = models.TimeField(null=True, blank=True, help_text="Local time they end, e.g. 08:00.")
+    fallback_timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA zone used when a customer has no valid `timezone` trait."
+    )
+    high_priority_bypasses_caps = models.BooleanField(
+        default=True, help_text="A high-priority message may exceed caps (never quiet hours)."
+    )
+
+    class Meta:
+        verbose_name_plural = "contact policy"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="channels_contact_policy_singleton")]
+
+    def __str__(self) -> str:
+        return "Contact policy"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from channels.contact import PolicyError, parse_caps, valid_zone
+
+        try:
+            parse_caps(self.caps)
+        except PolicyError as error:
+            raise ValidationError({"caps": str(error)}) from None
+        if not valid_zone(self.fallback_timezone):
+            raise ValidationError({"fallback_timezone": "not a known IANA time zone"})
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            raise ValidationError({"quiet_end": "set both ends of the quiet hours, or neither"})
 
 
 class WebhookProvider(models.TextChoices):

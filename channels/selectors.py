@@ -1,14 +1,21 @@
 """Reads of the channels app, and the few profile facts delivery needs at send time."""
 
+import threading
+import time
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import Q
 
-from channels.models import Delivery, UndeliverableAddress
+from channels import contact
+from channels.models import ContactPolicy, Delivery, DeliveryStatus, UndeliverableAddress
 from profiles.models import Customer, Identity, Source
 
 _ADDRESS_KINDS = {"email": "email", "sms": "phone"}
+PUSH_TOKEN_KIND = "push_token"  # noqa: S105 - an identity kind, not a secret
 
 
 def delivery_get(*, delivery_id: UUID) -> Delivery | None:
@@ -35,6 +42,8 @@ def customer_address(*, customer: Customer, channel: str) -> str:
     if channel == "webhook":
         url = (customer.traits or {}).get("webhook_url")
         return url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
+    if channel == "push":
+        return _push_token(customer)
     kind = _ADDRESS_KINDS.get(channel)
     if kind is None:
         return ""
@@ -45,6 +54,22 @@ def customer_address(*, customer: Customer, channel: str) -> str:
         .first()
     )
     return value or ""
+
+
+def _push_token(customer: Customer) -> str:
+    """The device's push registration token: the newest `push_token` identity (a source that
+    lists push_token among its identity kinds records one per device), else the `push_token`
+    trait (an identify call from the app)."""
+    token = (
+        Identity.objects.filter(customer_id__in=_cluster(customer), kind=PUSH_TOKEN_KIND)
+        .order_by("-created_at")
+        .values_list("value", flat=True)
+        .first()
+    )
+    if token:
+        return token
+    trait = (customer.traits or {}).get(PUSH_TOKEN_KIND)
+    return trait.strip() if isinstance(trait, str) and 0 < len(trait.strip()) <= 4096 else ""
 
 
 def customer_ids_for_message(*, customer: Customer) -> dict[str, Any]:
@@ -71,3 +96,121 @@ def system_source_row(*, name: str) -> Source | None:
 
 def address_undeliverable(*, channel: str, address: str) -> bool:
     return UndeliverableAddress.objects.filter(channel=channel, address=address).exists()
+
+
+# --- the contact policy -------------------------------------------------------------------------
+
+_policy_lock = threading.Lock()
+_policy_cache: dict[str, tuple[float, contact.Policy]] = {}
+
+
+def contact_policy() -> contact.Policy:
+    """The workspace's policy, as the pure rules take it; a process trusts its copy for
+    CHANNELS_CONTACT_POLICY_REFRESH_SECONDS (a save through the service drops it at once)."""
+    now = time.monotonic()
+    with _policy_lock:
+        cached = _policy_cache.get("policy")
+        if cached is not None and now - cached[0] < settings.CHANNELS_CONTACT_POLICY_REFRESH_SECONDS:
+            return cached[1]
+    row = ContactPolicy.objects.filter(id=ContactPolicy.SINGLETON_ID).first()
+    policy = contact_policy_from(row) if row is not None else contact.Policy()
+    with _policy_lock:
+        _policy_cache["policy"] = (now, policy)
+    return policy
+
+
+def contact_policy_forget() -> None:
+    with _policy_lock:
+        _policy_cache.clear()
+
+
+def contact_policy_from(row: ContactPolicy) -> contact.Policy:
+    try:
+        caps = contact.parse_caps(row.caps)
+    except contact.PolicyError:
+        # The admin and the service validate; a row edited by hand in SQL must not stop delivery
+        # or, worse, lift the caps silently: an unreadable rule set caps every non-exempt message.
+        caps = (contact.CapRule(contact.ANY, contact.ANY, 0, timedelta(days=1)),)
+    return contact.Policy(
+        caps=caps,
+        quiet_start=row.quiet_start,
+        quiet_end=row.quiet_end,
+        fallback_timezone=row.fallback_timezone or "UTC",
+        high_priority_bypasses_caps=row.high_priority_bypasses_caps,
+    )
+
+
+# Counted towards caps: what went out (sent_at is set, whatever happened after) and what is on its
+# way. At send time the queue is not counted: those messages have not gone out, and the first of
+# them to be claimed is the one that goes.
+_ON_THE_WAY = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+# A delivery is counted from when it went out; retries can delay that past its creation by this
+# much at most (CHANNELS_MAX_ATTEMPTS backoffs capped at CHANNELS_RETRY_MAX_SECONDS), generously.
+_SEND_DELAY_MARGIN = timedelta(days=1)
+
+
+def contact_facts(
+    *, customer_ids: Collection[UUID], since: datetime | None, at_send: bool, exclude: UUID | None = None
+) -> dict[UUID, tuple[str | None, list[contact.Sent]]]:
+    """Per customer: the `timezone` trait and the messages that count towards the caps since
+    `since` (over the profiles merged into it too). Two queries whatever the number of customers;
+    the deliveries come from the (customer_id, created_at) index."""
+    ids = set(customer_ids)
+    owner: dict[UUID, UUID] = {}
+    zones: dict[UUID, str | None] = {}
+    for cid, merged_into, traits in Customer.objects.filter(
+        Q(id__in=list(ids)) | Q(merged_into_id__in=list(ids))
+    ).values_list("id", "merged_into_id", "traits"):
+        if cid in ids:
+            tz = (traits or {}).get("timezone") if isinstance(traits, dict) else None
+            zones[cid] = tz if isinstance(tz, str) else None
+        owner[cid] = cid if cid in ids else merged_into
+    sent: dict[UUID, list[contact.Sent]] = {cid: [] for cid in ids}
+    if since is not None and owner:
+        statuses = [DeliveryStatus.SENDING] if at_send else list(_ON_THE_WAY)
+        rows = Delivery.objects.filter(
+            Q(sent_at__isnull=False) | Q(status__in=statuses),
+            customer_id__in=list(owner),
+            created_at__gte=since - _SEND_DELAY_MARGIN,
+        )
+        if exclude is not None:
+            rows = rows.exclude(id=exclude)
+        for cid, purpose, channel, sent_at, created_at in rows.values_list(
+            "customer_id", "purpose", "channel", "sent_at", "created_at"
+        ):
+            when = sent_at or created_at
+            if when > since:
+                sent[owner[cid]].append(contact.Sent(purpose, channel, when))
+    return {cid: (zones.get(cid), sent[cid]) for cid in ids}
+
+
+def contact_verdicts(
+    *,
+    customer_ids: Collection[UUID],
+    channel: str,
+    purpose: str,
+    priority: str,
+    at: datetime,
+    at_send: bool = False,
+    exclude: UUID | None = None,
+) -> dict[UUID, contact.ContactVerdict]:
+    """The contact policy's verdict for each customer, for one message of this kind at `at`."""
+    policy = contact_policy()
+    if purpose in contact.EXEMPT_PURPOSES:
+        return {cid: contact.ContactVerdict(True, contact.EXEMPT) for cid in customer_ids}
+    window = policy.longest_window
+    facts = contact_facts(
+        customer_ids=customer_ids, since=at - window if window else None, at_send=at_send, exclude=exclude
+    )
+    return {
+        cid: contact.evaluate(
+            policy,
+            purpose=purpose,
+            channel=channel,
+            priority=priority,
+            now=at,
+            tz=contact.zone(tz_name, policy.fallback_timezone),
+            sent=sent,
+        )
+        for cid, (tz_name, sent) in facts.items()
+    }

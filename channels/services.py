@@ -11,13 +11,14 @@ from uuid import UUID
 import pybreaker
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from channels import selectors
+from channels import contact, selectors
 from channels.adapters.sendgrid import OPT_OUT, UNDELIVERABLE, Outcome
 from channels.breaker import breaker_for, destination_host
 from channels.models import (
+    ContactPolicy,
     Delivery,
     DeliveryChannel,
     DeliveryStatus,
@@ -59,6 +60,7 @@ def deliver(
     content: dict[str, Any],
     idempotency_key: str,
     purpose: str = "transactional",
+    priority: str = "normal",
     fallback: list[str] | None = None,
 ) -> Delivery:
     """Record a delivery and enqueue its send after commit; the same key returns the same
@@ -71,6 +73,8 @@ def deliver(
         raise BadRequest("idempotency_key must be 1 to 200 characters", code="invalid_idempotency_key")
     if conventions.normalize_purpose(purpose) is None:
         raise BadRequest("purpose must be a name such as marketing or transactional", code="invalid_purpose")
+    if priority not in contact.PRIORITIES:
+        raise BadRequest(f"priority must be one of {list(contact.PRIORITIES)}", code="invalid_priority")
     unknown = [name for name in fallback or [] if name not in settings.CHANNELS_PROVIDERS]
     if unknown:
         raise BadRequest(f"unknown fallback providers: {unknown}", code="invalid_fallback")
@@ -83,6 +87,7 @@ def deliver(
                 idempotency_key=idempotency_key,
                 channel=channel,
                 purpose=conventions.normalize_purpose(purpose) or purpose,
+                priority=priority,
                 customer_id=customer_id,
                 content=content,
                 fallback=list(fallback or []),
@@ -167,10 +172,42 @@ def _claim(delivery_id: UUID) -> tuple[Delivery, str] | None:
                 skip_reason = f"no {delivery.channel} address"
             elif selectors.address_undeliverable(channel=delivery.channel, address=delivery.address):
                 skip_reason = f"{delivery.channel} address is undeliverable (bounced)"
+            else:
+                skip_reason = _policy_refusal(delivery)
         delivery.status = DeliveryStatus.SENDING
         delivery.attempts += 1
         delivery.save(update_fields=["status", "attempts", "address", "updated_at"])
     return delivery, skip_reason
+
+
+def _policy_refusal(delivery: Delivery) -> str:
+    """The contact policy again, at send time: why this delivery may not go now, or "".
+
+    Messages of one customer are claimed one at a time (a transaction-scoped advisory lock on
+    the customer) so two workers cannot both take the last slot of a cap. A refused delivery is
+    skipped, not held: holding is the journey's decision (contact_check's retry_at on a timer),
+    and a message that waited for the morning may no longer be worth sending."""
+    if delivery.purpose in contact.EXEMPT_PURPOSES:
+        return ""
+    if selectors.contact_policy().caps:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", [f"contact:{delivery.customer_id}"])
+    verdict = selectors.contact_verdicts(
+        customer_ids=[delivery.customer_id],
+        channel=delivery.channel,
+        purpose=delivery.purpose,
+        priority=delivery.priority,
+        at=timezone.now(),
+        at_send=True,
+        exclude=delivery.id,
+    )[delivery.customer_id]
+    if verdict.allowed:
+        return ""
+    retry = f"; allowed again at {verdict.retry_at.isoformat()}" if verdict.retry_at else ""
+    return f"{POLICY_REASON_PREFIX}{verdict.reason}: {verdict.detail}{retry}"
+
+
+POLICY_REASON_PREFIX = "contact policy "
 
 
 def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
@@ -277,10 +314,57 @@ def outcome_record(*, delivery: Delivery, status: str, reason: str = "", at: dat
             "status": status,
             "attempts": delivery.attempts,
             **({"reason": reason} if reason else {}),
+            **_skip_properties(status, reason),
         },
         **selectors.customer_ids_for_message(customer=customer),
     }
     event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
+
+
+def _skip_properties(status: str, reason: str) -> dict[str, Any]:
+    """A skipped delivery says so, and which rule of the contact policy refused it, so a journey
+    can tell "not sent, by policy" from a provider failure."""
+    if status != DeliveryStatus.SKIPPED:
+        return {}
+    properties: dict[str, Any] = {"skipped": True}
+    if reason.startswith(POLICY_REASON_PREFIX):
+        properties["policy"] = reason[len(POLICY_REASON_PREFIX) :].split(":", 1)[0]
+    return properties
+
+
+# --- the contact policy ----------------------------------------------------------------------
+
+
+def contact_policy_set(
+    *,
+    caps: list[dict[str, Any]] | None = None,
+    quiet_start: Any = None,
+    quiet_end: Any = None,
+    fallback_timezone: str = "UTC",
+    high_priority_bypasses_caps: bool = True,
+) -> ContactPolicy:
+    """Replace the workspace's contact policy (validated); this process sees it at once, others
+    within CHANNELS_CONTACT_POLICY_REFRESH_SECONDS."""
+    try:
+        rules = contact.parse_caps(caps or [])
+    except contact.PolicyError as error:
+        raise BadRequest(str(error), code="invalid_policy") from None
+    if not contact.valid_zone(fallback_timezone):
+        raise BadRequest("fallback_timezone is not a known IANA time zone", code="invalid_policy")
+    if (quiet_start is None) != (quiet_end is None):
+        raise BadRequest("set both ends of the quiet hours, or neither", code="invalid_policy")
+    row, _ = ContactPolicy.objects.update_or_create(
+        id=ContactPolicy.SINGLETON_ID,
+        defaults={
+            "caps": contact.caps_to_json(rules),
+            "quiet_start": quiet_start,
+            "quiet_end": quiet_end,
+            "fallback_timezone": fallback_timezone,
+            "high_priority_bypasses_caps": high_priority_bypasses_caps,
+        },
+    )
+    selectors.contact_policy_forget()
+    return row
 
 
 # --- provider status reports ------------------------------------------------------------------

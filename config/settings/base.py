@@ -193,6 +193,8 @@ CHANNELS_SECRETS_KEY = env.str("CHANNELS_SECRETS_KEY", default="") or SECRET_KEY
 CHANNELS_PUBLIC_BASE_URL = env.str("CHANNELS_PUBLIC_BASE_URL", default="")
 CHANNELS_SMS_STOP_PURPOSES = env.list("CHANNELS_SMS_STOP_PURPOSES", default=["marketing", "transactional"])
 CHANNELS_EMAIL_OPT_OUT_PURPOSES = env.list("CHANNELS_EMAIL_OPT_OUT_PURPOSES", default=["marketing"])
+# How long a process trusts its copy of the contact policy (edited in the admin).
+CHANNELS_CONTACT_POLICY_REFRESH_SECONDS = env.float("CHANNELS_CONTACT_POLICY_REFRESH_SECONDS", default=5.0)
 CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
     "twilio": {
         "kind": "twilio",

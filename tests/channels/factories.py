@@ -18,3 +18,9 @@ def deny(customer: Customer, *, purpose: str, channel: str) -> Any:
     return consent_set(
         customer_id=customer.id, choices=[ConsentChoice(purpose, channel, "denied")], origin="api", actor="test"
     )
+
+
+def grant(customer: Customer, *, purpose: str, channel: str = "*") -> Any:
+    return consent_set(
+        customer_id=customer.id, choices=[ConsentChoice(purpose, channel, "granted")], origin="api", actor="test"
+    )
