@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import re2
 
 from journeys.conditions import (
     ConditionError,
@@ -564,3 +565,20 @@ def test_the_module_is_pure_it_imports_no_django():
     code = "import sys, journeys.conditions; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject"),
+    [
+        ("^é.$", "éü"),
+        ("^.{2}$", "日本"),
+        ("(?i)straße", "STRASSE Straße"),
+        ("^$", ""),
+        ("b+", "aaa"),
+        ("\\bcat\\b", "concat cat"),
+        ("^\\d{3}-\\d{4}$", "555-1234"),
+    ],
+)
+def test_regex_agrees_with_re2_search(pattern, subject):
+    expected = re2.search(pattern, subject) is not None
+    assert holds({"field": "traits.s", "op": "regex", "value": pattern}, ctx(traits={"s": subject})) is expected
