@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.core import health
+from journeys import decide_apis
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -10,9 +11,11 @@ urlpatterns = [
     path("v1/", include("profiles.ingest_urls")),
     path("v1/", include("channels.webhook_urls")),
     path("v1/", include("orchestration.sessions.urls")),
+    path("v1/decide", decide_apis.DecideApi.as_view(), name="decide"),
     path("api/v1/", include("profiles.urls")),
     path("api/v1/", include("channels.urls")),
     path("api/v1/", include("orchestration.sessions.staff_urls")),
+    path("api/v1/decisions/<uuid:decision_id>", decide_apis.DecisionApi.as_view(), name="decision-detail"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

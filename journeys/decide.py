@@ -1,0 +1,580 @@
+"""The decide path: one customer, one placement, an answer now.
+
+`decision_make` evaluates the published decide journeys of a placement (trigger
+`{"type": "decide", "placement": ...}`) synchronously: it walks their branch, random split and
+route steps with conditions compiled once per published version, over only the parts of the
+customer the compiled conditions need (traits, computed traits, segments, consent, the live
+session, history), and records a Decision row that says why.
+
+Speed: a request costs one Redis round trip (the source's rate limit and the journeys
+generation, pipelined), one identity lookup, one query per other root the conditions need,
+and one INSERT for the Decision. Compiled journeys are cached per process and reloaded when the
+journeys generation changes (bumped by every publish and archive, `journeys_generation_bump`).
+
+Degraded answers: when Redis cannot be reached the generation cannot be checked (the cached
+rules may be stale) and the rate limit cannot be counted, and when the database cannot be read
+the profile is unknown; in both cases, and when the session provider fails, the answer is the
+journey's `default_decision` marked `degraded` with the reason. The broker is never on this
+path, so a broker outage does not change answers.
+
+The Decision row is written in the request, before the answer, in one INSERT (autocommit): an
+answered decision is on disk when the client sees it. When that INSERT fails (the database is
+down) the row waits in a per-process buffer, flushed in one bulk INSERT by the next request that
+reaches the database; only a process that dies before then loses its buffer.
+"""
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from config.core import metrics
+from config.core import redis as tl_redis
+from config.core.errors import RateLimited
+from journeys.conditions import Condition, ConditionError, EvalContext, EventHistory, compile_condition
+from journeys.models import Decision, JourneyVersion, SegmentMembership, VersionStatus
+from profiles.computed_traits import computed_traits_of
+from profiles.models import Customer
+from profiles.privacy.conventions import ANY_CHANNEL
+from profiles.privacy.selectors import consent_current, consent_defaults
+from profiles.selectors import customer_find
+
+logger = logging.getLogger(__name__)
+
+RATE_BUCKET = "decide"
+GENERATION_TTL_SECONDS = 30 * 24 * 3600
+_PENDING_LIMIT = 10_000
+
+
+# --- The journeys generation ------------------------------------------------------------------
+# A token that changes whenever a version is published or archived. With Redis it is one key
+# every process reads (with its rate limit, in the same round trip); without Redis (embedded
+# mode: one process) it is a counter in the process.
+
+_local_generation = 0
+_local_generation_lock = threading.Lock()
+
+
+def journeys_generation_bump() -> None:
+    """Tell every process that the published journeys changed (after commit, so a process that
+    reloads sees the change)."""
+
+    def bump() -> None:
+        global _local_generation  # noqa: PLW0603 - the embedded-mode counter
+        with _local_generation_lock:
+            _local_generation += 1
+        if tl_redis.is_configured():
+            try:
+                tl_redis.client().set(tl_redis.Keys.journeys_generation(), uuid.uuid4().hex, ex=GENERATION_TTL_SECONDS)
+            except redis.RedisError:
+                # Processes keep their cached journeys until Redis is back and the key changes;
+                # decide answers degraded meanwhile, since it cannot read the generation either.
+                logger.warning("journeys generation not bumped: Redis unreachable")
+
+    transaction.on_commit(bump)
+
+
+def journeys_generation() -> str:
+    """The current generation (RedisError when Redis is configured and unreachable)."""
+    if not tl_redis.is_configured():
+        return f"local:{_local_generation}"
+    client = tl_redis.client()
+    value = client.get(tl_redis.Keys.journeys_generation())
+    if value is None:
+        client.set(tl_redis.Keys.journeys_generation(), uuid.uuid4().hex, ex=GENERATION_TTL_SECONDS, nx=True)
+        value = client.get(tl_redis.Keys.journeys_generation())
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _generation_and_rate(source_id: str | None) -> str:
+    """One round trip: count the source's request against its limit and read the generation.
+    Raises RateLimited past the limit, RedisError when Redis is down."""
+    if not tl_redis.is_configured():
+        if source_id is not None:
+            _rate_locally(source_id)
+        return journeys_generation()
+    window = int(time.time())
+    pipe = tl_redis.client().pipeline(transaction=False)
+    if source_id is not None:
+        rate_key = tl_redis.Keys.rate(RATE_BUCKET, source_id, window)
+        pipe.incr(rate_key)
+        pipe.expire(rate_key, 5)
+    pipe.get(tl_redis.Keys.journeys_generation())
+    answers = pipe.execute()
+    if source_id is not None and int(answers[0]) > settings.INGEST_RATE_LIMIT_PER_SECOND:
+        raise RateLimited(f"more than {settings.INGEST_RATE_LIMIT_PER_SECOND} requests per second", retry_after=1)
+    value = answers[-1]
+    if value is None:
+        return journeys_generation()
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _rate_locally(source_id: str) -> None:
+    from config.core import ratelimit
+
+    ratelimit.hit(RATE_BUCKET, source_id, limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
+
+
+# --- Compiled decide journeys, per process --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecideJourney:
+    """A published decide journey, its branch conditions compiled."""
+
+    journey_id: UUID
+    journey_key: str
+    version_id: UUID
+    version_number: int
+    placement: str
+    start: str
+    steps: Mapping[str, Mapping[str, Any]]
+    conditions: Mapping[tuple[str, int], Condition]
+    default_decision: Mapping[str, Any]
+    needs: frozenset[str]
+
+
+def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
+    """Compile a decide version's branch conditions (ConditionError on a bad one)."""
+    definition = version.definition
+    steps: dict[str, Mapping[str, Any]] = definition.get("steps") or {}
+    conditions: dict[tuple[str, int], Condition] = {}
+    needs: set[str] = set()
+    for step_id, step in steps.items():
+        if step.get("type") != "branch":
+            continue
+        for index, branch in enumerate(step.get("branches") or ()):
+            compiled = compile_condition(branch.get("condition"))
+            conditions[(step_id, index)] = compiled
+            needs |= compiled.needs
+    return DecideJourney(
+        journey_id=version.journey_id,
+        journey_key=version.journey.key,
+        version_id=version.id,
+        version_number=version.number,
+        placement=definition["trigger"]["placement"],
+        start=definition["start"],
+        steps=steps,
+        conditions=conditions,
+        default_decision=definition.get("default_decision") or {},
+        needs=frozenset(needs),
+    )
+
+
+@dataclass
+class _Index:
+    generation: str | None = None
+    by_placement: dict[str, list[DecideJourney]] = field(default_factory=dict)
+
+
+_index = _Index()
+_index_lock = threading.Lock()
+
+
+def _load_index() -> dict[str, list[DecideJourney]]:
+    by_placement: dict[str, list[DecideJourney]] = {}
+    versions = JourneyVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related("journey")
+    for version in versions.order_by("journey__key"):
+        trigger = (version.definition or {}).get("trigger") or {}
+        if trigger.get("type") != "decide":
+            continue
+        try:
+            compiled = compile_decide_journey(version)
+        except (ConditionError, KeyError, TypeError, AttributeError) as error:
+            # Publishing validates definitions, so this is a row edited behind the services.
+            logger.error("decide journey %s v%s not loaded: %s", version.journey.key, version.number, error)
+            continue
+        by_placement.setdefault(compiled.placement, []).append(compiled)
+    return by_placement
+
+
+def placement_journeys(placement: str, generation: str | None) -> list[DecideJourney]:
+    """The placement's published decide journeys, in journey key order. Reloaded when the
+    generation moved; with generation None (unknown: Redis down) whatever is cached, loading
+    once if nothing is. Raises DatabaseError only when a load was needed and failed."""
+    global _index  # noqa: PLW0603 - the per-process cache
+    current = _index
+    if current.generation is not None and (generation is None or current.generation == generation):
+        return current.by_placement.get(placement, [])
+    with _index_lock:
+        if _index is not current and (generation is None or _index.generation == generation):
+            return _index.by_placement.get(placement, [])
+        loaded = _load_index()
+        # Unknown generation: keep it unknown, so the next request that reads one reloads.
+        _index = _Index(generation=generation or "unknown", by_placement=loaded)
+        return loaded.get(placement, [])
+
+
+def forget_compiled() -> None:
+    """Drop this process's compiled journeys (tests; the generation does it otherwise)."""
+    global _index  # noqa: PLW0603 - the per-process cache
+    with _index_lock:
+        _index = _Index()
+
+
+# --- Loading the customer ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str | None
+    anonymous_id: str | None
+
+    @property
+    def subject(self) -> str:
+        return self.user_id or self.anonymous_id or ""
+
+
+def _find_customer(identity: Identity) -> Customer | None:
+    if identity.user_id:
+        found = customer_find(kind="user_id", value=identity.user_id)
+        if found is not None:
+            return found
+    if identity.anonymous_id:
+        return customer_find(kind="anonymous_id", value=identity.anonymous_id)
+    return None
+
+
+# Channels a consent for every channel ("*") or a purpose's default answers for, besides the
+# channels a customer chose for explicitly.
+_CONSENT_CHANNELS = ("email", "sms", "push", "webhook", "web", "mobile", "chat", "pos", "server")
+
+
+def _consent_map(customer: Customer) -> dict[str, dict[str, bool]]:
+    """purpose -> channel -> allowed, as delivery decides it (consent_allows_many): the choice
+    for the channel, else the one for every channel, else the purpose's default."""
+    chosen: dict[str, dict[str, bool]] = {}
+    for state in consent_current(customer=customer):
+        chosen.setdefault(state.purpose, {})[state.channel] = state.status == "granted"
+    defaults = consent_defaults()
+    consent: dict[str, dict[str, bool]] = {}
+    for purpose in {*chosen, *defaults}:
+        explicit = chosen.get(purpose, {})
+        fallback = explicit.get(ANY_CHANNEL, defaults.get(purpose, False))
+        consent[purpose] = {
+            **dict.fromkeys(_CONSENT_CHANNELS, fallback),
+            ANY_CHANNEL: fallback,
+            **explicit,
+        }
+    return consent
+
+
+def _history(customer_id: UUID) -> EventHistory:
+    """The customer's events as `performed` conditions count them (journeys.segments)."""
+    from journeys.segments import DbEventHistory
+
+    history: EventHistory = DbEventHistory(customer_id)
+    return history
+
+
+def _session(customer_id: UUID) -> Mapping[str, Any] | None:
+    """The live session state, from the providers orchestration registers in journeys.contracts."""
+    from journeys import contracts  # type: ignore[attr-defined]
+
+    for provider in contracts.session_providers():
+        state = provider(customer_id)
+        if state:
+            return dict(state)
+    return None
+
+
+class SessionUnavailable(Exception):
+    pass
+
+
+def load_context(
+    *, identity: Identity, needs: frozenset[str], channel: str, context: Mapping[str, Any], now: datetime
+) -> tuple[EvalContext, UUID | None]:
+    """The evaluation context for a decide request, reading only the roots in `needs`.
+    Raises DatabaseError (database down) or SessionUnavailable (the session provider failed)."""
+    customer = _find_customer(identity)
+    traits: Mapping[str, Any] = {}
+    computed: Mapping[str, Any] = {}
+    segments: frozenset[str] = frozenset()
+    consent: Mapping[str, Mapping[str, bool]] = {}
+    session: Mapping[str, Any] | None = None
+    kwargs: dict[str, Any] = {}
+    if customer is not None:
+        traits = customer.traits or {}
+        if "computed" in needs:
+            computed = computed_traits_of(customer)
+        if "segments" in needs:
+            segments = frozenset(
+                SegmentMembership.objects.filter(customer_id=customer.id).values_list("segment__key", flat=True)
+            )
+        if "consent" in needs:
+            consent = _consent_map(customer)
+        if "session" in needs:
+            try:
+                session = _session(customer.id)
+            except DatabaseError:
+                raise
+            except Exception as error:  # any failure of a provider degrades the answer
+                raise SessionUnavailable(str(error)) from error
+        if "history" in needs:
+            kwargs["history"] = _history(customer.id)
+    zone = traits.get("timezone")
+    return (
+        EvalContext(
+            now=now,
+            event={"name": "Decide", "type": "decide", "channel": channel, "properties": dict(context)},
+            traits=traits,
+            computed=computed,
+            segments=segments,
+            session=session,
+            consent=consent,
+            timezone=zone if isinstance(zone, str) and zone else None,
+            fallback_timezone=getattr(settings, "JOURNEYS_FALLBACK_TIMEZONE", "UTC"),
+            customer_id=str(customer.id) if customer is not None else None,
+            **kwargs,
+        ),
+        customer.id if customer is not None else None,
+    )
+
+
+# --- Walking a decide journey (pure over the compiled journey and the context) -------------------
+
+_MAX_STEPS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    route: str | None
+    content: Mapping[str, Any]
+    outcome: str  # "route", "exit", "holdout", "unsupported_step", "loop"
+    path: list[dict[str, Any]]
+
+
+def _bucket(subject: str, journey_key: str, step_id: str) -> int:
+    """0..99, stable for a customer, a journey and a split step."""
+    digest = hashlib.blake2b(f"{journey_key}:{step_id}:{subject}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100
+
+
+def walk(journey: DecideJourney, ctx: EvalContext, *, subject: str) -> Walk:  # noqa: PLR0911 - a return per way a walk ends
+    """Follow the journey from its start to a route or an end, explaining every branch."""
+    path: list[dict[str, Any]] = []
+    step_id: str | None = journey.start
+    for _ in range(_MAX_STEPS):
+        step = journey.steps.get(step_id or "")
+        if step is None:
+            return Walk(None, {}, "exit", path)
+        kind = step.get("type")
+        if kind == "branch":
+            chosen: Any = "default"
+            seen = []
+            next_id = step.get("default")
+            for index, branch in enumerate(step.get("branches") or ()):
+                condition = journey.conditions[(step_id or "", index)]
+                explanation = condition.explain(ctx)
+                matched = bool(explanation.get("result")) if isinstance(explanation, dict) else False
+                seen.append(explanation)
+                if matched:
+                    chosen, next_id = index, branch.get("next")
+                    break
+            path.append({"step": step_id, "kind": kind, "branch": chosen, "next": next_id, "conditions": seen})
+            step_id = next_id
+        elif kind == "random_split":
+            bucket = _bucket(subject, journey.journey_key, step_id or "")
+            holdout = int(step.get("holdout") or 0)
+            if bucket < holdout:
+                path.append({"step": step_id, "kind": kind, "bucket": bucket, "holdout": True})
+                return Walk(None, {}, "holdout", path)
+            threshold = holdout
+            next_id = None
+            for index, split in enumerate(step.get("paths") or ()):
+                threshold += int(split.get("percent") or 0)
+                if bucket < threshold:
+                    next_id = split.get("next")
+                    path.append({"step": step_id, "kind": kind, "bucket": bucket, "path": index, "next": next_id})
+                    break
+            else:
+                path.append({"step": step_id, "kind": kind, "bucket": bucket, "path": None})
+                return Walk(None, {}, "exit", path)
+            step_id = next_id
+        elif kind == "route":
+            destination = step.get("destination")
+            path.append({"step": step_id, "kind": kind, "route": destination})
+            return Walk(destination, step.get("content") or {}, "route", path)
+        elif kind == "exit":
+            path.append({"step": step_id, "kind": kind})
+            return Walk(None, {}, "exit", path)
+        else:
+            # Messages, waits and the other actions run in the engine, not in a request.
+            path.append({"step": step_id, "kind": kind, "note": "not evaluated by decide"})
+            return Walk(None, {}, "unsupported_step", path)
+    return Walk(None, {}, "loop", path)
+
+
+# --- The service -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    decision_id: UUID
+    placement: str
+    route: str | None
+    content: Mapping[str, Any]
+    journey: str | None
+    version: int | None
+    degraded: bool
+    reason: str | None
+
+    def as_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "decision_id": str(self.decision_id),
+            "placement": self.placement,
+            "route": self.route,
+            "content": self.content,
+            "journey": self.journey,
+            "version": self.version,
+            "degraded": self.degraded,
+        }
+        if self.degraded:
+            body["reason"] = self.reason
+        return body
+
+
+class UnknownPlacement(Exception):
+    pass
+
+
+_pending: list[Decision] = []
+_pending_lock = threading.Lock()
+
+
+def _record(decision: Decision) -> None:
+    """Insert the decision, with any that earlier requests could not write."""
+    with _pending_lock:
+        rows = [*_pending, decision]
+        _pending.clear()
+    try:
+        if len(rows) == 1:
+            decision.save(force_insert=True)
+        else:
+            Decision.objects.bulk_create(rows, ignore_conflicts=True)
+    except DatabaseError:
+        with _pending_lock:
+            _pending[:0] = rows[-_PENDING_LIMIT:]
+            del _pending[_PENDING_LIMIT:]
+        logger.warning("decision %s kept in memory: the database is unreachable", decision.id)
+
+
+def decisions_pending() -> int:
+    """How many answered decisions wait in this process for the database."""
+    return len(_pending)
+
+
+def _default(
+    journey: DecideJourney | None, placement: str, reason: str, explanation: dict[str, Any]
+) -> tuple[str | None, Mapping[str, Any]]:
+    if journey is None:
+        return None, {}
+    default = journey.default_decision
+    explanation["default_decision"] = {"journey": journey.journey_key, "reason": reason}
+    return default.get("route"), default.get("content") or {}
+
+
+def decision_make(
+    *,
+    source_id: UUID | None,
+    placement: str,
+    identity: Identity,
+    channel: str,
+    context: Mapping[str, Any],
+    degraded_reason: str | None = None,
+) -> DecisionResult:
+    """Answer a decide request and record the Decision. Raises UnknownPlacement when no decide
+    journey is published for the placement, RateLimited past the source's limit."""
+    started = time.perf_counter()
+    now = timezone.now()
+    reason = degraded_reason
+    generation: str | None = None
+    if reason is None:
+        try:
+            generation = _generation_and_rate(str(source_id) if source_id else None)
+        except redis.RedisError:
+            reason = "redis_unavailable"
+    try:
+        journeys = placement_journeys(placement, generation)
+    except DatabaseError:
+        journeys = []
+        reason = reason or "database_unavailable"
+    if not journeys and reason is None:
+        raise UnknownPlacement(placement)
+    label = placement if journeys else "unknown"
+    explanation: dict[str, Any] = {"journeys": []}
+    customer_id: UUID | None = None
+    route: str | None = None
+    content: Mapping[str, Any] = {}
+    answered_by: DecideJourney | None = None
+    if reason is None:
+        needs = frozenset().union(*(j.needs for j in journeys))
+        explanation["loaded"] = sorted(needs)
+        try:
+            ctx, customer_id = load_context(identity=identity, needs=needs, channel=channel, context=context, now=now)
+        except DatabaseError:
+            reason = "database_unavailable"
+        except SessionUnavailable:
+            reason = "session_unavailable"
+        else:
+            explanation["customer_found"] = customer_id is not None
+            for journey in journeys:
+                result = walk(journey, ctx, subject=str(customer_id or identity.subject))
+                explanation["journeys"].append(
+                    {
+                        "journey": journey.journey_key,
+                        "version": journey.version_number,
+                        "outcome": result.outcome,
+                        "path": result.path,
+                    }
+                )
+                if result.outcome == "route":
+                    route, content, answered_by = result.route, result.content, journey
+                    break
+            if answered_by is None:
+                answered_by = journeys[0]
+                route, content = _default(answered_by, placement, "no route reached", explanation)
+    if reason is not None:
+        answered_by = journeys[0] if journeys else None
+        route, content = _default(answered_by, placement, reason, explanation)
+        explanation["degraded"] = reason
+        metrics.DECIDE_DEGRADED.labels(placement=label, reason=reason).inc()
+    result_body = {"route": route, "content": dict(content)}
+    decision = Decision(
+        id=uuid.uuid4(),
+        placement=placement,
+        customer_id=customer_id,
+        version_id=answered_by.version_id if answered_by else None,
+        at=now,
+        degraded=reason is not None,
+        result={**result_body, "journey": answered_by.journey_key if answered_by else None, "channel": channel},
+        explanation=explanation,
+    )
+    _record(decision)
+    metrics.DECIDE_LATENCY.labels(placement=label).observe(time.perf_counter() - started)
+    return DecisionResult(
+        decision_id=decision.id,
+        placement=placement,
+        route=route,
+        content=content,
+        journey=answered_by.journey_key if answered_by else None,
+        version=answered_by.version_number if answered_by else None,
+        degraded=reason is not None,
+        reason=reason,
+    )
+
+
+def decision_get(*, decision_id: UUID) -> Decision | None:
+    return Decision.objects.filter(id=decision_id).select_related("version__journey").first()

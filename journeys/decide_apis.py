@@ -1,0 +1,245 @@
+"""POST /v1/decide (write-key auth, as the /v1 tracking calls) and GET /api/v1/decisions/{id}.
+
+Thin: authenticate, read the body within its limit, check its shape, call `decision_make`,
+answer. The body is read here (not by DRF's parsers) so the size cap applies before it is read,
+and a JSON POST skips DRF's per-request machinery as the ingestion views do.
+"""
+
+from typing import Any
+from uuid import UUID
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.core.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from journeys.decide import DecisionResult, Identity, UnknownPlacement, decision_get, decision_make
+from profiles.contracts import SourceInfo
+from profiles.writekey import source_enabled, write_key_from_header
+
+_JSON_ACCEPTS = ("application/json", "*/*", "application/*")
+_MAX_ID = 512
+_MAX_NAME = 100
+
+
+def _read(request: HttpRequest) -> dict[str, Any]:
+    limit = settings.INGEST_MAX_MESSAGE_BYTES
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported on /v1/decide")
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("invalid Content-Length") from None
+    if declared > limit:
+        raise PayloadTooLarge(f"body is over the {limit // 1024} KB limit", code="body_too_large")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body is over the {limit // 1024} KB limit", code="body_too_large")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"body is not valid JSON: {error}", code="malformed_json") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object", code="invalid_body")
+    return payload
+
+
+def _string(payload: dict[str, Any], name: str, *, limit: int, required: bool = False) -> str | None:
+    value = payload.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"{name} is required", code=f"missing_{name}")
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and name in ("userId", "anonymousId"):
+        value = str(value)  # Segment's clients accept numeric ids
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadRequest(f"{name} must be a string of at most {limit} characters", code=f"invalid_{name}")
+    return value
+
+
+def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+_ERROR = inline_serializer("DecideError", {"detail": serializers.CharField(), "code": serializers.CharField()})
+
+
+DECIDE_INPUT = inline_serializer(
+    "DecideRequest",
+    {
+        "userId": serializers.CharField(required=False, help_text="userId or anonymousId is required."),
+        "anonymousId": serializers.CharField(required=False),
+        "placement": serializers.SlugField(
+            max_length=_MAX_NAME, help_text="Where the answer is used, e.g. support_entry."
+        ),
+        "channel": serializers.CharField(
+            required=False, help_text="The channel asking; default: the source's channel."
+        ),
+        "context": serializers.DictField(
+            required=False, help_text="Anything about the request; conditions read it as event.properties.*"
+        ),
+        "writeKey": serializers.CharField(required=False, help_text="Alternative to Basic auth."),
+    },
+)
+
+
+class DecideOutput(serializers.Serializer):
+    decision_id = serializers.UUIDField(help_text="GET /api/v1/decisions/{id} explains it.")
+    placement = serializers.CharField()
+    route = serializers.CharField(allow_null=True, help_text="e.g. premium_support or self_service.")
+    content = serializers.DictField()
+    journey = serializers.CharField(allow_null=True, help_text="The key of the journey that answered.")
+    version = serializers.IntegerField(allow_null=True)
+    degraded = serializers.BooleanField(help_text="True: the journey's default_decision, given because of `reason`.")
+    reason = serializers.ChoiceField(
+        choices=["redis_unavailable", "database_unavailable", "session_unavailable"],
+        required=False,
+        help_text="Only on degraded answers.",
+    )
+
+
+class DecideApi(APIView):
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """As the ingestion views: a JSON POST is answered without DRF's per-request work;
+        errors, other methods and other Accept headers go through DRF."""
+        accept = request.META.get("HTTP_ACCEPT", "")
+        if request.method != "POST" or (accept and not any(kind in accept for kind in _JSON_ACCEPTS)):
+            return super().dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        self.headers = self.default_response_headers
+        try:
+            response = self.handle_post(request)
+        except Exception as exc:  # noqa: BLE001 - as DRF does; handle_exception re-raises the unknown
+            drf_request = self.initialize_request(request, *args, **kwargs)
+            self.request = drf_request
+            return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
+        return self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
+
+    @extend_schema(
+        operation_id="decide",
+        summary="Decide what this customer gets at a placement, now",
+        description=(
+            "Evaluates the journeys published for the placement (trigger type `decide`) over the "
+            "customer's profile, computed traits, segments, consent and live session, and records the "
+            "decision. When Redis or the database cannot be reached the answer is the journey's "
+            "`default_decision` with `degraded: true` and a `reason`, never an error."
+        ),
+        tags=["decide"],
+        auth=[{"writeKey": []}],  # type: ignore[list-item] # spectacular takes requirement objects
+        request=DECIDE_INPUT,
+        responses={
+            200: DecideOutput,
+            400: OpenApiResponse(_ERROR, description="Malformed JSON, no identity, or an invalid field."),
+            401: OpenApiResponse(_ERROR, description="No or unknown write key."),
+            403: OpenApiResponse(_ERROR, description="The source is disabled."),
+            404: OpenApiResponse(_ERROR, description="No decide journey is published for this placement."),
+            413: OpenApiResponse(_ERROR, description="Body over 32 KB."),
+            415: OpenApiResponse(_ERROR, description="A Content-Encoding (decide bodies are not compressed)."),
+            429: OpenApiResponse(_ERROR, description="Over the source's rate limit; see Retry-After."),
+        },
+        examples=[
+            OpenApiExample(
+                "Support entry",
+                value={"userId": "u-1", "channel": "web", "placement": "support_entry", "context": {"page": "/help"}},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A VIP customer",
+                value={
+                    "decision_id": "0b7c8a52-3f55-4f0e-9a43-7d2e8f1b6c11",
+                    "placement": "support_entry",
+                    "route": "premium_support",
+                    "content": {"headline": "A specialist is ready for you"},
+                    "journey": "vip-routing",
+                    "version": 1,
+                    "degraded": False,
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> HttpResponse:
+        return self.handle_post(request._request)
+
+    def handle_post(self, http: HttpRequest) -> HttpResponse:
+        header_key = write_key_from_header(http)
+        payload = _read(http)
+        write_key = header_key if header_key is not None else payload.get("writeKey")
+        degraded_reason: str | None = None
+        source: SourceInfo | None = None
+        try:
+            source = source_enabled(
+                write_key, missing="a write key is required (Basic auth user name, or writeKey in the body)"
+            )
+        except DatabaseError:
+            # The key cannot be checked; the answer is the default experience, which is public.
+            degraded_reason = "database_unavailable"
+        user_id = _string(payload, "userId", limit=_MAX_ID)
+        anonymous_id = _string(payload, "anonymousId", limit=_MAX_ID)
+        if user_id is None and anonymous_id is None:
+            raise BadRequest("userId or anonymousId is required", code="missing_identity")
+        placement = _string(payload, "placement", limit=_MAX_NAME, required=True)
+        channel = _string(payload, "channel", limit=_MAX_NAME) or (source.channel if source else "")
+        context = payload.get("context") or {}
+        if not isinstance(context, dict):
+            raise BadRequest("context must be a JSON object", code="invalid_context")
+        try:
+            result: DecisionResult = decision_make(
+                source_id=source.id if source else None,
+                placement=placement or "",
+                identity=Identity(user_id=user_id, anonymous_id=anonymous_id),
+                channel=channel,
+                context=context,
+                degraded_reason=degraded_reason,
+            )
+        except UnknownPlacement:
+            raise NotFound(
+                f"no decide journey is published for placement {placement!r}", code="unknown_placement"
+            ) from None
+        return _json_response(result.as_body())
+
+
+class DecisionOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    placement = serializers.CharField()
+    customer_id = serializers.UUIDField(allow_null=True)
+    journey = serializers.CharField(allow_null=True, source="version.journey.key", default=None)
+    version = serializers.IntegerField(allow_null=True, source="version.number", default=None)
+    at = serializers.DateTimeField()
+    degraded = serializers.BooleanField()
+    result = serializers.DictField(help_text="route, content, journey and channel as answered.")
+    explanation = serializers.DictField(
+        help_text=(
+            "Why: per journey tried, the steps walked, each branch's conditions with what every leaf "
+            "saw and its result, and the branch chosen; the roots loaded; for a default answer, why."
+        )
+    )
+
+
+class DecisionApi(APIView):
+    @extend_schema(
+        operation_id="decision_retrieve",
+        summary="A decision of the decide API, and why it was made",
+        tags=["decide"],
+        parameters=[OpenApiParameter("decision_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: DecisionOutput, 404: OpenApiResponse(_ERROR, description="No such decision.")},
+    )
+    def get(self, request: Request, decision_id: UUID) -> Response:
+        decision = decision_get(decision_id=decision_id)
+        if decision is None:
+            raise NotFound("no such decision", code="decision_not_found")
+        return Response(DecisionOutput(decision).data)
