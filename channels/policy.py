@@ -21,6 +21,11 @@ class PermanentError(SendError):
     """Retrying cannot help: a 4xx, an invalid address."""
 
 
+class AddressRejected(PermanentError):
+    """The provider says the address itself is dead (a push token no longer registered): later
+    deliveries to it are skipped as undeliverable."""
+
+
 def classify_status(status: int, reason: str, retry_after: str | None) -> SendError:
     if status == 429 or status >= 500:
         return TransientError(f"HTTP {status}: {reason}", retry_after=parse_retry_after(retry_after))

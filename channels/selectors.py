@@ -28,7 +28,7 @@ def providers_for(*, channel: str, fallback: list[str]) -> list[str]:
     return [
         name
         for name in dict.fromkeys(names)
-        if settings.CHANNELS_PROVIDERS.get(name, {}).get("enabled", "true") == "true"
+        if name in settings.CHANNELS_PROVIDERS and settings.CHANNELS_PROVIDERS[name].get("enabled", "true") == "true"
     ]
 
 
@@ -69,7 +69,7 @@ def _push_token(customer: Customer) -> str:
     if token:
         return token
     trait = (customer.traits or {}).get(PUSH_TOKEN_KIND)
-    return trait.strip() if isinstance(trait, str) and 0 < len(trait.strip()) <= 4096 else ""
+    return trait.strip() if isinstance(trait, str) and 0 < len(trait.strip()) <= 512 else ""
 
 
 def customer_ids_for_message(*, customer: Customer) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from channels.models import (
     WebhookProvider,
     WebhookSecret,
 )
-from channels.policy import PermanentError, TransientError, backoff_seconds
+from channels.policy import AddressRejected, PermanentError, TransientError, backoff_seconds
 from channels.senders import SENDERS, Outgoing, Sender
+from config.core import metrics, observability
 from config.core.errors import BadRequest, NotFound
 from profiles.contracts import SourceInfo
 from profiles.ingest import event_ingest
@@ -93,8 +94,9 @@ def deliver(
                 fallback=list(fallback or []),
                 queued_at=timezone.now(),
             )
-            # DjangoTask (Celery 5.4+ under Django) has delay_on_commit; the stubs do not know it.
-            send_delivery.delay_on_commit(str(delivery.id))  # type: ignore[attr-defined]
+            # After commit, in the caller's trace (a journey step routing an event): the send
+            # joins the event's trace even though the commit happens outside the step.
+            observability.on_commit_in_context(send_delivery.delay, str(delivery.id))
     except IntegrityError:
         # A concurrent call with the same key won the insert: that one is the delivery.
         return Delivery.objects.get(idempotency_key=idempotency_key)
@@ -133,6 +135,10 @@ def delivery_attempt(*, delivery_id: UUID) -> AttemptResult:
     try:
         provider, message_id = _send(delivery, outgoing)
     except PermanentError as error:
+        if isinstance(error, AddressRejected) and delivery.address:
+            UndeliverableAddress.objects.update_or_create(
+                channel=delivery.channel, address=delivery.address[:512], defaults={"reason": error.reason[:2000]}
+            )
         _finish(delivery, DeliveryStatus.FAILED, error=error.reason)
         return AttemptResult(status=DeliveryStatus.FAILED)
     except TransientError as error:
@@ -142,6 +148,7 @@ def delivery_attempt(*, delivery_id: UUID) -> AttemptResult:
         Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
             status=DeliveryStatus.QUEUED, last_error=error.reason[:2000], updated_at=timezone.now()
         )
+        metrics.DELIVERIES.labels(channel=delivery.channel, provider="", status="retrying").inc()
         delay = backoff_seconds(
             delivery.attempts,
             base=settings.CHANNELS_RETRY_BASE_SECONDS,
@@ -270,6 +277,10 @@ def _finish(delivery: Delivery, status: str, *, error: str = "") -> None:
             ]
         )
         outcome_record(delivery=delivery, status=status, reason=error)
+    metrics.DELIVERIES.labels(channel=delivery.channel, provider=delivery.provider, status=status).inc()
+    observability.annotate(
+        delivery_id=str(delivery.id), customer_id=str(delivery.customer_id), channel=delivery.channel, status=status
+    )
 
 
 # --- outcome events --------------------------------------------------------------------------

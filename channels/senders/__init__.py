@@ -4,11 +4,17 @@ from collections.abc import Callable
 
 from channels.senders.base import Outgoing
 from channels.senders.email import send_email
+from channels.senders.push import send_fcm_push
 from channels.senders.sms import send_twilio_sms
 from channels.senders.webhook import send_webhook
 
 Sender = Callable[[dict[str, str], Outgoing], str]
 
-SENDERS: dict[str, Sender] = {"twilio": send_twilio_sms, "smtp": send_email, "webhook": send_webhook}
+SENDERS: dict[str, Sender] = {
+    "twilio": send_twilio_sms,
+    "smtp": send_email,
+    "webhook": send_webhook,
+    "fcm": send_fcm_push,
+}
 
 __all__ = ["SENDERS", "Outgoing", "Sender"]

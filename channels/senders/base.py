@@ -1,9 +1,10 @@
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.policy import PermanentError, TransientError, classify_status
+from channels.policy import PermanentError, SendError, TransientError, classify_status
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -17,8 +18,14 @@ class Outgoing:
     timeout: float = 5.0
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> bytes:
-    """POST and return the body of a 2xx; anything else becomes a classified SendError."""
+ErrorClassifier = Callable[[int, bytes, str | None], SendError | None]
+
+
+def http_post(
+    url: str, body: bytes, headers: dict[str, str], *, timeout: float, classify: ErrorClassifier | None = None
+) -> bytes:
+    """POST and return the body of a 2xx; anything else becomes a classified SendError
+    (`classify` may read the provider's error body first: status, body, Retry-After)."""
     if not url.startswith(("http://", "https://")):
         raise PermanentError(f"not an http(s) URL: {url[:200]}")
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - checked above
@@ -26,6 +33,14 @@ def http_post(url: str, body: bytes, headers: dict[str, str], *, timeout: float)
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - checked above
             return bytes(response.read(MAX_RESPONSE_BYTES))
     except urllib.error.HTTPError as error:
+        if classify is not None:
+            try:
+                detail = bytes(error.read(MAX_RESPONSE_BYTES))
+            except OSError:
+                detail = b""
+            refined = classify(error.code, detail, error.headers.get("Retry-After"))
+            if refined is not None:
+                raise refined from None
         raise classify_status(error.code, str(error.reason), error.headers.get("Retry-After")) from None
     except TimeoutError as error:
         raise TransientError(f"timed out after {timeout}s: {error}") from None

@@ -221,8 +221,19 @@ CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
         "from_email": env.str("CHANNELS_EMAIL_FROM", default="no-reply@localhost"),
     },
     "webhook": {"kind": "webhook", "signing_secret": env.str("CHANNELS_WEBHOOK_SIGNING_SECRET", default="")},
+    # Push through FCM HTTP v1: a service account (client email + RSA key) or a fixed access token.
+    "fcm": {
+        "kind": "fcm",
+        "enabled": "true" if env.str("FCM_PROJECT_ID", default="") else "false",
+        "base_url": env.str("FCM_BASE_URL", default="https://fcm.googleapis.com"),
+        "project_id": env.str("FCM_PROJECT_ID", default=""),
+        "token_uri": env.str("FCM_TOKEN_URI", default="https://oauth2.googleapis.com/token"),
+        "client_email": env.str("FCM_CLIENT_EMAIL", default=""),
+        "private_key": env.str("FCM_PRIVATE_KEY", default="", multiline=True),
+        "access_token": env.str("FCM_ACCESS_TOKEN", default=""),
+    },
 }
-CHANNELS_ROUTES = {"sms": ["twilio", "sms_secondary"], "email": ["smtp"], "webhook": ["webhook"]}
+CHANNELS_ROUTES = {"sms": ["twilio", "sms_secondary"], "email": ["smtp"], "push": ["fcm"], "webhook": ["webhook"]}
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -5,14 +5,22 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from channels.breaker import breakers_reset
+from channels.selectors import contact_policy_forget
+from channels.senders.push import access_tokens_forget
 from tests.channels.servers import HttpSink, SmtpRecorder, start_http_sink, start_smtp
 
 
 @pytest.fixture(autouse=True)
 def _fresh_breakers() -> Iterator[None]:
+    """Per-process state of the channels app starts empty in every test: breakers, the push
+    access token, the cached contact policy."""
     breakers_reset()
+    access_tokens_forget()
+    contact_policy_forget()
     yield
     breakers_reset()
+    access_tokens_forget()
+    contact_policy_forget()
 
 
 @pytest.fixture

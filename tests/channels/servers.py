@@ -31,6 +31,8 @@ class HttpSink:
     default: tuple[int, dict[str, str], bytes] = (200, {}, b'{"sid": "SM0000000000000000000000000000000"}')
     lock: threading.Lock = field(default_factory=threading.Lock)
     delay: float = 0.0
+    # Fixed answers for some paths (a provider's token endpoint beside its API), before the script.
+    by_path: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -40,6 +42,8 @@ class HttpSink:
     def respond(self, request: Recorded) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
             self.requests.append(request)
+            if request.path in self.by_path:
+                return self.by_path[request.path]
             return self.script.pop(0) if self.script else self.default
 
     def stop(self) -> None:
