@@ -79,6 +79,26 @@ def notify_erased(customer_ids: list[UUID]) -> dict[str, int]:
     return counts
 
 
+MergedListener = Callable[[UUID, list[UUID]], None]
+_merged_listeners: list[MergedListener] = []
+
+
+def on_customers_merged(listener: MergedListener) -> None:
+    """Register a callable that moves what its app holds about merged profiles to the survivor.
+
+    Called inside the merge transaction, after identities, sessions and events moved, with the
+    survivor's id and the ids merged into it. It writes only to the database (so its changes
+    commit or roll back with the merge) and must be idempotent.
+    """
+    if listener not in _merged_listeners:
+        _merged_listeners.append(listener)
+
+
+def notify_merged(survivor_id: UUID, merged_ids: list[UUID]) -> None:
+    for listener in _merged_listeners:
+        listener(survivor_id, merged_ids)
+
+
 ExportProvider = Callable[[list[UUID]], list[dict[str, Any]]]
 _export_providers: dict[str, list[ExportProvider]] = {}
 

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.core.errors import ApplicationError, NotFound
-from profiles import identity_rules
+from profiles import contracts, identity_rules
 from profiles.computed_traits import computed_states_merged
 from profiles.models import Customer, Event, Identity, MergeBlock, MergeRecord, MergeRefusal, Session
 
@@ -123,6 +123,7 @@ def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> 
     Customer.objects.filter(id=survivor.id).update(
         traits=traits, trait_times=times, once_keys=once, computed_state=computed_state, updated_at=now
     )
+    contracts.notify_merged(survivor.id, loser_ids)
     return MergeOutcome(survivor_id=survivor.id, merged_ids=loser_ids)
 
 
