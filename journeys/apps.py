@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class JourneysConfig(AppConfig):
     name = "journeys"
     verbose_name = "Journeys"
+
+    def ready(self) -> None:
+        from journeys.services import journeys_on_customers_erased
+        from profiles import contracts
+
+        contracts.on_customer_erased(journeys_on_customers_erased)

@@ -15,6 +15,10 @@ class OrchestrationConfig(AppConfig):
         routing.register_handler(routing.record_routed)
         routing.register_handler(consent_apply_events)
         routing.register_handler(computed_traits_on_routed)
+        # Journeys last: segment membership and computed traits are current when they decide.
+        from journeys.routing import journeys_on_routed
+
+        routing.register_handler(journeys_on_routed)
 
         from orchestration.sessions.wiring import connect as connect_sessions
 

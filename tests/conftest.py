@@ -74,7 +74,9 @@ def api(api_token: Any, client: Client) -> Callable[..., Any]:
 class WorkerProcess:
     """A real `celery worker` process against the test database and broker."""
 
-    def __init__(self, database_name: str, *, concurrency: int = 2, queues: str = "default,routing,maintenance"):
+    def __init__(
+        self, database_name: str, *, concurrency: int = 2, queues: str = "default,routing,maintenance,journeys"
+    ):
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",

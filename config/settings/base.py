@@ -112,6 +112,7 @@ CELERY_TASK_ROUTES = {
     "orchestration.sweep_outbox": {"queue": "maintenance"},
     "channels.send_delivery": {"queue": "delivery"},
     "orchestration.end_inactive_sessions": {"queue": "maintenance"},
+    "journeys.tick_timers": {"queue": "journeys"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {
@@ -122,8 +123,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orchestration.end_inactive_sessions",
         "schedule": env.float("SESSIONS_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
+    # Durable journey timers live in PostgreSQL; this tick fires the due ones. A tick that
+    # waited in the queue past the next one is dropped: the next claims the same timers.
+    "journeys-tick-timers": {
+        "task": "journeys.tick_timers",
+        "schedule": env.float("JOURNEYS_TICK_INTERVAL_SECONDS", default=1.0),
+        "options": {"expires": 10},
+    },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Journeys ----------------------------------------------------------------------------------
+# The time zone for customers without a `timezone` trait (local-time waits, now.* conditions).
+JOURNEYS_FALLBACK_TIMEZONE = env.str("JOURNEYS_FALLBACK_TIMEZONE", default="UTC")
+# Webhook steps sign their POSTs (Throughline-Signature: t=..,v1=HMAC-SHA256) with this secret.
+JOURNEYS_WEBHOOK_SECRET = env.str("JOURNEYS_WEBHOOK_SECRET", default="")
+JOURNEYS_WEBHOOK_TIMEOUT_SECONDS = env.float("JOURNEYS_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 # --- Ingestion --------------------------------------------------------------------------------
 INGEST_MAX_MESSAGE_BYTES = 32 * 1024

@@ -51,7 +51,7 @@ class Command(BaseCommand):
                     "config",
                     "worker",
                     "-Q",
-                    "default,routing,maintenance,delivery",
+                    "default,routing,maintenance,delivery,journeys",
                     "--loglevel",
                     "INFO",
                 ],

@@ -1,0 +1,247 @@
+"""Journeys' routing handler: accepted events advance, exit and start enrollments.
+
+Orchestration calls `journeys_on_routed(events)` inside the transaction that claims the events
+from the outbox, so everything done here commits with the claim (or not at all). Per chunk:
+the published versions are indexed by trigger (compiled once per process and rebuilt only
+when the publish generation changes, checked once per chunk), the active enrollments of the
+chunk's customers are locked in one query, and the events are taken in order: each first
+reaches the customer's waiting enrollments (exit criteria, awaited events, message outcomes),
+then starts the journeys it triggers, as their re-entry policy allows.
+"""
+
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max
+
+from config.core import metrics
+from journeys import selectors
+from journeys.engine import machine
+from journeys.engine.model import ACTIVE, SEGMENT_ENTERED, CompiledJourney, EnrollmentState, EventView, compile_journey
+from journeys.models import Enrollment, EnrollmentStatus, JourneyVersion, VersionStatus
+from journeys.world import DbWorld, enrollment_save, enrollment_state
+from profiles.contracts import StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVersion:
+    journey_id: UUID
+    version_id: UUID
+    number: int
+    compiled: CompiledJourney
+
+
+@dataclass
+class TriggerIndex:
+    generation: tuple[Any, ...]
+    by_event: dict[str, list[LiveVersion]] = field(default_factory=dict)
+    by_segment: dict[str, list[LiveVersion]] = field(default_factory=dict)
+    by_journey: dict[UUID, LiveVersion] = field(default_factory=dict)
+
+    def triggered_by(self, event: EventView) -> list[LiveVersion]:
+        found = list(self.by_event.get(event.name, ()))
+        if event.name == SEGMENT_ENTERED:
+            found.extend(self.by_segment.get(str(event.properties.get("segment", "")), ()))
+        return found
+
+
+class _Cache:
+    """Per process: compiled versions by id (immutable once published) and the trigger index."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.versions: dict[UUID, LiveVersion] = {}
+        self.index: TriggerIndex | None = None
+
+
+_cache = _Cache()
+
+
+def publish_generation() -> tuple[Any, ...]:
+    """Changes whenever a version is published or archived: one small aggregate query."""
+    row = JourneyVersion.objects.filter(status=VersionStatus.PUBLISHED).aggregate(n=Count("id"), last=Max("updated_at"))
+    return (row["n"], row["last"])
+
+
+def invalidate() -> None:
+    """Forget this process's index (a publish here); other processes see the generation change."""
+    with _cache.lock:
+        _cache.index = None
+
+
+def live_version(version: JourneyVersion) -> LiveVersion:
+    """A version compiled once per process. Versions are immutable once published."""
+    cached = _cache.versions.get(version.id)
+    if cached is None:
+        compiled = compile_journey(key=version.journey.key, version_id=str(version.id), definition=version.definition)
+        cached = LiveVersion(
+            journey_id=version.journey_id, version_id=version.id, number=version.number, compiled=compiled
+        )
+        with _cache.lock:
+            _cache.versions[version.id] = cached
+    return cached
+
+
+def live_versions(version_ids: set[UUID]) -> dict[UUID, LiveVersion]:
+    missing = {v for v in version_ids if v not in _cache.versions}
+    if missing:
+        for version in selectors.versions_by_id(version_ids=missing).values():
+            live_version(version)
+    return {v: _cache.versions[v] for v in version_ids if v in _cache.versions}
+
+
+def trigger_index() -> TriggerIndex:
+    generation = publish_generation()
+    current = _cache.index
+    if current is not None and current.generation == generation:
+        return current
+    index = TriggerIndex(generation=generation)
+    for version in selectors.versions_published():
+        live = live_version(version)
+        trigger = version.definition["trigger"]
+        index.by_journey[version.journey_id] = live
+        if trigger["type"] == "event":
+            index.by_event.setdefault(trigger["event"], []).append(live)
+        elif trigger["type"] == "segment_entered":
+            index.by_segment.setdefault(trigger["segment"], []).append(live)
+    with _cache.lock:
+        _cache.index = index
+    return index
+
+
+def event_view(event: StoredEvent, details: dict[str, Any] | None) -> EventView:
+    return EventView(
+        id=event.id,
+        name=event.name,
+        type=event.type,
+        channel=event.channel,
+        properties=(details or {}).get("properties") or {},
+        timestamp=event.timestamp,
+        customer_id=str(event.customer_id),
+    )
+
+
+def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None) -> None:
+    """Advance, exit and start enrollments for a chunk of routed events (inside routing's
+    transaction)."""
+    if not events:
+        return
+    index = trigger_index()
+    ordered = sorted(events, key=lambda e: e.id)
+    customers = {e.customer_id for e in ordered}
+    rows = list(
+        Enrollment.objects.select_for_update(of=("self",))
+        .select_related("journey")
+        .filter(customer_id__in=customers, status=EnrollmentStatus.ACTIVE)
+        .order_by("id")
+    )
+    names = {e.name for e in ordered}
+    triggering = bool(names & set(index.by_event)) or SEGMENT_ENTERED in names
+    if not rows and not triggering:
+        return
+    details = selectors.event_details(event_ids=[e.id for e in ordered])
+    views = [event_view(e, details.get(e.id)) for e in ordered]
+    versions = live_versions({row.version_id for row in rows})
+    world = DbWorld(now=now)
+    active: dict[UUID, list[tuple[Enrollment, EnrollmentState]]] = defaultdict(list)
+    for row in rows:
+        active[row.customer_id].append((row, enrollment_state(row)))
+    changed: dict[UUID, tuple[Enrollment, EnrollmentState]] = {}
+
+    candidates = {(live.journey_id, UUID(view.customer_id)) for view in views for live in index.triggered_by(view)}
+    past = selectors.past_entries(pairs=candidates)
+    entered: dict[tuple[UUID, UUID], datetime] = {}
+
+    for view in views:
+        customer_id = UUID(view.customer_id)
+        for row, state in list(active[customer_id]):
+            live = versions.get(row.version_id)
+            if live is None:
+                continue
+            if machine.on_event(live.compiled, state, world, view):
+                changed[row.id] = (row, state)
+                world.forget(view.customer_id)
+            if state.status != ACTIVE:
+                active[customer_id].remove((row, state))
+        for live in index.triggered_by(view):
+            started = _start(live, view, world=world, past=past, entered=entered, active=active[customer_id])
+            if started is not None:
+                active[customer_id].append(started)
+                changed[started[0].id] = started
+    for row, state in changed.values():
+        enrollment_save(row, state)
+
+
+def _start(
+    live: LiveVersion,
+    view: EventView,
+    *,
+    world: DbWorld,
+    past: dict[tuple[UUID, UUID], selectors.PastEntries],
+    entered: dict[tuple[UUID, UUID], datetime],
+    active: list[tuple[Enrollment, EnrollmentState]],
+) -> tuple[Enrollment, EnrollmentState] | None:
+    journey = live.compiled
+    customer_id = UUID(view.customer_id)
+    if not machine.trigger_matches(journey, view):
+        return None
+    if journey.trigger_condition is not None:
+        probe = EnrollmentState(
+            id="", journey=journey.key, version="", customer_id=view.customer_id, entered_at=world.now()
+        )
+        ctx = world.context(probe, event=view, needs=journey.trigger_condition.needs | {"event"})
+        if not journey.trigger_condition.evaluate(ctx):
+            return None
+    previous: list[tuple[datetime, str]] = []
+    before = past.get((live.journey_id, customer_id))
+    if before is not None and before.last_entered_at is not None:
+        previous.append((before.last_entered_at, "ended"))
+    if (live.journey_id, customer_id) in entered:
+        previous.append((entered[(live.journey_id, customer_id)], "ended"))
+    if any(row.journey_id == live.journey_id for row, state in active if state.status == ACTIVE):
+        previous.append((world.now(), ACTIVE))
+    allowed, _why = machine.reentry_allows(journey, previous=previous, now=world.now())
+    if not allowed:
+        return None
+    return enrollment_create(live=live, customer_id=customer_id, world=world, event=view, entered=entered)
+
+
+def enrollment_create(
+    *,
+    live: LiveVersion,
+    customer_id: UUID,
+    world: DbWorld,
+    event: EventView | None,
+    entered: dict[tuple[UUID, UUID], datetime] | None = None,
+) -> tuple[Enrollment, EnrollmentState] | None:
+    """Insert an active enrollment and run it from the start; None when the customer is
+    already in the journey (a concurrent start won the unique constraint)."""
+    now = world.now()
+    try:
+        with transaction.atomic():
+            row = Enrollment.objects.create(
+                id=uuid.uuid4(),
+                journey_id=live.journey_id,
+                version_id=live.version_id,
+                customer_id=customer_id,
+                step=live.compiled.definition["start"],
+                visit=0,
+                entered_at=now,
+                trigger_event_id=event.id if event is not None else None,
+            )
+    except IntegrityError:
+        return None
+    if entered is not None:
+        entered[(live.journey_id, customer_id)] = now
+    metrics.JOURNEY_ENTRIES.labels(journey=live.compiled.key).inc()
+    state = enrollment_state(row)
+    state.journey = live.compiled.key
+    state.step = ""
+    machine.start(live.compiled, state, world, event=event)
+    return row, state

@@ -1,0 +1,362 @@
+"""Writes of the journeys app: journeys and their versions (draft, publish with migration,
+archive), API-triggered enrollments, the durable timer tick, and the privacy and merge hooks."""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.core import metrics
+from config.core.errors import BadRequest, Conflict, NotFound
+from journeys import routing, selectors
+from journeys.definition import validate_definition
+from journeys.engine import machine
+from journeys.engine.model import ACTIVE, EnrollmentState
+from journeys.models import (
+    Decision,
+    Enrollment,
+    EnrollmentStatus,
+    Journey,
+    JourneyVersion,
+    StepRun,
+    Timer,
+    VersionStatus,
+)
+from journeys.world import DbWorld, enrollment_save, enrollment_state
+
+TICK_BATCH = 500
+TICK_MAX_BATCHES = 40
+
+
+class DefinitionInvalid(BadRequest):
+    code = "invalid_definition"
+
+
+def _check_definition(definition: Any) -> None:
+    errors = validate_definition(definition)
+    if errors:
+        raise DefinitionInvalid(
+            f"the definition has {len(errors)} error(s); first: {errors[0].path or '/'}: {errors[0].message}",
+            extra={"errors": [error.as_dict() for error in errors]},
+        )
+
+
+# --- journeys and versions -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def journey_create(*, key: str, name: str, definition: dict[str, Any], description: str = "") -> JourneyVersion:
+    """Create a journey with its first version as a draft."""
+    if Journey.objects.filter(key=key).exists():
+        raise Conflict(f"a journey with key {key!r} exists", code="journey_exists")
+    journey = Journey.objects.create(key=key, name=name, description=description)
+    return version_create_draft(journey=journey, definition=definition)
+
+
+@transaction.atomic
+def version_create_draft(*, journey: Journey, definition: dict[str, Any]) -> JourneyVersion:
+    """Add a draft version numbered after the journey's latest. Drafts may be invalid: publish checks."""
+    Journey.objects.select_for_update().filter(id=journey.id).first()
+    last = JourneyVersion.objects.filter(journey=journey).order_by("-number").values_list("number", flat=True).first()
+    return JourneyVersion.objects.create(journey=journey, number=(last or 0) + 1, definition=definition)
+
+
+def version_update_draft(*, version: JourneyVersion, definition: dict[str, Any]) -> JourneyVersion:
+    """Replace a draft's definition. Published and archived versions never change."""
+    if version.status != VersionStatus.DRAFT:
+        raise Conflict("only a draft can be edited; create a new draft", code="version_not_draft")
+    version.definition = definition
+    version.save(update_fields=["definition", "updated_at"])
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationPreview:
+    from_version: int | None
+    to_version: int
+    moves: list[dict[str, Any]]
+    stay: list[dict[str, Any]]
+    errors: list[dict[str, str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "moves": self.moves,
+            "stay": self.stay,
+            "errors": self.errors,
+            "moving": sum(m["count"] for m in self.moves),
+            "staying": sum(s["count"] for s in self.stay),
+        }
+
+
+def _migration_errors(
+    old: JourneyVersion | None, new: JourneyVersion, migration_map: dict[str, str]
+) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    if not isinstance(migration_map, dict):
+        return [{"path": "/migration_map", "message": "must be an object of old step id -> new step id"}]
+    if migration_map and old is None:
+        return [{"path": "/migration_map", "message": "there is no published version to migrate from"}]
+    old_steps = old.definition.get("steps", {}) if old is not None else {}
+    new_steps = new.definition.get("steps", {}) if isinstance(new.definition, dict) else {}
+    for source, target in migration_map.items():
+        where = "/migration_map/" + source.replace("~", "~0").replace("/", "~1")
+        if source not in old_steps:
+            errors.append(
+                {"path": where, "message": f"{source!r} is not a step of version {old.number if old else '-'}"}
+            )
+        if not isinstance(target, str) or target not in new_steps:
+            errors.append({"path": where, "message": f"{target!r} is not a step of version {new.number}"})
+    return errors
+
+
+def version_migration_preview(
+    *, version: JourneyVersion, migration_map: dict[str, str] | None = None
+) -> MigrationPreview:
+    """How many waiting customers publishing `version` with `migration_map` would move where,
+    and how many would stay on the version they are on because their step is not mapped."""
+    mapping = version.migration_map if migration_map is None else migration_map
+    mapping = mapping or {}
+    current = JourneyVersion.objects.filter(journey_id=version.journey_id, status=VersionStatus.PUBLISHED).first()
+    errors = _migration_errors(current, version, mapping)
+    moves: Counter[tuple[str, str]] = Counter()
+    stay: list[dict[str, Any]] = []
+    if current is not None and current.id != version.id:
+        for step, count in sorted(selectors.waiting_counts(version=current).items()):
+            target = mapping.get(step)
+            if isinstance(target, str) and target in version.definition.get("steps", {}):
+                moves[(step, target)] += count
+            else:
+                stay.append({"step": step, "count": count})
+    return MigrationPreview(
+        from_version=current.number if current is not None else None,
+        to_version=version.number,
+        moves=[{"from": a, "to": b, "count": n} for (a, b), n in sorted(moves.items())],
+        stay=stay,
+        errors=errors,
+    )
+
+
+@transaction.atomic
+def journey_publish(
+    *, version: JourneyVersion, migration_map: dict[str, str] | None = None, now: datetime | None = None
+) -> MigrationPreview:
+    """Publish a draft: validate it, archive the published version, and move that version's
+    waiting customers whose step is in `migration_map` onto the new version (they enter the
+    mapped step afresh). Returns what moved where."""
+    when = now or timezone.now()
+    version = JourneyVersion.objects.select_for_update().select_related("journey").get(id=version.id)
+    if version.status != VersionStatus.DRAFT:
+        raise Conflict(
+            f"version {version.number} is {version.status}; only a draft can be published", code="version_not_draft"
+        )
+    _check_definition(version.definition)
+    mapping = migration_map or {}
+    current = (
+        JourneyVersion.objects.select_for_update()
+        .select_related("journey")
+        .filter(journey_id=version.journey_id, status=VersionStatus.PUBLISHED)
+        .first()
+    )
+    errors = _migration_errors(current, version, mapping)
+    if errors:
+        raise BadRequest(
+            f"migration_map: {errors[0]['message']}", code="invalid_migration_map", extra={"errors": errors}
+        )
+    preview = version_migration_preview(version=version, migration_map=mapping)
+    if current is not None:
+        current.status = VersionStatus.ARCHIVED
+        current.archived_at = when
+        current.save(update_fields=["status", "archived_at", "updated_at"])
+    version.status = VersionStatus.PUBLISHED
+    version.published_at = when
+    version.migration_map = mapping or None
+    version.save(update_fields=["status", "published_at", "migration_map", "updated_at"])
+    if current is not None and mapping:
+        _migrate(current, version, mapping, when)
+    transaction.on_commit(routing.invalidate)
+    return preview
+
+
+def _migrate(old: JourneyVersion, new: JourneyVersion, mapping: dict[str, str], when: datetime) -> None:
+    live = routing.live_version(new)
+    world = DbWorld(now=when)
+    rows = (
+        Enrollment.objects.select_for_update(of=("self",))
+        .select_related("journey")
+        .filter(version=old, status=EnrollmentStatus.ACTIVE, step__in=list(mapping))
+        .order_by("id")
+    )
+    for row in rows:
+        state = enrollment_state(row)
+        machine.migrate(live.compiled, state, world, to_step=mapping[row.step], from_version=str(old.id))
+        row.version_id = new.id
+        row.save(update_fields=["version", "updated_at"])
+        enrollment_save(row, state)
+
+
+@transaction.atomic
+def version_archive(*, version: JourneyVersion, now: datetime | None = None) -> JourneyVersion:
+    """Archive a version: no new entries. Customers inside finish on it."""
+    version = JourneyVersion.objects.select_for_update().get(id=version.id)
+    if version.status == VersionStatus.ARCHIVED:
+        return version
+    version.status = VersionStatus.ARCHIVED
+    version.archived_at = now or timezone.now()
+    version.save(update_fields=["status", "archived_at", "updated_at"])
+    transaction.on_commit(routing.invalidate)
+    return version
+
+
+# --- enrollments ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def enrollment_start(
+    *, journey: Journey, customer_id: UUID, properties: dict[str, Any] | None = None, now: datetime | None = None
+) -> Enrollment:
+    """Enter a customer into an API-triggered journey's published version, as its re-entry
+    policy allows; runs it until it waits."""
+    from profiles.selectors import customer_get, customer_live
+
+    customer = customer_get(customer_id=customer_id)
+    if customer is None:
+        raise NotFound("no such customer", code="customer_not_found")
+    customer = customer_live(customer)
+    version = (
+        JourneyVersion.objects.select_related("journey").filter(journey=journey, status=VersionStatus.PUBLISHED).first()
+    )
+    if version is None:
+        raise Conflict("the journey has no published version", code="journey_not_published")
+    if version.definition["trigger"]["type"] != "api":
+        raise Conflict("the journey is not triggered by the API", code="journey_not_api_triggered")
+    live = routing.live_version(version)
+    world = DbWorld(now=now)
+    past = selectors.past_entries(pairs={(journey.id, customer.id)}).get((journey.id, customer.id))
+    previous: list[tuple[datetime, str]] = []
+    if past is not None and past.last_entered_at is not None:
+        previous.append((past.last_entered_at, ACTIVE if past.active else "ended"))
+    allowed, why = machine.reentry_allows(live.compiled, previous=previous, now=world.now())
+    if not allowed:
+        raise Conflict(f"the customer cannot enter: {why}", code="reentry_refused")
+    from journeys.engine.model import EventView
+
+    event = EventView(
+        id=None, name="API Enrollment", type="track", channel="server", properties=properties or {},
+        timestamp=world.now(), customer_id=str(customer.id),
+    )  # fmt: skip
+    started = routing.enrollment_create(live=live, customer_id=customer.id, world=world, event=event)
+    if started is None:
+        raise Conflict("the customer is already in the journey", code="reentry_refused")
+    row, state = started
+    enrollment_save(row, state)
+    return row
+
+
+# --- durable timers ------------------------------------------------------------------------------
+
+
+def timers_tick(*, now: datetime | None = None, batch: int = TICK_BATCH, max_batches: int = TICK_MAX_BATCHES) -> int:
+    """Fire the timers due at `now` (default: the clock), each batch in its own transaction;
+    returns how many fired. Safe to run concurrently: timers are claimed FOR UPDATE SKIP
+    LOCKED and their enrollments locked (skipping any a router holds; the next tick takes them)."""
+    fired = 0
+    for _ in range(max_batches):
+        count, claimed = _tick_batch(now or timezone.now(), batch)
+        fired += count
+        if claimed < batch or count == 0:
+            break
+    return fired
+
+
+def _tick_batch(now: datetime, batch: int) -> tuple[int, int]:
+    with transaction.atomic():
+        timers = list(
+            Timer.objects.select_for_update(skip_locked=True)
+            .filter(fired_at__isnull=True, due_at__lte=now)
+            .order_by("due_at", "id")[:batch]
+        )
+        if not timers:
+            return 0, 0
+        rows = {
+            row.id: row
+            for row in Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("journey")
+            .filter(id__in={t.enrollment_id for t in timers})
+            .order_by("id")
+        }
+        mine = [t for t in timers if t.enrollment_id in rows]
+        if not mine:
+            return 0, len(timers)
+        Timer.objects.filter(id__in=[t.id for t in mine]).update(fired_at=now)
+        wall = timezone.now()
+        for timer in mine:
+            metrics.TIMER_LAG.observe(max(0.0, (wall - timer.due_at).total_seconds()))
+        versions = routing.live_versions({row.version_id for row in rows.values()})
+        world = DbWorld(now=now)
+        states: dict[UUID, EnrollmentState] = {}
+        for timer in mine:
+            row = rows[timer.enrollment_id]
+            if row.status != EnrollmentStatus.ACTIVE or row.version_id not in versions:
+                continue
+            state = states.get(row.id)
+            if state is None:
+                state = states[row.id] = enrollment_state(row)
+            machine.on_timer(
+                versions[row.version_id].compiled, state, world, kind=timer.kind, step=timer.step, visit=timer.visit
+            )
+        for row_id, state in states.items():
+            enrollment_save(rows[row_id], state)
+        return len(mine), len(timers)
+
+
+# --- privacy and merges --------------------------------------------------------------------------
+
+
+def journeys_on_customers_erased(customer_ids: list[UUID]) -> dict[str, int]:
+    """Erase hook: a customer's enrollments (with their history and timers) and decisions go."""
+    _, enrollments = Enrollment.objects.filter(customer_id__in=customer_ids).delete()
+    _, decisions = Decision.objects.filter(customer_id__in=customer_ids).delete()
+    return {
+        "journey_enrollments": enrollments.get(Enrollment._meta.label, 0),
+        "journey_history": enrollments.get(StepRun._meta.label, 0),
+        "journey_decisions": decisions.get(Decision._meta.label, 0),
+    }
+
+
+@transaction.atomic
+def enrollments_merge(*, survivor_id: UUID, merged_ids: list[UUID]) -> int:
+    """Merge hook: the merged-away profiles' enrollments move to the survivor. Where both are
+    active in one journey, the survivor's stays and the other ends (exited, "merged")."""
+    moved = 0
+    rows = list(
+        Enrollment.objects.select_for_update().filter(customer_id__in=[survivor_id, *merged_ids]).order_by("id")
+    )
+    active_journeys = {
+        row.journey_id for row in rows if row.customer_id == survivor_id and row.status == EnrollmentStatus.ACTIVE
+    }
+    when = timezone.now()
+    for row in rows:
+        if row.customer_id == survivor_id:
+            continue
+        fields = ["customer_id", "updated_at"]
+        if row.status == EnrollmentStatus.ACTIVE:
+            if row.journey_id in active_journeys:
+                row.status = EnrollmentStatus.EXITED
+                row.end_reason = f"merged into {survivor_id}"
+                row.ended_at = when
+                row.waiting_for = None
+                fields += ["status", "end_reason", "ended_at", "waiting_for"]
+                Timer.objects.filter(enrollment=row, fired_at__isnull=True).delete()
+            else:
+                active_journeys.add(row.journey_id)
+        row.customer_id = survivor_id
+        row.save(update_fields=fields)
+        moved += 1
+    Decision.objects.filter(customer_id__in=merged_ids).update(customer_id=survivor_id)
+    return moved

@@ -1,0 +1,23 @@
+"""Journeys' Celery tasks: the durable timer tick. Named, idempotent (timers are claimed FOR
+UPDATE SKIP LOCKED and marked fired in the transaction that acts on them)."""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from journeys.services import timers_tick
+
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    name="journeys.tick_timers",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=10,
+    max_retries=3,
+)
+def tick_timers() -> int:
+    """Fire every timer due now. Beat runs it every second; overlapping ticks share the work."""
+    return timers_tick()
