@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels.inbound import webhook_receive
+from channels.inbound import twilio_status_receive, webhook_receive
 from channels.models import Delivery, DeliveryChannel
 from channels.selectors import delivery_get
 from channels.services import deliver
@@ -53,15 +53,12 @@ class WebhookApi(APIView):
         limit = settings.CHANNELS_WEBHOOK_MAX_BODY_BYTES
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
             raise PayloadTooLarge("webhook body is too large", code="body_too_large")
-        body = request._request.body
-        base = settings.CHANNELS_PUBLIC_BASE_URL.rstrip("/")
-        url = f"{base}{request.get_full_path()}" if base else request.build_absolute_uri()
         result = webhook_receive(
             provider=provider,
             source_id=source_id,
-            body=body,
+            body=request._request.body,
             meta=request.META,
-            url=url,
+            url=_signed_url(request),
             received_at=timezone.now(),
         )
         return Response(
@@ -72,6 +69,51 @@ class WebhookApi(APIView):
                 "consent": result.consent,
             }
         )
+
+
+def _signed_url(request: Request) -> str:
+    """The URL the provider signed: the public base URL when a proxy changes what Django sees."""
+    base = settings.CHANNELS_PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}{request.get_full_path()}" if base else request.build_absolute_uri()
+
+
+class TwilioStatusApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="webhooks_twilio_status",
+        summary="Receive a Twilio status callback for an outbound SMS",
+        description="Form-encoded, signed with X-Twilio-Signature by the source's Twilio auth token (the "
+        "`twilio` webhook secret). MessageStatus delivered moves the delivery (found by MessageSid) to "
+        "delivered and records Message Delivered; undelivered/failed move it to failed and record "
+        "Message Failed (error codes 30005, 30006, 21211, 21614 also mark the number undeliverable). "
+        "In-flight statuses and unknown MessageSids are acknowledged without a change. Idempotent.",
+        request={"application/x-www-form-urlencoded": dict},
+        responses={
+            200: inline_serializer(
+                "TwilioStatusReceived",
+                {
+                    "matched": serializers.BooleanField(),
+                    "delivery_id": serializers.UUIDField(allow_null=True),
+                    "status": serializers.CharField(),
+                },
+            ),
+            400: OpenApiResponse(description="No MessageSid or an unknown MessageStatus"),
+            401: OpenApiResponse(description="Missing or wrong signature, or unknown source"),
+            413: OpenApiResponse(description="Body too large"),
+        },
+        tags=TAGS,
+        auth=[],
+    )
+    def post(self, request: Request, source_id: UUID) -> Response:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.CHANNELS_WEBHOOK_MAX_BODY_BYTES:
+            raise PayloadTooLarge("webhook body is too large", code="body_too_large")
+        result = twilio_status_receive(
+            source_id=source_id, body=request._request.body, meta=request.META, url=_signed_url(request)
+        )
+        return Response({"matched": result.matched, "delivery_id": result.delivery_id, "status": result.status})
 
 
 class DeliveryOutput(serializers.ModelSerializer[Delivery]):

@@ -12,8 +12,8 @@ from django.conf import settings
 from channels.adapters import chat, pos, sendgrid, twilio
 from channels.keys import webhook_signature_seen
 from channels.models import WebhookProvider
-from channels.selectors import customer_ids_for_message, delivery_get
-from channels.services import delivery_outcomes_apply, webhook_secret_reveal
+from channels.selectors import customer_ids_for_message, delivery_by_provider_id, delivery_get
+from channels.services import delivery_outcomes_apply, delivery_status_report, webhook_secret_reveal
 from channels.signing import SignatureError, stripe_verify, twilio_verify
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError, BadRequest, Conflict, Unauthorized
@@ -177,3 +177,43 @@ def _twilio(
             )
             result.consent = [f"{purpose}/sms={status}" for purpose in settings.CHANNELS_SMS_STOP_PURPOSES]
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    matched: bool
+    delivery_id: str | None
+    status: str
+
+
+def twilio_status_receive(*, source_id: UUID, body: bytes, meta: dict[str, Any], url: str) -> StatusResult:
+    """A Twilio status callback for an outbound SMS, signed like inbound SMS with the source's
+    Twilio secret (the auth token): delivered and undelivered/failed move the delivery found by
+    its MessageSid and record Message Delivered / Message Failed; in-flight statuses and unknown
+    MessageSids are acknowledged without a change. 401 on a bad signature."""
+    _source(source_id)
+    secret = _secret(source_id, WebhookProvider.TWILIO)
+    pairs = twilio.parse(body)
+    try:
+        twilio_verify(secret, url, pairs, str(meta.get(twilio.SIGNATURE_HEADER, "")))
+    except SignatureError as error:
+        raise Unauthorized(str(error), code="invalid_signature") from None
+    report = twilio.status_report(dict(pairs))
+    if report is None:
+        raise BadRequest("MessageSid and a known MessageStatus are required", code="invalid_body")
+    sid, status, error_code, _ = report
+    outcome = twilio.STATUS_OUTCOMES.get(status)
+    if outcome is None:
+        delivery = delivery_by_provider_id(channel="sms", provider_message_id=sid)
+        return StatusResult(delivery is not None, str(delivery.id) if delivery else None, status)
+    reason = f"twilio {status}" + (f" (error {error_code})" if error_code else "")
+    delivery = delivery_status_report(
+        channel="sms",
+        provider_message_id=sid,
+        outcome=outcome,
+        reason=reason,
+        dead_address=error_code in twilio.DEAD_NUMBER_CODES,
+    )
+    if delivery is None:
+        return StatusResult(False, None, status)
+    return StatusResult(True, str(delivery.id), delivery.status)

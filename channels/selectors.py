@@ -22,6 +22,14 @@ def delivery_get(*, delivery_id: UUID) -> Delivery | None:
     return Delivery.objects.filter(id=delivery_id).first()
 
 
+def delivery_by_provider_id(*, channel: str, provider_message_id: str) -> Delivery | None:
+    return (
+        Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def providers_for(*, channel: str, fallback: list[str]) -> list[str]:
     """The channel's configured providers in order, then the caller's fallback hints."""
     names = list(settings.CHANNELS_ROUTES.get(channel, ())) + list(fallback)

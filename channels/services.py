@@ -429,6 +429,39 @@ def delivery_outcomes_apply(*, outcomes: list[Outcome], source: SourceInfo) -> l
     return changed
 
 
+def delivery_status_report(
+    *, channel: str, provider_message_id: str, outcome: str, reason: str = "", dead_address: bool = False
+) -> Delivery | None:
+    """A provider's report on a message it took (delivered or failed): move the delivery on and
+    record the outcome event in one transaction. Idempotent: a report seen before, or one that
+    arrives after a later state (a "failed" after "delivered" is kept as delivered, never
+    downgraded), changes nothing and its event is stored once (messageId per delivery and status).
+    `dead_address` marks the address undeliverable (a number that cannot receive SMS)."""
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update()
+            .filter(channel=channel, provider_message_id=provider_message_id)
+            .order_by("-created_at")
+            .first()
+        )
+        if delivery is None:
+            return None
+        if outcome == DeliveryStatus.DELIVERED and delivery.status == DeliveryStatus.SENT:
+            delivery.status = DeliveryStatus.DELIVERED
+            delivery.save(update_fields=["status", "updated_at"])
+            outcome_record(delivery=delivery, status=DeliveryStatus.DELIVERED)
+        elif outcome == DeliveryStatus.FAILED and delivery.status == DeliveryStatus.SENT:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = reason[:2000]
+            delivery.save(update_fields=["status", "last_error", "updated_at"])
+            outcome_record(delivery=delivery, status=DeliveryStatus.FAILED, reason=reason)
+        if dead_address and delivery.address:
+            UndeliverableAddress.objects.update_or_create(
+                channel=channel, address=delivery.address, defaults={"reason": reason[:2000]}
+            )
+    return delivery
+
+
 def _delivery_for(value: str) -> Delivery | None:
     try:
         return Delivery.objects.filter(id=UUID(value)).first() if value else None

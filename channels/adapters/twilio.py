@@ -50,3 +50,22 @@ def to_message(params: dict[str, str], ids: dict[str, Any]) -> dict[str, Any] | 
         "context": context,
         **(ids or {"anonymousId": f"sms:{phone}"}),
     }
+
+
+# --- status callbacks (StatusCallback of an outbound message) ------------------------------------
+# Twilio posts MessageSid, MessageStatus (queued, sending, sent, delivered, undelivered, failed;
+# read for WhatsApp) and, on failure, ErrorCode. Only the outcomes change a delivery.
+STATUS_OUTCOMES = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
+STATUS_IN_FLIGHT = frozenset({"accepted", "scheduled", "queued", "sending", "sent", "receiving", "received", "read"})
+# Error codes that say the number itself cannot receive SMS: later deliveries to it are skipped.
+# 30005 unknown destination, 30006 landline or unreachable carrier, 21211/21614 invalid or not mobile.
+DEAD_NUMBER_CODES = frozenset({"30005", "30006", "21211", "21614"})
+
+
+def status_report(params: dict[str, str]) -> tuple[str, str, str, str] | None:
+    """(MessageSid, MessageStatus, ErrorCode, To) of a status callback; None when it is not one."""
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+    if not sid or len(sid) > 64 or (status not in STATUS_OUTCOMES and status not in STATUS_IN_FLIGHT):
+        return None
+    return sid, status, (params.get("ErrorCode") or "").strip()[:16], params.get("To", "")

@@ -15,7 +15,11 @@ def send_twilio_sms(config: dict[str, str], message: Outgoing) -> str:
     text = str(message.content.get("body") or message.content.get("text") or "")
     if not text:
         raise PermanentError("SMS content needs a body")
-    body = urllib.parse.urlencode({"To": message.address, "From": config["from_number"], "Body": text}).encode()
+    form = {"To": message.address, "From": config["from_number"], "Body": text}
+    if config.get("status_callback"):
+        # Twilio then reports delivered/undelivered to /v1/webhooks/twilio/<source>/status.
+        form["StatusCallback"] = config["status_callback"]
+    body = urllib.parse.urlencode(form).encode()
     credentials = base64.b64encode(f"{sid}:{config['auth_token']}".encode()).decode()
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",

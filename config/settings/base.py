@@ -217,6 +217,8 @@ CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
         "account_sid": env.str("TWILIO_ACCOUNT_SID", default=""),
         "auth_token": env.str("TWILIO_AUTH_TOKEN", default=""),
         "from_number": env.str("TWILIO_FROM_NUMBER", default=""),
+        # e.g. https://<host>/v1/webhooks/twilio/<source id>/status: Twilio reports delivery there.
+        "status_callback": env.str("TWILIO_STATUS_CALLBACK_URL", default=""),
     },
     "sms_secondary": {
         "kind": "twilio",
