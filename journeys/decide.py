@@ -6,16 +6,18 @@ route steps with conditions compiled once per published version, over only the p
 customer the compiled conditions need (traits, computed traits, segments, consent, the live
 session, history), and records a Decision row that says why.
 
-Speed: a request costs one Redis round trip (the source's rate limit and the journeys
-generation, pipelined), one identity lookup, one query per other root the conditions need,
-and one INSERT for the Decision. Compiled journeys are cached per process and reloaded when the
-journeys generation changes (bumped by every publish and archive, `journeys_generation_bump`).
+Speed: a request costs one Redis round trip (the source's rate limit, as ingestion counts it),
+one identity lookup, one query per other root the conditions need (segments, consent; computed
+traits come from the profile row), and one INSERT for the Decision. Compiled journeys are cached
+per process and reloaded when routing's publish generation (journeys.routing.publish_generation,
+the same one the routing handler checks per chunk) has moved; decide reads it at most once per
+GENERATION_CHECK_SECONDS, so a publish or archive reaches every process within that.
 
-Degraded answers: when Redis cannot be reached the generation cannot be checked (the cached
-rules may be stale) and the rate limit cannot be counted, and when the database cannot be read
-the profile is unknown; in both cases, and when the session provider fails, the answer is the
-journey's `default_decision` marked `degraded` with the reason. The broker is never on this
-path, so a broker outage does not change answers.
+Degraded answers: when Redis cannot be reached (the rate limit cannot be counted, the live
+session state cannot be read), when the database cannot be read (the profile is unknown) or when
+the session provider fails, the answer is the journey's `default_decision`, 200, marked
+`degraded` with the reason. The broker is never on this path, so a broker outage alone does not
+change answers: they stay whole.
 
 The Decision row is written in the request, before the answer, in one INSERT (autocommit): an
 answered decision is on disk when the client sees it. When that INSERT fails (the database is
@@ -36,14 +38,16 @@ from uuid import UUID
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 
-from config.core import metrics
+from config.core import metrics, ratelimit
 from config.core import redis as tl_redis
 from config.core.errors import RateLimited
+from journeys import contracts as journey_contracts
 from journeys.conditions import Condition, ConditionError, EvalContext, EventHistory, compile_condition
 from journeys.models import Decision, JourneyVersion, SegmentMembership, VersionStatus
+from journeys.routing import publish_generation
 from profiles.computed_traits import computed_traits_of
 from profiles.models import Customer
 from profiles.privacy.conventions import ANY_CHANNEL
@@ -53,77 +57,41 @@ from profiles.selectors import customer_find
 logger = logging.getLogger(__name__)
 
 RATE_BUCKET = "decide"
-GENERATION_TTL_SECONDS = 30 * 24 * 3600
 _PENDING_LIMIT = 10_000
 
 
-# --- The journeys generation ------------------------------------------------------------------
-# A token that changes whenever a version is published or archived. With Redis it is one key
-# every process reads (with its rate limit, in the same round trip); without Redis (embedded
-# mode: one process) it is a counter in the process.
-
-_local_generation = 0
-_local_generation_lock = threading.Lock()
+# --- The source's rate limit, and the journeys generation ---------------------------------------
 
 
-def journeys_generation_bump() -> None:
-    """Tell every process that the published journeys changed (after commit, so a process that
-    reloads sees the change)."""
-
-    def bump() -> None:
-        global _local_generation  # noqa: PLW0603 - the embedded-mode counter
-        with _local_generation_lock:
-            _local_generation += 1
-        if tl_redis.is_configured():
-            try:
-                tl_redis.client().set(tl_redis.Keys.journeys_generation(), uuid.uuid4().hex, ex=GENERATION_TTL_SECONDS)
-            except redis.RedisError:
-                # Processes keep their cached journeys until Redis is back and the key changes;
-                # decide answers degraded meanwhile, since it cannot read the generation either.
-                logger.warning("journeys generation not bumped: Redis unreachable")
-
-    transaction.on_commit(bump)
-
-
-def journeys_generation() -> str:
-    """The current generation (RedisError when Redis is configured and unreachable)."""
+def _rate(source_id: str) -> None:
+    """Count the request against the source's limit (RateLimited past it). Unlike ingestion's
+    limiter, a Redis error is raised, not swallowed: decide answers degraded instead."""
     if not tl_redis.is_configured():
-        return f"local:{_local_generation}"
-    client = tl_redis.client()
-    value = client.get(tl_redis.Keys.journeys_generation())
-    if value is None:
-        client.set(tl_redis.Keys.journeys_generation(), uuid.uuid4().hex, ex=GENERATION_TTL_SECONDS, nx=True)
-        value = client.get(tl_redis.Keys.journeys_generation())
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _generation_and_rate(source_id: str | None) -> str:
-    """One round trip: count the source's request against its limit and read the generation.
-    Raises RateLimited past the limit, RedisError when Redis is down."""
-    if not tl_redis.is_configured():
-        if source_id is not None:
-            _rate_locally(source_id)
-        return journeys_generation()
-    window = int(time.time())
+        ratelimit.hit(RATE_BUCKET, source_id, limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
+        return
+    key = tl_redis.Keys.rate(RATE_BUCKET, source_id, int(time.time()))
     pipe = tl_redis.client().pipeline(transaction=False)
-    if source_id is not None:
-        rate_key = tl_redis.Keys.rate(RATE_BUCKET, source_id, window)
-        pipe.incr(rate_key)
-        pipe.expire(rate_key, 5)
-    pipe.get(tl_redis.Keys.journeys_generation())
-    answers = pipe.execute()
-    if source_id is not None and int(answers[0]) > settings.INGEST_RATE_LIMIT_PER_SECOND:
+    pipe.incr(key)
+    pipe.expire(key, 5)
+    if int(pipe.execute()[0]) > settings.INGEST_RATE_LIMIT_PER_SECOND:
         raise RateLimited(f"more than {settings.INGEST_RATE_LIMIT_PER_SECOND} requests per second", retry_after=1)
-    value = answers[-1]
-    if value is None:
-        return journeys_generation()
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _rate_locally(source_id: str) -> None:
-    from config.core import ratelimit
+# Routing's publish generation (one aggregate query over the published versions), read at most
+# once per GENERATION_CHECK_SECONDS per process: a publish or archive reaches decide within that.
+GENERATION_CHECK_SECONDS = 1.0
+_generation: tuple[float, Any] = (0.0, None)
 
-    ratelimit.hit(RATE_BUCKET, source_id, limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
+
+def _current_generation() -> Any:
+    """The publish generation (DatabaseError when the database is down)."""
+    global _generation  # noqa: PLW0603 - the per-process copy
+    checked_at, value = _generation
+    now = time.monotonic()
+    if value is None or now - checked_at >= GENERATION_CHECK_SECONDS:
+        value = publish_generation()
+        _generation = (now, value)
+    return value
 
 
 # --- Compiled decide journeys, per process --------------------------------------------------
@@ -174,7 +142,7 @@ def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
 
 @dataclass
 class _Index:
-    generation: str | None = None
+    generation: Any = None
     by_placement: dict[str, list[DecideJourney]] = field(default_factory=dict)
 
 
@@ -199,7 +167,7 @@ def _load_index() -> dict[str, list[DecideJourney]]:
     return by_placement
 
 
-def placement_journeys(placement: str, generation: str | None) -> list[DecideJourney]:
+def placement_journeys(placement: str, generation: Any) -> list[DecideJourney]:
     """The placement's published decide journeys, in journey key order. Reloaded when the
     generation moved; with generation None (unknown: Redis down) whatever is cached, loading
     once if nothing is. Raises DatabaseError only when a load was needed and failed."""
@@ -216,11 +184,18 @@ def placement_journeys(placement: str, generation: str | None) -> list[DecideJou
         return loaded.get(placement, [])
 
 
+def placement_journeys_cached(placement: str) -> list[DecideJourney]:
+    """What this process has compiled for the placement, without asking the database."""
+    return _index.by_placement.get(placement, [])
+
+
 def forget_compiled() -> None:
-    """Drop this process's compiled journeys (tests; the generation does it otherwise)."""
-    global _index  # noqa: PLW0603 - the per-process cache
+    """Drop this process's compiled journeys and its copy of the generation (tests; the
+    generation does it otherwise)."""
+    global _index, _generation  # noqa: PLW0603 - the per-process cache
     with _index_lock:
         _index = _Index()
+        _generation = (0.0, None)
 
 
 # --- Loading the customer ------------------------------------------------------------------------
@@ -278,17 +253,6 @@ def _history(customer_id: UUID) -> EventHistory:
     return history
 
 
-def _session(customer_id: UUID) -> Mapping[str, Any] | None:
-    """The live session state, from the providers orchestration registers in journeys.contracts."""
-    from journeys import contracts  # type: ignore[attr-defined]
-
-    for provider in contracts.session_providers():
-        state = provider(customer_id)
-        if state:
-            return dict(state)
-    return None
-
-
 class SessionUnavailable(Exception):
     pass
 
@@ -317,7 +281,7 @@ def load_context(
             consent = _consent_map(customer)
         if "session" in needs:
             try:
-                session = _session(customer.id)
+                session = journey_contracts.session_for(customer.id)
             except DatabaseError:
                 raise
             except Exception as error:  # any failure of a provider degrades the answer
@@ -500,16 +464,18 @@ def decision_make(
     started = time.perf_counter()
     now = timezone.now()
     reason = degraded_reason
-    generation: str | None = None
-    if reason is None:
+    generation: Any = None
+    if reason is None and source_id is not None:
         try:
-            generation = _generation_and_rate(str(source_id) if source_id else None)
+            _rate(str(source_id))
         except redis.RedisError:
             reason = "redis_unavailable"
     try:
+        if reason != "database_unavailable":
+            generation = _current_generation()
         journeys = placement_journeys(placement, generation)
     except DatabaseError:
-        journeys = []
+        journeys = placement_journeys_cached(placement)
         reason = reason or "database_unavailable"
     if not journeys and reason is None:
         raise UnknownPlacement(placement)

@@ -39,9 +39,3 @@ class Keys:
     def session_index(customer_id: str) -> str:
         """A customer's active sessions: sorted set of session ids scored by expiry."""
         return f"{NAMESPACE}:sessidx:{customer_id}"
-
-    @staticmethod
-    def journeys_generation() -> str:
-        """A token changed by every publish or archive of a journey version: processes caching
-        compiled journeys reload when it moves."""
-        return f"{NAMESPACE}:journeys:gen"

@@ -15,9 +15,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from config.core import metrics
+from journeys import contracts as journey_contracts
 from journeys import decide
 from journeys.demo import VIP_ROUTING
-from journeys.models import Decision, VersionStatus
+from journeys.models import Decision
+from journeys.services import journey_publish, version_create_draft
 from profiles.models import Customer
 from profiles.privacy.conventions import ConsentChoice
 from profiles.privacy.services import consent_set
@@ -48,11 +50,10 @@ def _fresh_cache() -> Iterator[None]:
 
 
 def publish(definition: dict[str, Any], key: str = "vip-routing") -> Any:
-    journey = JourneyFactory.create(key=key)
-    version = JourneyVersionFactory.create(
-        journey=journey, number=1, status=VersionStatus.PUBLISHED, definition=definition
-    )
+    version = JourneyVersionFactory.create(journey=JourneyFactory.create(key=key), number=1, definition=definition)
+    journey_publish(version=version)
     decide.forget_compiled()
+    version.refresh_from_db()
     return version
 
 
@@ -266,20 +267,21 @@ def test_the_source_rate_limit_applies(vip_journey: Any, post: Callable[..., Any
     assert 429 in answers
 
 
-def test_a_publish_reaches_decide_through_the_generation(
+def test_a_publish_reaches_decide_within_the_generation_check(
     vip_journey: Any, post: Callable[..., Any], django_capture_on_commit_callbacks: Any
 ) -> None:
     customer_with({"vip": True}, user_id="u-1")
     assert post(ask("u-1")).json()["route"] == "premium_support"
     changed = copy.deepcopy(VIP_ROUTING)
     changed["steps"]["premium"]["destination"] = "concierge"
-    vip_journey.definition = changed
-    vip_journey.save()
-
+    draft = version_create_draft(journey=vip_journey.journey, definition=changed)
     with django_capture_on_commit_callbacks(execute=True):
-        decide.journeys_generation_bump()
+        journey_publish(version=draft)
 
-    assert post(ask("u-1")).json()["route"] == "concierge"
+    time.sleep(decide.GENERATION_CHECK_SECONDS + 0.05)
+    body = post(ask("u-1")).json()
+
+    assert (body["route"], body["version"]) == ("concierge", 2)
 
 
 def test_without_a_generation_change_the_compiled_journey_is_reused(vip_journey: Any, post: Callable[..., Any]) -> None:
@@ -428,3 +430,55 @@ def test_database_down_answers_degraded_and_keeps_the_decision_until_it_is_back(
     assert decide.decisions_pending() == 0
     kept = Decision.objects.get(id=down.json()["decision_id"])
     assert kept.degraded and kept.result["route"] == "self_service"
+
+
+# --- The live session state ------------------------------------------------------------------------
+
+SESSIONS: dict[Any, Any] = {}
+
+
+def session_state(customer_id: Any) -> Any:
+    """A session provider as orchestration registers one: state by customer, or a store failure."""
+    state = SESSIONS.get(customer_id)
+    if isinstance(state, Exception):
+        raise state
+    return state
+
+
+journey_contracts.register_session_provider(session_state)
+
+CART_HELP = {
+    "trigger": {"type": "decide", "placement": "checkout_help"},
+    "start": "cart",
+    "steps": {
+        "cart": {
+            "type": "branch",
+            "branches": [{"condition": {"field": "session.cart_total", "op": "gte", "value": 100}, "next": "call"}],
+            "default": "faq",
+        },
+        "call": {"type": "route", "destination": "call_back"},
+        "faq": {"type": "route", "destination": "faq"},
+    },
+    "default_decision": {"route": "faq"},
+}
+
+
+def test_a_condition_on_the_live_session_reads_it(db: Any, post: Callable[..., Any]) -> None:
+    publish(copy.deepcopy(CART_HELP), key="checkout-help")
+    big = customer_with({}, user_id="u-big")
+    small = customer_with({}, user_id="u-small")
+    SESSIONS[big.id] = {"cart_total": 180}
+    SESSIONS[small.id] = {"cart_total": 20}
+
+    assert post(ask("u-big", placement="checkout_help")).json()["route"] == "call_back"
+    assert post(ask("u-small", placement="checkout_help")).json()["route"] == "faq"
+
+
+def test_a_failing_session_store_answers_degraded(db: Any, post: Callable[..., Any]) -> None:
+    publish(copy.deepcopy(CART_HELP), key="checkout-help")
+    customer = customer_with({}, user_id="u-s")
+    SESSIONS[customer.id] = ConnectionError("session store down")
+
+    body = post(ask("u-s", placement="checkout_help")).json()
+
+    assert (body["route"], body["degraded"], body["reason"]) == ("faq", True, "session_unavailable")
