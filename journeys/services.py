@@ -329,6 +329,11 @@ def journeys_on_customers_erased(customer_ids: list[UUID]) -> dict[str, int]:
     }
 
 
+def journeys_on_customers_merged(survivor_id: UUID, merged_ids: list[UUID]) -> None:
+    """Merge hook (profiles.contracts.on_customers_merged), inside the merge transaction."""
+    enrollments_merge(survivor_id=survivor_id, merged_ids=merged_ids)
+
+
 @transaction.atomic
 def enrollments_merge(*, survivor_id: UUID, merged_ids: list[UUID]) -> int:
     """Merge hook: the merged-away profiles' enrollments move to the survivor. Where both are

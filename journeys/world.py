@@ -25,7 +25,7 @@ from django.utils import timezone
 from channels import contracts as channel_contracts
 from config.core import metrics
 from config.core.errors import ApplicationError
-from journeys import selectors
+from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
 from journeys.models import Enrollment, StepRun, Timer
@@ -262,30 +262,23 @@ def system_source() -> SourceInfo:
 
 
 def _session_state(customer_id: str) -> dict[str, Any] | None:
-    providers = _providers("session")
-    for provider in providers:
-        state = provider(UUID(customer_id))
-        if state:
-            return dict(state)
-    return None
+    """The live session state orchestration provides; None (conditions see it missing) when
+    its store is down, so a Redis outage does not stop journeys."""
+    try:
+        return contracts.session_for(UUID(customer_id))
+    except Exception:
+        logger.warning("journeys: session state unavailable for %s", customer_id, exc_info=True)
+        return None
 
 
 def _links(customer_id: str) -> dict[str, Any]:
-    links: dict[str, Any] = {}
-    for provider in _providers("links"):
-        links.update(provider(UUID(customer_id)) or {})
-    return links
-
-
-def _providers(kind: str) -> list[Any]:
-    """Context providers orchestration registers into journeys.contracts (live session state,
-    resume links); none when that registry is absent."""
+    """Links such as the form's resume URL; a provider that fails leaves its link missing (and
+    the message falls back to its default content)."""
     try:
-        contracts = importlib.import_module("journeys.contracts")
-    except ImportError:
-        return []
-    getter = getattr(contracts, f"{kind}_providers", None)
-    return list(getter()) if callable(getter) else []
+        return dict(contracts.links_for(UUID(customer_id)))
+    except Exception:
+        logger.warning("journeys: links unavailable for %s", customer_id, exc_info=True)
+        return {}
 
 
 def _event_history(customer_id: str) -> EventHistory:
