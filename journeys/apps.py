@@ -10,9 +10,4 @@ class JourneysConfig(AppConfig):
         from profiles import contracts
 
         contracts.on_customer_erased(journeys_on_customers_erased)
-
-        from journeys.segments import segments_on_customers_erased, segments_on_customers_merged
-
-        contracts.on_customer_erased(segments_on_customers_erased)
-        contracts.on_customers_merged(segments_on_customers_merged)
         contracts.on_customers_merged(journeys_on_customers_merged)
