@@ -7,12 +7,14 @@ address) say nothing about the provider's health, so they do not count.
 """
 
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import pybreaker
 from django.conf import settings
 
 from channels.policy import PermanentError
+from config.core import metrics
 
 _breakers: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
 _lock = threading.Lock()
@@ -35,12 +37,29 @@ def breaker_for(provider: str, host: str) -> pybreaker.CircuitBreaker:
                 reset_timeout=settings.CHANNELS_BREAKER_RESET_SECONDS,
                 exclude=[PermanentError],
                 name=f"{provider}@{host}",
+                listeners=[_StateGauge(provider)],
             )
             _breakers[key] = breaker
         return breaker
+
+
+class _StateGauge(pybreaker.CircuitBreakerListener):
+    """Keeps throughline_circuit_breaker_open{provider} at 1 while any of this process's
+    breakers for the provider is open (one per destination host; hosts are not a label, a
+    webhook has as many as customers configure)."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        with _lock:
+            mine = [b for (p, _), b in _breakers.items() if p == self.provider and b is not cb]
+        is_open = new_state.name == pybreaker.STATE_OPEN or any(b.current_state == pybreaker.STATE_OPEN for b in mine)
+        metrics.BREAKER_STATE.labels(provider=self.provider).set(1 if is_open else 0)
 
 
 def breakers_reset() -> None:
     """Forget every breaker (tests, and a worker that is told a provider recovered)."""
     with _lock:
         _breakers.clear()
+    metrics.BREAKER_STATE.clear()

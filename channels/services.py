@@ -4,7 +4,7 @@ import base64
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -281,6 +281,65 @@ def _finish(delivery: Delivery, status: str, *, error: str = "") -> None:
     observability.annotate(
         delivery_id=str(delivery.id), customer_id=str(delivery.customer_id), channel=delivery.channel, status=status
     )
+
+
+# --- deliveries stuck in "sending" after a worker crash ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    requeued: list[str]
+    dead: list[str]
+
+
+def deliveries_stuck_sweep(*, older_than: float, batch: int = 500) -> SweepResult:
+    """Deliveries claimed ("sending") longer ago than `older_than` seconds belong to a worker
+    that died mid-send: whether the provider took the message is unknown. Those whose provider
+    deduplicates by our idempotency key (CHANNELS_SWEEP_RESEND_CHANNELS: Twilio's
+    I-Twilio-Idempotency-Token, the webhook's Idempotency-Key) are queued again and re-sent with
+    the same key; the others (SMTP, FCM accept no key) are dead with the reason rather than risk
+    a duplicate, and so is one that has used up its attempts (a message that kills its worker).
+    Rows are taken FOR UPDATE SKIP LOCKED, so two sweepers never take the same one, and the send
+    task claims under a row lock, so a re-enqueued delivery is sent by one worker only."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    requeued: list[str] = []
+    dead: list[Delivery] = []
+    with transaction.atomic():
+        stuck = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.SENDING, updated_at__lt=cutoff)
+            .order_by("updated_at")[:batch]
+        )
+        for delivery in stuck:
+            if (
+                delivery.channel in settings.CHANNELS_SWEEP_RESEND_CHANNELS
+                and delivery.attempts < settings.CHANNELS_MAX_ATTEMPTS
+            ):
+                requeued.append(str(delivery.id))
+            else:
+                dead.append(delivery)
+        if requeued:
+            Delivery.objects.filter(id__in=requeued).update(
+                status=DeliveryStatus.QUEUED,
+                last_error="worker lost mid-send; re-sent with the same idempotency key",
+                updated_at=timezone.now(),
+            )
+            from channels.tasks import send_delivery
+
+            for delivery_id in requeued:
+                transaction.on_commit(lambda delivery_id=delivery_id: send_delivery.delay(delivery_id))
+    for delivery in dead:
+        reason = (
+            f"worker lost mid-send after {delivery.attempts} attempts"
+            if delivery.channel in settings.CHANNELS_SWEEP_RESEND_CHANNELS
+            else f"worker lost mid-send; {delivery.channel} providers take no idempotency key, "
+            "so it is not re-sent (it may or may not have arrived)"
+        )
+        with transaction.atomic():
+            # Still stuck? A late worker may have finished it since the sweep's transaction.
+            if Delivery.objects.select_for_update().filter(id=delivery.id, status=DeliveryStatus.SENDING).exists():
+                _finish(delivery, DeliveryStatus.DEAD, error=reason)
+    return SweepResult(requeued=requeued, dead=[str(delivery.id) for delivery in dead])
 
 
 # --- outcome events --------------------------------------------------------------------------

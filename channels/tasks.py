@@ -1,8 +1,9 @@
 from uuid import UUID
 
 from celery import Task, shared_task
+from django.conf import settings
 
-from channels.services import delivery_attempt
+from channels.services import deliveries_stuck_sweep, delivery_attempt
 
 
 @shared_task(name="channels.send_delivery", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -12,3 +13,10 @@ def send_delivery(self: Task, delivery_id: str) -> str:
     if result.retry_in is not None:
         raise self.retry(countdown=result.retry_in)
     return result.status
+
+
+@shared_task(name="channels.sweep_stuck_deliveries", acks_late=True, reject_on_worker_lost=True)
+def sweep_stuck_deliveries() -> dict[str, int]:
+    """Periodic (beat, maintenance queue): deliveries left "sending" by a dead worker."""
+    result = deliveries_stuck_sweep(older_than=settings.CHANNELS_STUCK_AFTER_SECONDS)
+    return {"requeued": len(result.requeued), "dead": len(result.dead)}

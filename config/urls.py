@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.core import health
+from config.core import health, prometheus
 from journeys import decide_apis
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", prometheus.metrics_view, name="metrics"),
     path("v1/", include("profiles.ingest_urls")),
     path("v1/", include("channels.webhook_urls")),
     path("v1/", include("orchestration.sessions.urls")),

@@ -15,6 +15,8 @@ import time
 
 from django.conf import settings
 
+from config.core import observability
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,8 +26,11 @@ BROKER_BACKOFF_SECONDS = 5.0
 _broker_down_until = 0.0
 
 
-def send_chunks(event_ids: list[int]) -> None:
-    """Publish one routing task per chunk. On failure the ids are left to the sweeper."""
+def send_chunks(event_ids: list[int], traces: dict[int, str] | None = None) -> None:
+    """Publish one routing task per chunk. On failure the ids are left to the sweeper.
+
+    `traces` maps event ids to the traceparent of the request that stored them (tracing on):
+    each chunk carries its events' parents, so routing continues one trace per event."""
     global _broker_down_until  # noqa: PLW0603 - one process-wide back-off
     from orchestration.tasks import route_events
 
@@ -34,8 +39,9 @@ def send_chunks(event_ids: list[int]) -> None:
     size = settings.ROUTING_DISPATCH_MAX_CHUNK
     for start in range(0, len(event_ids), size):
         chunk = event_ids[start : start + size]
+        kwargs = {"traces": observability.group_traces(chunk, traces)} if traces else {}
         try:
-            route_events.apply_async(args=(chunk,), retry=False)
+            route_events.apply_async(args=(chunk,), kwargs=kwargs, retry=False)
         except Exception:
             _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
             logger.warning(
@@ -50,14 +56,17 @@ class ChunkDispatcher:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._pending: list[int] = []
+        # Event id -> the traceparent of its request, only while tracing is on.
+        self._traces: dict[int, str] = {}
         self._oldest = 0.0
         self._thread: threading.Thread | None = None
         self._pid = 0
 
     def submit(self, event_ids: list[int]) -> None:
         linger = settings.ROUTING_DISPATCH_LINGER_MS
+        parent = observability.traceparent()
         if linger <= 0 or settings.CELERY_TASK_ALWAYS_EAGER:
-            send_chunks(event_ids)
+            send_chunks(event_ids, dict.fromkeys(event_ids, parent) if parent else None)
             return
         with self._lock:
             self._ensure_thread()
@@ -67,20 +76,24 @@ class ChunkDispatcher:
                 self._oldest = time.monotonic()
                 self._lock.notify()
             self._pending.extend(event_ids)
+            if parent:
+                self._traces.update(dict.fromkeys(event_ids, parent))
             if len(self._pending) >= settings.ROUTING_DISPATCH_MAX_CHUNK:
                 self._lock.notify()
 
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
+            traces, self._traces = self._traces, {}
         if pending:
-            send_chunks(pending)
+            send_chunks(pending, traces)
 
     def _ensure_thread(self) -> None:
         # After a fork (gunicorn workers) the parent's thread does not exist in the child.
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._pid = os.getpid()
             self._pending = []
+            self._traces = {}
             self._thread = threading.Thread(target=self._run, name="routing-dispatch", daemon=True)
             self._thread.start()
 
@@ -94,8 +107,9 @@ class ChunkDispatcher:
                 if wait > 0 and len(self._pending) < settings.ROUTING_DISPATCH_MAX_CHUNK:
                     self._lock.wait(wait)
                 pending, self._pending = self._pending, []
+                traces, self._traces = self._traces, {}
             if pending:
-                send_chunks(pending)
+                send_chunks(pending, traces)
 
 
 dispatcher = ChunkDispatcher()

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
+from config.core import metrics, observability
 from orchestration.models import RouteLog
 from profiles.contracts import StoredEvent
+from profiles.selectors import event_message_ids
 from profiles.services import outbox_claim
 
 Handler = Callable[[list[StoredEvent]], None]
@@ -24,14 +26,31 @@ def register_handler(handler: Handler) -> None:
         _handlers.append(handler)
 
 
-def route(event_ids: list[int]) -> int:
-    """Route the events still waiting on the outbox among `event_ids`; returns how many."""
-    with transaction.atomic():
+def route(event_ids: list[int], *, traces: dict[str, list[int]] | None = None) -> int:
+    """Route the events still waiting on the outbox among `event_ids`; returns how many.
+
+    With tracing on, each event gets a span in its own trace (`traces` names the request each
+    came from; see config/core/observability.py); handlers reach it with
+    `observability.event_context(event.id)`."""
+    with observability.routing_spans(traces) as spans, transaction.atomic():
         events = outbox_claim(event_ids=event_ids)
+        if spans is not None and events:
+            spans.open(events, event_message_ids(event_ids=[e.id for e in events]))
         for handler in _handlers:
             if events:
                 handler(events)
+    if events:
+        _record_metrics(events)
     return len(events)
+
+
+def _record_metrics(events: list[StoredEvent]) -> None:
+    """After commit: how many were routed and how long after their receipt."""
+    now = timezone.now()
+    metrics.EVENTS_ROUTED.inc(len(events))
+    observe = metrics.ROUTING_LAG.observe
+    for event in events:
+        observe(max(0.0, (now - event.received_at).total_seconds()))
 
 
 def record_routed(events: list[StoredEvent]) -> None:

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from config.core import metrics
 from orchestration import routing
 from orchestration.dispatch import send_chunks
 from profiles.services import outbox_reclaim_stale
@@ -23,9 +24,10 @@ TRANSIENT = (OperationalError, InterfaceError)
     retry_jitter=True,
     max_retries=8,
 )
-def route_events(event_ids: list[int]) -> int:
-    """Route these events if they are still on the outbox; a repeat is a no-op."""
-    return routing.route([int(i) for i in event_ids])
+def route_events(event_ids: list[int], traces: dict[str, list[int]] | None = None) -> int:
+    """Route these events if they are still on the outbox; a repeat is a no-op. `traces`
+    ({traceparent: [event ids]}) continues each event's trace when tracing is on."""
+    return routing.route([int(i) for i in event_ids], traces=traces)
 
 
 @shared_task(name="orchestration.sweep_outbox", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT)
@@ -35,5 +37,6 @@ def sweep_outbox(older_than_seconds: int | None = None, limit: int = 50_000) -> 
     seconds = settings.ROUTING_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     stale = outbox_reclaim_stale(older_than=timedelta(seconds=seconds), limit=limit)
     if stale:
+        metrics.OUTBOX_SWEPT.inc(len(stale))
         send_chunks(stale)
     return len(stale)

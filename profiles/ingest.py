@@ -15,9 +15,11 @@ from typing import Any
 
 import orjson
 import psycopg
+import structlog
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 
+from config.core import metrics, observability
 from profiles import contracts, trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
@@ -32,6 +34,8 @@ MAX_RESOLVE_ATTEMPTS = 5
 MAX_TRANSACTION_ATTEMPTS = 3
 # Deadlock and serialization failures: two requests merging overlapping profiles.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +119,52 @@ def event_ingest(
     attempts = 1 if connection.in_atomic_block else MAX_TRANSACTION_ATTEMPTS
     for attempt in range(attempts):
         try:
-            return _store(store, source, messages, quarantine, received_at=received_at, parsed=result)
+            stored = _store(store, source, messages, quarantine, received_at=received_at, parsed=result)
         except OperationalError as error:
             sqlstate = getattr(error.__cause__, "sqlstate", None)
             if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
                 raise
+        else:
+            _observe(source, messages, quarantine, stored)
+            return stored
     raise AssertionError("unreachable")
+
+
+def _observe(
+    source: SourceInfo, messages: list[Message], quarantine: list[QuarantinedMessage], result: IngestResult
+) -> None:
+    """Metrics once per call (counts, not a loop over events), the ids on the log context and
+    the current span, and a log line per call that quarantined something."""
+    name = source.name
+    if result.accepted:
+        metrics.EVENTS_ACCEPTED.labels(source=name).inc(result.accepted)
+    if result.duplicates:
+        metrics.EVENTS_DUPLICATE.labels(source=name).inc(result.duplicates)
+    if result.suppressed:
+        metrics.EVENTS_SUPPRESSED.labels(source=name).inc(result.suppressed)
+    if len(messages) == 1:
+        structlog.contextvars.bind_contextvars(
+            message_id=messages[0].message_id, customer_id=str(messages[0].customer_id)
+        )
+    if observability.enabled() and messages:
+        observability.annotate(
+            source=name,
+            message_id=[m.message_id for m in messages],
+            customer_id=list(dict.fromkeys(str(m.customer_id) for m in messages)),
+        )
+    if quarantine:
+        reasons: dict[str, int] = {}
+        for row in quarantine:
+            reasons[row.reason] = reasons.get(row.reason, 0) + 1
+        for reason, count in reasons.items():
+            metrics.EVENTS_QUARANTINED.labels(source=name, reason=reason).inc(count)
+        log.warning(
+            "messages quarantined",
+            source=name,
+            reasons=reasons,
+            first_detail=quarantine[0].detail[:500],
+            message_ids=[row.message_id for row in quarantine[:20]],
+        )
 
 
 def _store(
@@ -194,6 +238,7 @@ def message_quarantine(
     row = _quarantined(source, raw, MessageError(code, detail), received_at)
     row.raw_text = raw_text
     row.save()
+    metrics.EVENTS_QUARANTINED.labels(source=source.name if source else "unknown", reason=code).inc()
 
 
 def _quarantined(

@@ -5,10 +5,12 @@ Thin by design: authenticate the source, read the body within the limits, hand t
 inflated under a hard cap and JSON decoded once.
 """
 
+import time
 import zlib
 from typing import Any, ClassVar
 
 import orjson
+import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
@@ -17,7 +19,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from config.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from config.core import metrics
+from config.core.errors import ApplicationError, BadRequest, PayloadTooLarge, UnsupportedMediaType
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
 from profiles.writekey import source_authenticate, write_key_from_header
@@ -170,16 +173,27 @@ class _IngestView(APIView):
         return self.handle_post(request._request)
 
     def handle_post(self, http: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
         received_at = timezone.now()
-        header_key = write_key_from_header(http)
-        source = source_authenticate(header_key) if header_key is not None else None
-        limit = settings.INGEST_MAX_BATCH_BYTES if self.call_type is None else settings.INGEST_MAX_MESSAGE_BYTES
-        body = _read_body(http, limit)
-        payload = _decode(body, source, received_at)
-        if source is None:
-            source = source_authenticate(payload.get("writeKey"))
-        result = self.ingest(source, payload, received_at)
-        return self.respond(result)
+        source: SourceInfo | None = None
+        try:
+            header_key = write_key_from_header(http)
+            source = source_authenticate(header_key) if header_key is not None else None
+            limit = settings.INGEST_MAX_BATCH_BYTES if self.call_type is None else settings.INGEST_MAX_MESSAGE_BYTES
+            body = _read_body(http, limit)
+            payload = _decode(body, source, received_at)
+            if source is None:
+                source = source_authenticate(payload.get("writeKey"))
+            structlog.contextvars.bind_contextvars(source=source.name)
+            result = self.ingest(source, payload, received_at)
+            return self.respond(result)
+        except ApplicationError as error:
+            # Refused whole (auth, limits, body); messages refused one by one are counted as
+            # quarantined by event_ingest.
+            metrics.EVENTS_REJECTED.labels(source=source.name if source else "unknown", reason=error.code).inc()
+            raise
+        finally:
+            metrics.INGEST_LATENCY.labels(endpoint=self.call_type or "batch").observe(time.perf_counter() - started)
 
     def ingest(self, source: SourceInfo, payload: dict[str, Any], received_at: Any) -> IngestResult:
         return event_ingest(

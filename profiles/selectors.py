@@ -94,3 +94,8 @@ def customer_merge_history(*, customer_id: UUID) -> dict[str, object] | None:
     merges = MergeRecord.objects.filter(Q(survivor_id=customer_id) | Q(merged_id=customer_id)).order_by("-id")
     refusals = MergeRefusal.objects.filter(customer_ids__contains=[str(customer_id)]).order_by("-id")
     return {"merges": list(merges), "refusals": list(refusals)}
+
+
+def event_message_ids(*, event_ids: list[int]) -> dict[int, str]:
+    """{event id: messageId} for these events, in one query (trace attributes at routing)."""
+    return dict(Event.objects.filter(id__in=event_ids).values_list("id", "message_id"))

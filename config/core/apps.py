@@ -7,4 +7,6 @@ class CoreConfig(AppConfig):
     verbose_name = "Access"
 
     def ready(self) -> None:
-        from config.core import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from config.core import observability, schema  # noqa: F401 - schema registers the OpenAPI auth extension
+
+        observability.configure()

@@ -1,10 +1,18 @@
 """Every Prometheus metric Throughline exports, declared in one place.
 
 Names follow the Prometheus conventions: a unit suffix (`_seconds`, `_bytes`), `_total` on
-counters, and labels of bounded cardinality only (source ids and channel names, never customer
-ids). Under gunicorn and Celery the values are shared between processes through
-PROMETHEUS_MULTIPROC_DIR (see config/core/observability.py); gauges say how they combine.
+counters, and labels of bounded cardinality only (source names, channel and provider names,
+error codes; never customer ids or message ids). Under gunicorn and Celery the values are shared
+between processes through PROMETHEUS_MULTIPROC_DIR (see config/core/prometheus.py); gauges say
+how they combine.
+
+Two kinds live here: metrics a process records as things happen (Counter, Histogram, Gauge),
+and LIVE metrics measured when /metrics is scraped (queue and outbox depth, readiness) by
+config/core/prometheus.py, because they describe shared state (the broker, the database) that no
+one process owns.
 """
+
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -16,6 +24,12 @@ EVENTS_ACCEPTED = Counter("throughline_events_accepted_total", "Events stored.",
 EVENTS_REJECTED = Counter("throughline_events_rejected_total", "Requests or messages refused.", ["source", "reason"])
 EVENTS_QUARANTINED = Counter(
     "throughline_events_quarantined_total", "Messages set aside in quarantine.", ["source", "reason"]
+)
+EVENTS_DUPLICATE = Counter(
+    "throughline_events_duplicate_total", "Messages whose messageId the source had already sent.", ["source"]
+)
+EVENTS_SUPPRESSED = Counter(
+    "throughline_events_suppressed_total", "Messages of people erased with suppression, not stored.", ["source"]
 )
 INGEST_LATENCY = Histogram(
     "throughline_ingest_duration_seconds",
@@ -29,12 +43,8 @@ ROUTING_LAG = Histogram(
     "throughline_routing_lag_seconds", "From an event's receipt to its routing.", buckets=_LAG_BUCKETS
 )
 EVENTS_ROUTED = Counter("throughline_events_routed_total", "Events routed to the handlers.")
-QUEUE_DEPTH = Gauge(
-    "throughline_queue_depth", "Messages waiting on each Celery queue.", ["queue"], multiprocess_mode="livemax"
-)
-OUTBOX_DEPTH = Gauge("throughline_outbox_depth", "Accepted events not yet routed.", multiprocess_mode="livemax")
-OUTBOX_OLDEST_AGE = Gauge(
-    "throughline_outbox_oldest_age_seconds", "Age of the oldest unrouted event.", multiprocess_mode="livemax"
+OUTBOX_SWEPT = Counter(
+    "throughline_outbox_swept_total", "Events the sweeper re-enqueued because their routing had not completed."
 )
 
 # --- Journeys --------------------------------------------------------------------------------
@@ -67,3 +77,25 @@ BREAKER_STATE = Gauge(
 SESSION_OPERATIONS = Counter(
     "throughline_session_operations_total", "Session reads, writes, conflicts, handoffs and resumes.", ["operation"]
 )
+
+
+# --- Live: measured at scrape time (config/core/prometheus.py), never recorded by a process ----
+@dataclass(frozen=True, slots=True)
+class LiveMetric:
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+QUEUE_DEPTH = LiveMetric("throughline_queue_depth", "Messages waiting on each Celery queue.", ("queue",))
+OUTBOX_DEPTH = LiveMetric("throughline_outbox_depth", "Accepted events not yet routed.")
+OUTBOX_OLDEST_AGE = LiveMetric(
+    "throughline_outbox_oldest_age_seconds", "Age of the oldest unrouted event since it was received (0 when none)."
+)
+READY = LiveMetric(
+    "throughline_ready", "1 when the database, Redis and the broker all answer (what /readyz checks), else 0."
+)
+DEPENDENCY_UP = LiveMetric(
+    "throughline_dependency_up", "1 when this dependency answered the scrape's check, else 0.", ("dependency",)
+)
+LIVE_METRICS = (QUEUE_DEPTH, OUTBOX_DEPTH, OUTBOX_OLDEST_AGE, READY, DEPENDENCY_UP)

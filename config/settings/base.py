@@ -36,6 +36,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, and the response, carry its X-Request-ID.
+    "config.core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -298,11 +300,22 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# --- Observability (config/core/prometheus.py, observability.py, logs.py; docs/operations.md) -
+# /metrics answers a bearer METRICS_TOKEN or a client in METRICS_ALLOWED_IPS (addresses or
+# CIDR networks); with neither set, loopback only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+# Queues whose depth /metrics reports besides those named in CELERY_TASK_ROUTES.
+METRICS_EXTRA_QUEUES = env.list("METRICS_EXTRA_QUEUES", default=[])
+# Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set; the
+# standard OTEL_* variables configure the exporter, service name and sampler.
+# Logs: JSON lines ("json") or key=value for a terminal ("console"); personal data (emails,
+# phones, keys named like email/phone/address/token/password/secret) redacted unless
+# LOG_REDACT=false, for local debugging only.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOG_REDACT = env.bool("LOG_REDACT", default=True)
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+
+from config.core.logs import logging_config  # noqa: E402 - settings first, then what they configure
+
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, redact=LOG_REDACT)

@@ -14,6 +14,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import Count, F, Q
 
+from config.core import metrics
 from config.core.errors import NotFound
 from orchestration.sessions.documents import Outcome, SessionDoc
 from orchestration.sessions.models import ContinuationKind, SessionContinuation, SessionRecord
@@ -71,6 +72,7 @@ def source_may_access(*, source: SourceInfo, doc: SessionDoc) -> bool:
 
 
 def session_for_source(*, source: SourceInfo, session_id: str, rate: RateLimit | None = None) -> SessionDoc:
+    metrics.SESSION_OPERATIONS.labels(operation="read").inc()
     doc = session_store().get(session_id, rate=rate)
     if doc is None or not source_may_access(source=source, doc=doc):
         raise NotFound("no such session", code="session_not_found")

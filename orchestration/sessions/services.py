@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
+from config.core import metrics
 from config.core.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge, PreconditionFailed
 from config.core.secrets import digest, new_secret
 from orchestration.sessions.concurrency import ANY, Expected, VersionMismatch
@@ -264,17 +265,20 @@ def _update(
     rate: RateLimit | None = None,
 ) -> SessionDoc:
     try:
-        return session_store().update(
+        doc = session_store().update(
             session_id, mutate, expected=expected, guard=_guard(source) if source is not None else None, rate=rate
         )
     except SessionNotFound:
         raise NotFound("no such session", code="session_not_found") from None
     except VersionMismatch as mismatch:
+        metrics.SESSION_OPERATIONS.labels(operation="conflict").inc()
         raise PreconditionFailed(
             f"the session is at version {mismatch.current}, not {mismatch.expected}: read it again and retry",
             code="version_mismatch",
             extra={"currentVersion": mismatch.current},
         ) from None
+    metrics.SESSION_OPERATIONS.labels(operation="write").inc()
+    return doc
 
 
 def session_end(
@@ -336,6 +340,7 @@ def session_handoff(
         created_at=now,
         expires_at=now + timedelta(seconds=ttl),
     )
+    metrics.SESSION_OPERATIONS.labels(operation="handoff").inc()
     return secret, token
 
 
@@ -440,6 +445,7 @@ def _link(*, source: SourceInfo, session_id: str, device: str, via: str, now: da
         [(doc, {"fromChannel": previous["channel"], "toChannel": source.channel, "via": via, "device": device})],
         now,
     )
+    metrics.SESSION_OPERATIONS.labels(operation="resume").inc()
     return doc
 
 

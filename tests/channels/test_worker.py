@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from channels.models import Delivery
-from channels.services import deliver
+from channels.services import deliver, deliveries_stuck_sweep
 from profiles.models import Event
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
@@ -78,3 +78,24 @@ def test_worker_killed_mid_send_leaves_no_duplicate_at_the_sink(delivery_worker:
 
     # At most once: the claimed delivery is not sent again; it stays "sending" for an operator.
     assert (len(http_sink.requests), _status(delivery)) == (1, "sending")
+
+
+def test_a_delivery_stuck_after_a_worker_crash_is_resent_with_the_same_idempotency_key(
+    delivery_worker: Any, http_sink: HttpSink
+) -> None:
+    http_sink.delay = 2.0
+    customer = customer_with(user_id="u1", phone=PHONE)
+    crashed = delivery_worker()
+    delivery = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="w-4")
+    wait_until(lambda: len(http_sink.requests) == 1, timeout=30, message="the send started")
+    crashed.kill()
+    assert deliveries_stuck_sweep(older_than=3600).requeued == []  # not stuck for long enough yet
+
+    swept = deliveries_stuck_sweep(older_than=0)
+    delivery_worker()
+
+    assert swept.requeued == [str(delivery.id)]
+    wait_until(lambda: _status(delivery) == "sent", timeout=30, message="re-sent after the sweep")
+    tokens = {request.headers["I-Twilio-Idempotency-Token"] for request in http_sink.requests}
+    assert (len(http_sink.requests), tokens) == (2, {"w-4"})
+    assert Event.objects.filter(customer_id=customer.id, name="Message Sent").count() == 1
