@@ -2,6 +2,7 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -15,8 +16,9 @@ DEMO_TOKEN_NAME = "demo"  # noqa: S105 - a label, not a secret
 
 class Command(BaseCommand):
     help = (
-        "Seed the demo: one source per channel kind, an API token and an admin user. Keys are "
-        "stored hashed, so each run issues fresh ones and prints them."
+        "Seed the demo: one source per channel kind, an API token, an admin user, and the demo "
+        "journeys (seed_journeys_demo). Keys are stored hashed, so each run issues fresh ones and "
+        "prints them; everything else is left as it is when already there."
     )
 
     @transaction.atomic
@@ -40,3 +42,5 @@ class Command(BaseCommand):
         admin.set_password(password)
         admin.save()
         self.stdout.write(f"Admin: user 'admin', password {password}")
+        # By command name: profiles does not import journeys (dependencies point one way).
+        call_command("seed_journeys_demo", stdout=self.stdout)
