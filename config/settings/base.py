@@ -113,10 +113,15 @@ CELERY_TASK_ROUTES = {
     "orchestration.route_events": {"queue": "routing"},
     "orchestration.sweep_outbox": {"queue": "maintenance"},
     "channels.send_delivery": {"queue": "delivery"},
+    "channels.sweep_stuck_deliveries": {"queue": "maintenance"},
     "orchestration.end_inactive_sessions": {"queue": "maintenance"},
     "journeys.tick_timers": {"queue": "journeys"},
 }
 CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-deliveries": {
+        "task": "channels.sweep_stuck_deliveries",
+        "schedule": env.float("CHANNELS_SWEEP_INTERVAL_SECONDS", default=60.0),
+    },
     "sweep-outbox": {
         "task": "orchestration.sweep_outbox",
         "schedule": env.float("ROUTING_SWEEP_INTERVAL_SECONDS", default=15.0),
@@ -210,6 +215,11 @@ CHANNELS_SECRETS_KEY = env.str("CHANNELS_SECRETS_KEY", default="") or SECRET_KEY
 CHANNELS_PUBLIC_BASE_URL = env.str("CHANNELS_PUBLIC_BASE_URL", default="")
 CHANNELS_SMS_STOP_PURPOSES = env.list("CHANNELS_SMS_STOP_PURPOSES", default=["marketing", "transactional"])
 CHANNELS_EMAIL_OPT_OUT_PURPOSES = env.list("CHANNELS_EMAIL_OPT_OUT_PURPOSES", default=["marketing"])
+# A delivery "sending" for longer than this was claimed by a worker that died (a live send is
+# bounded by CELERY_TASK_TIME_LIMIT, 120 s). The sweeper re-sends those of channels whose
+# providers deduplicate by our idempotency key and gives the others up as dead (docs/channels.md).
+CHANNELS_STUCK_AFTER_SECONDS = env.int("CHANNELS_STUCK_AFTER_SECONDS", default=300)
+CHANNELS_SWEEP_RESEND_CHANNELS = env.list("CHANNELS_SWEEP_RESEND_CHANNELS", default=["sms", "webhook"])
 # How long a process trusts its copy of the contact policy (edited in the admin).
 CHANNELS_CONTACT_POLICY_REFRESH_SECONDS = env.float("CHANNELS_CONTACT_POLICY_REFRESH_SECONDS", default=5.0)
 CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
