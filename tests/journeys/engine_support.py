@@ -2,15 +2,25 @@
 point channels' providers at local stand-ins (nothing is sent in tests that do not run a
 worker: a delivery's send task is enqueued only after a commit)."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from channels.selectors import contact_policy_forget
 from journeys.models import JourneyVersion
 from journeys.services import journey_create, journey_publish
 from orchestration.routing import route
 from profiles.models import Event, EventOutbox
+
+
+@pytest.fixture(autouse=True)
+def fresh_contact_policy() -> Iterator[None]:
+    """The contact policy is cached per process: every test starts from the stored one."""
+    contact_policy_forget()
+    yield
+    contact_policy_forget()
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from channels.services import outcome_record
 from journeys import demo
 from journeys.models import Enrollment, EnrollmentStatus, StepRun, Timer
 from journeys.services import timers_tick
-from tests.journeys.engine_support import identify, providers, publish, route_pending, send
+from tests.journeys.engine_support import fresh_contact_policy, identify, providers, publish, route_pending, send
 
 pytestmark = pytest.mark.django_db
-__all__ = ["providers"]
+__all__ = ["fresh_contact_policy", "providers"]
 
 
 @pytest.fixture

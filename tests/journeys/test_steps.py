@@ -18,10 +18,10 @@ from journeys.models import Enrollment, EnrollmentStatus, Journey, StepRun, Time
 from journeys.services import enrollment_start, timers_tick
 from profiles.models import Customer, Event
 from tests.channels.servers import HttpSink, start_http_sink
-from tests.journeys.engine_support import identify, providers, publish, route_pending, send
+from tests.journeys.engine_support import fresh_contact_policy, identify, providers, publish, route_pending, send
 
 pytestmark = pytest.mark.django_db
-__all__ = ["providers"]
+__all__ = ["fresh_contact_policy", "providers"]
 
 
 @pytest.fixture

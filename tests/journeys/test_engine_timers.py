@@ -1,0 +1,91 @@
+"""Durable timers: concurrent ticks claim due timers FOR UPDATE SKIP LOCKED, so none fires
+twice and none waits on another tick; a timer whose enrollment is busy waits for the next tick."""
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from journeys.models import Enrollment, StepRun, Timer
+from journeys.services import enrollment_start, timers_tick
+from tests.factories import CustomerFactory
+from tests.journeys.engine_support import publish
+
+WAIT = {
+    "trigger": {"type": "api"},
+    "start": "pause",
+    "steps": {"pause": {"type": "wait", "duration": {"minutes": 5}, "next": "done"}, "done": {"type": "exit"}},
+}
+
+
+def _waiting(count: int) -> None:
+    version = publish(WAIT, key="timers")
+    for _ in range(count):
+        enrollment_start(journey=version.journey, customer_id=CustomerFactory.create().id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_ticks_fire_each_timer_once() -> None:
+    _waiting(200)
+    later = timezone.now() + timedelta(minutes=6)
+    barrier = threading.Barrier(2)
+    fired: list[int] = []
+
+    def tick() -> None:
+        barrier.wait()
+        try:
+            fired.append(timers_tick(now=later, batch=20))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sum(fired) == 200
+    assert Timer.objects.filter(fired_at__isnull=False).count() == 200
+    assert StepRun.objects.filter(outcome="waited").count() == 200
+    assert Enrollment.objects.filter(status="completed").count() == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_skips_an_enrollment_another_transaction_holds() -> None:
+    _waiting(2)
+    busy = Enrollment.objects.order_by("id").first()
+    assert busy is not None
+    later = timezone.now() + timedelta(minutes=6)
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Enrollment.objects.select_for_update().get(id=busy.id)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        assert timers_tick(now=later) == 1
+    finally:
+        release.set()
+        holder.join(10)
+    assert timers_tick(now=later) == 1
+    assert Enrollment.objects.filter(status="completed").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_timer_for_a_step_the_customer_left_does_nothing(ingest: Any) -> None:
+    _waiting(1)
+    enrollment = Enrollment.objects.get()
+    Enrollment.objects.filter(id=enrollment.id).update(step="done", waiting_for=None)
+    assert timers_tick(now=timezone.now() + timedelta(minutes=6)) == 1
+    assert not StepRun.objects.filter(outcome="waited").exists()
