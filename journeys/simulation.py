@@ -11,7 +11,7 @@ contact policy (`profile.contact`) may hold or skip messages. Pure: no Django, n
 import heapq
 import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -255,7 +255,7 @@ class SimulationError(ValueError):
 def simulate(
     definition: Mapping[str, Any],
     profile: Mapping[str, Any],
-    events: list[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
     start_at: datetime,
     until: datetime,
     *,

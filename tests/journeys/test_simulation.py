@@ -41,7 +41,7 @@ def test_vip_routing_sends_everyone_else_to_self_service_and_says_why() -> None:
 
 # --- abandoned cart ------------------------------------------------------------------------------
 
-CART = [{"event": "Cart Abandoned", "at": _at(0), "properties": {"item_count": 3}}]
+CART: list[dict[str, Any]] = [{"event": "Cart Abandoned", "at": _at(0), "properties": {"item_count": 3}}]
 
 
 def test_cart_ordered_within_the_hour_exits_converted_and_sends_nothing() -> None:
@@ -107,7 +107,7 @@ def test_cart_reentry_respects_the_24_hour_cooldown() -> None:
 
 # --- form resume ---------------------------------------------------------------------------------
 
-FORM = [{"event": "Form Started", "at": _at(0), "channel": "web"}]
+FORM: list[dict[str, Any]] = [{"event": "Form Started", "at": _at(0), "channel": "web"}]
 LINKS = {"resume_url": "https://app.example.com/resume/abc"}
 
 

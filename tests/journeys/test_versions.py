@@ -23,7 +23,7 @@ from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
-V1 = {
+V1: dict[str, Any] = {
     "trigger": {"type": "api"},
     "entry": {"reentry": "every_time"},
     "start": "first_wait",
@@ -33,7 +33,7 @@ V1 = {
         "done": {"type": "exit"},
     },
 }
-V2 = {
+V2: dict[str, Any] = {
     "trigger": {"type": "api"},
     "entry": {"reentry": "every_time"},
     "start": "pause",
