@@ -10,6 +10,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from config.core.prometheus import multiprocess_dir_reset
+
+# child_exit marks a finished web worker's metrics files dead (config/gunicorn.py).
+GUNICORN_CONFIG = ("--config", "python:config.gunicorn")
+
 
 class Command(BaseCommand):
     help = "Serve the API and admin with a Celery worker and the periodic scheduler (embedded: in-process)."
@@ -24,7 +29,12 @@ class Command(BaseCommand):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local"),
+            # Every process of the stack records its metrics here and /metrics adds them up;
+            # emptied now, since files of an earlier run would be counted again.
+            "PROMETHEUS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+            or str(settings.BASE_DIR / "var" / "prometheus"),
         }
+        multiprocess_dir_reset(env["PROMETHEUS_MULTIPROC_DIR"])
         if settings.EMBEDDED_MODE:
             database = "PostgreSQL" if settings.DATABASE_URL else "SQLite"
             state = "Redis" if settings.REDIS_URL else "the database"
@@ -33,14 +43,38 @@ class Command(BaseCommand):
                 "Set DATABASE_URL, REDIS_URL and CELERY_BROKER_URL for PostgreSQL, Redis and Celery workers."
             )
             # One process: SQLite has one writer, and in-process tasks need no worker.
-            web = [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", "1", "--threads", "8"]
+            web = [
+                python,
+                "-m",
+                "gunicorn",
+                *GUNICORN_CONFIG,
+                "config.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+            ]
             commands = {"web": web, "scheduler": [python, "manage.py", "run_scheduler"]}
         else:
             self.stdout.write(
                 f"Mode: production-like (PostgreSQL, Redis, Celery broker {_redact(settings.CELERY_BROKER_URL)})."
             )
             workers = os.environ.get("WEB_CONCURRENCY", "2")
-            web = [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", workers, "--threads", "4"]
+            web = [
+                python,
+                "-m",
+                "gunicorn",
+                *GUNICORN_CONFIG,
+                "config.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                workers,
+                "--threads",
+                "4",
+            ]
             commands = {
                 "web": web,
                 "worker": [
