@@ -11,3 +11,8 @@ class JourneysConfig(AppConfig):
 
         contracts.on_customer_erased(journeys_on_customers_erased)
         contracts.on_customers_merged(journeys_on_customers_merged)
+
+        from journeys.segments import segments_on_customers_erased, segments_on_customers_merged
+
+        contracts.on_customer_erased(segments_on_customers_erased)
+        contracts.on_customers_merged(segments_on_customers_merged)

@@ -15,6 +15,11 @@ class OrchestrationConfig(AppConfig):
         routing.register_handler(routing.record_routed)
         routing.register_handler(consent_apply_events)
         routing.register_handler(computed_traits_on_routed)
+        # Segments after computed traits (conditions read them), before journeys (which trigger on
+        # Segment Entered and read membership).
+        from journeys.segments import segments_on_routed
+
+        routing.register_handler(segments_on_routed)
         # Journeys last: segment membership and computed traits are current when they decide.
         from journeys.routing import journeys_on_routed
 
