@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from channels.models import ContactPolicy, Delivery, WebhookSecret
+from channels.models import ContactPolicy, Delivery, PollingFeed, SourceMapping, WebhookSecret
 from channels.selectors import contact_policy_forget
 
 
@@ -45,3 +45,20 @@ class ContactPolicyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ContactPolicy, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         contact_policy_forget()
+
+
+@admin.register(SourceMapping)
+class SourceMappingAdmin(admin.ModelAdmin):
+    """The model's clean() validates the mapping and names the faulty part."""
+
+    list_display = ["source_id", "updated_at"]
+    search_fields = ["source_id"]
+
+
+@admin.register(PollingFeed)
+class PollingFeedAdmin(admin.ModelAdmin):
+    """The auth header's value is set through the service (stored encrypted), never shown."""
+
+    list_display = ["url", "source_id", "enabled", "interval_seconds", "cursor", "last_polled_at", "last_error"]
+    list_filter = ["enabled"]
+    readonly_fields = ["cursor", "last_polled_at", "last_error"]

@@ -31,7 +31,9 @@ class WebhookApi(APIView):
         summary="Receive a provider webhook for a source",
         description="twilio: form-encoded inbound SMS signed with X-Twilio-Signature (STOP/START update "
         "SMS consent). chat, pos: JSON signed with `Throughline-Signature: t=<unix>,v1=<hex>` "
-        "(HMAC-SHA256 over `<t>.<body>`, 300 s tolerance). 401 unsigned/wrong/stale, 409 replayed.",
+        "(HMAC-SHA256 over `<t>.<body>`, 300 s tolerance). mapped: any system's JSON (an object or a batch), "
+        "signed the same way, turned into events by the source's field mapping (400 `no_mapping` without one). "
+        "sendgrid: Event Webhook batches (ECDSA). 401 unsigned/wrong/stale, 409 replayed.",
         request={"application/json": dict, "application/x-www-form-urlencoded": dict},
         responses={
             200: inline_serializer(

@@ -10,6 +10,7 @@ import orjson
 from django.conf import settings
 
 from channels.adapters import chat, pos, sendgrid, twilio
+from channels.feeds import mapped_messages
 from channels.keys import webhook_signature_seen
 from channels.models import WebhookProvider
 from channels.selectors import customer_ids_for_message, delivery_by_provider_id, delivery_get
@@ -80,6 +81,14 @@ def webhook_receive(
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("body is not valid JSON", code="malformed_json") from None
+    if provider == WebhookProvider.MAPPED:
+        # Any system's JSON: an object or a batch, through the source's field mapping.
+        messages = mapped_messages(source_id=source_id, payload=payload)
+        _refuse_replay(source_id, header)
+        ingested = event_ingest(source=source, raw_messages=messages, call_type=None, received_at=received_at)
+        return InboundResult(
+            accepted=ingested.accepted, duplicates=ingested.duplicates, rejected=len(ingested.rejected)
+        )
     if not isinstance(payload, dict) or not payload.get("id"):
         raise BadRequest("body must be a JSON object with an id", code="invalid_body")
     _refuse_replay(source_id, header)

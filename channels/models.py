@@ -109,6 +109,7 @@ class WebhookProvider(models.TextChoices):
     CHAT = "chat", "Chat (Stripe-style signature)"
     POS = "pos", "Point of sale (Stripe-style signature)"
     SENDGRID = "sendgrid", "SendGrid Event Webhook (ECDSA; the secret is SendGrid's public key)"
+    MAPPED = "mapped", "Any system's JSON through the source's field mapping (Stripe-style signature)"
 
 
 class WebhookSecret(BaseModel):
@@ -146,3 +147,50 @@ class UndeliverableAddress(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.address}"
+
+
+class SourceMapping(BaseModel):
+    """A source's field mapping from its own JSON to canonical events (channels.adapters.mapping),
+    used by its `mapped` webhook and its polling feed."""
+
+    id = models.BigAutoField(primary_key=True)
+    source_id = models.UUIDField(unique=True, help_text="The profiles source the mapped events are ingested under.")
+    spec = models.JSONField(help_text="See docs/channels.md, 'Mapping adapter'.")
+
+    def __str__(self) -> str:
+        return f"mapping of {self.source_id}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from channels.adapters.mapping import validate_mapping
+
+        errors = validate_mapping(self.spec)
+        if errors:
+            raise ValidationError({"spec": [str(error) for error in errors]})
+
+
+class PollingFeed(BaseModel):
+    """A legacy HTTP endpoint Throughline pulls changes from, for a system that cannot call out.
+
+    GET `url` with `?<cursor_param>=<cursor>`; the JSON answer holds the records (at the source
+    mapping's `items` path) and the next cursor (at `next_cursor_path`). Records become events
+    through the source's mapping; the cursor advances only after they are stored, and the
+    records' ids deduplicate a page fetched twice."""
+
+    id = models.BigAutoField(primary_key=True)
+    source_id = models.UUIDField(unique=True)
+    url = models.URLField(max_length=1000)
+    interval_seconds = models.PositiveIntegerField(default=60)
+    cursor_param = models.CharField(max_length=64, default="since")
+    next_cursor_path = models.CharField(max_length=200, default="next_cursor")
+    cursor = models.CharField(max_length=1000, blank=True, default="")
+    auth_header_name = models.CharField(max_length=64, blank=True, default="Authorization")
+    auth_header_encrypted = models.BinaryField(null=True, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    next_poll_at = models.DateTimeField(db_index=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"feed {self.url} -> {self.source_id}"

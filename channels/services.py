@@ -5,6 +5,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -327,7 +328,7 @@ def deliveries_stuck_sweep(*, older_than: float, batch: int = 500) -> SweepResul
             from channels.tasks import send_delivery
 
             for delivery_id in requeued:
-                transaction.on_commit(lambda delivery_id=delivery_id: send_delivery.delay(delivery_id))
+                transaction.on_commit(partial(send_delivery.delay, delivery_id))
     for delivery in dead:
         reason = (
             f"worker lost mid-send after {delivery.attempts} attempts"
@@ -531,7 +532,7 @@ def _delivery_for(value: str) -> Delivery | None:
 # --- webhook secrets -------------------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
+def fernet() -> Fernet:
     key = hashlib.sha256(settings.CHANNELS_SECRETS_KEY.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
@@ -543,7 +544,7 @@ def webhook_secret_set(*, source_id: UUID, provider: str, secret: str) -> Webhoo
     if not secret:
         raise BadRequest("secret must not be empty", code="invalid_secret")
     row, _ = WebhookSecret.objects.update_or_create(
-        source_id=source_id, provider=provider, defaults={"secret_encrypted": _fernet().encrypt(secret.encode())}
+        source_id=source_id, provider=provider, defaults={"secret_encrypted": fernet().encrypt(secret.encode())}
     )
     return row
 
@@ -556,4 +557,4 @@ def webhook_secret_reveal(*, source_id: UUID, provider: str) -> str:
     )
     if encrypted is None:
         raise NotFound("no such webhook")
-    return _fernet().decrypt(bytes(encrypted)).decode()
+    return fernet().decrypt(bytes(encrypted)).decode()

@@ -3,6 +3,7 @@ from uuid import UUID
 from celery import Task, shared_task
 from django.conf import settings
 
+from channels.feeds import feeds_poll_due
 from channels.services import deliveries_stuck_sweep, delivery_attempt
 
 
@@ -20,3 +21,10 @@ def sweep_stuck_deliveries() -> dict[str, int]:
     """Periodic (beat, maintenance queue): deliveries left "sending" by a dead worker."""
     result = deliveries_stuck_sweep(older_than=settings.CHANNELS_STUCK_AFTER_SECONDS)
     return {"requeued": len(result.requeued), "dead": len(result.dead)}
+
+
+@shared_task(name="channels.poll_feeds", acks_late=True, reject_on_worker_lost=True)
+def poll_feeds() -> int:
+    """Periodic (beat, maintenance queue): poll the legacy feeds that are due. Idempotent: the
+    records' ids deduplicate a page fetched twice, and a feed is taken by one worker at a time."""
+    return len(feeds_poll_due())

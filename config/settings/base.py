@@ -114,10 +114,15 @@ CELERY_TASK_ROUTES = {
     "orchestration.sweep_outbox": {"queue": "maintenance"},
     "channels.send_delivery": {"queue": "delivery"},
     "channels.sweep_stuck_deliveries": {"queue": "maintenance"},
+    "channels.poll_feeds": {"queue": "maintenance"},
     "orchestration.end_inactive_sessions": {"queue": "maintenance"},
     "journeys.tick_timers": {"queue": "journeys"},
 }
 CELERY_BEAT_SCHEDULE = {
+    "poll-feeds": {
+        "task": "channels.poll_feeds",
+        "schedule": env.float("CHANNELS_POLL_TICK_SECONDS", default=5.0),
+    },
     "sweep-stuck-deliveries": {
         "task": "channels.sweep_stuck_deliveries",
         "schedule": env.float("CHANNELS_SWEEP_INTERVAL_SECONDS", default=60.0),
@@ -220,6 +225,10 @@ CHANNELS_EMAIL_OPT_OUT_PURPOSES = env.list("CHANNELS_EMAIL_OPT_OUT_PURPOSES", de
 # providers deduplicate by our idempotency key and gives the others up as dead (docs/channels.md).
 CHANNELS_STUCK_AFTER_SECONDS = env.int("CHANNELS_STUCK_AFTER_SECONDS", default=300)
 CHANNELS_SWEEP_RESEND_CHANNELS = env.list("CHANNELS_SWEEP_RESEND_CHANNELS", default=["sms", "webhook"])
+# Polling feeds (legacy HTTP endpoints pulled on a schedule): pages per poll, page size, timeout.
+CHANNELS_POLL_MAX_PAGES = env.int("CHANNELS_POLL_MAX_PAGES", default=10)
+CHANNELS_POLL_MAX_BYTES = env.int("CHANNELS_POLL_MAX_BYTES", default=5 * 1024 * 1024)
+CHANNELS_POLL_TIMEOUT_SECONDS = env.float("CHANNELS_POLL_TIMEOUT_SECONDS", default=10.0)
 # How long a process trusts its copy of the contact policy (edited in the admin).
 CHANNELS_CONTACT_POLICY_REFRESH_SECONDS = env.float("CHANNELS_CONTACT_POLICY_REFRESH_SECONDS", default=5.0)
 CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {

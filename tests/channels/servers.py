@@ -67,6 +67,16 @@ def start_http_sink() -> HttpSink:
             self.end_headers()
             self.wfile.write(body)
 
+        def do_GET(self) -> None:
+            # A legacy feed: the path with its query string picks the page (by_path).
+            status, headers, body = sink.respond(Recorded("GET", self.path, dict(self.headers.items()), b""))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, format: str, *args: Any) -> None:
             return
 
