@@ -9,7 +9,9 @@ class ChannelsConfig(AppConfig):
 
     def ready(self) -> None:
         from channels.privacy import deliveries_erase, deliveries_export
+        from channels.timeline import DELIVERY, deliveries_timeline
         from profiles import contracts
 
         contracts.on_customer_erased(deliveries_erase)
         contracts.on_customer_export("deliveries", deliveries_export)
+        contracts.on_timeline(frozenset({DELIVERY}), deliveries_timeline)
