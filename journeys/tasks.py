@@ -4,6 +4,7 @@ UPDATE SKIP LOCKED and marked fired in the transaction that acts on them)."""
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from journeys.segments import segments_recheck
 from journeys.services import timers_tick
 
 TRANSIENT = (OperationalError, InterfaceError)
@@ -21,3 +22,19 @@ TRANSIENT = (OperationalError, InterfaceError)
 def tick_timers() -> int:
     """Fire every timer due now. Beat runs it every second; overlapping ticks share the work."""
     return timers_tick()
+
+
+@shared_task(
+    name="journeys.recheck_segments",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=3,
+)
+def recheck_segments() -> int:
+    """Re-evaluate the members of time-based segments (now.*, within_last, performed windows),
+    whose membership changes as time passes without an event. Idempotent: a change is made (and
+    its event emitted) only by the statement that changes the membership row."""
+    return segments_recheck()

@@ -117,8 +117,13 @@ CELERY_TASK_ROUTES = {
     "channels.poll_feeds": {"queue": "maintenance"},
     "orchestration.end_inactive_sessions": {"queue": "maintenance"},
     "journeys.tick_timers": {"queue": "journeys"},
+    "journeys.recheck_segments": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
+    "recheck-segments": {
+        "task": "journeys.recheck_segments",
+        "schedule": env.float("SEGMENTS_RECHECK_INTERVAL_SECONDS", default=300.0),
+    },
     "poll-feeds": {
         "task": "channels.poll_feeds",
         "schedule": env.float("CHANNELS_POLL_TICK_SECONDS", default=5.0),

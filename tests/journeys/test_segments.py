@@ -22,6 +22,7 @@ from journeys.segments import (
     segments_update,
     validate_segment_condition,
 )
+from journeys.tasks import recheck_segments
 from orchestration.models import RouteLog
 from orchestration.routing import route
 from profiles.merging import customer_merge
@@ -322,3 +323,17 @@ def test_two_routers_updating_one_customer_at_once_record_one_entry(ingest: Any)
     for thread in threads:
         thread.join(timeout=30)
     assert (sorted(made), len(segment_events("Segment Entered"))) == ([0, 1], 1)
+
+
+def test_the_periodic_task_rechecks_time_based_segments(ingest: Any) -> None:
+    segment = SegmentFactory.create(
+        key="recently-seen", condition={"field": "traits.last_seen", "op": "within_last", "value": {"days": 1}}
+    )
+    ingest.post("identify", {"userId": "ann", "traits": {"last_seen": timezone.now().isoformat()}})
+    route_all()
+    SegmentMembership.objects.filter(segment=segment).update(entered_at=timezone.now() - timedelta(days=2))
+    Customer.objects.filter(id=customer("ann").id).update(
+        traits={"last_seen": (timezone.now() - timedelta(days=2)).isoformat()}
+    )
+    assert recheck_segments.apply().get() == 1
+    assert [name for name, _, _ in segment_events()] == ["Segment Entered", "Segment Exited"]
