@@ -76,7 +76,8 @@ def tracing_start(*processors: "SpanProcessor") -> None:
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = TracerProvider(resource=Resource.create({"service.name": "throughline"}))
+        name = os.environ.get("OTEL_SERVICE_NAME") or "throughline"
+        provider = TracerProvider(resource=Resource.create({"service.name": name}))
         trace.set_tracer_provider(provider)
     for processor in processors:
         provider.add_span_processor(processor)

@@ -1,0 +1,130 @@
+"""One trace per event, from the request that ingests it across the worker boundary.
+
+The test process traces into an in-memory exporter; the Celery worker is a real process that
+exports over OTLP/HTTP to a real local receiver (tests/observability/otlp.py)."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from channels.services import deliver
+from config.core import observability
+from orchestration import routing
+from profiles.contracts import StoredEvent
+from profiles.models import Event
+from tests.channels.factories import customer_with
+from tests.conftest import IngestClient, wait_until
+from tests.observability.otlp import OtlpReceiver, start_otlp_receiver
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    observability.tracing_start(SimpleSpanProcessor(exporter))
+    yield exporter
+    observability.tracing_stop()
+    exporter.clear()
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = start_otlp_receiver()
+    yield receiver
+    receiver.stop()
+
+
+def _request_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    (span,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    return span
+
+
+def _hex(number: int, width: int) -> str:
+    return f"{number:0{width}x}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_trace_runs_from_the_ingesting_request_into_the_workers_routing(
+    spans: InMemorySpanExporter,
+    receiver: OtlpReceiver,
+    ingest: IngestClient,
+    worker_factory: Any,
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "throughline-worker")
+    worker_factory(queues="routing", concurrency=1)
+
+    response = ingest.post("track", {"userId": "u-trace", "event": "Viewed", "messageId": "msg-trace-1"})
+    assert response.status_code == 200
+    event = Event.objects.get(message_id="msg-trace-1")
+    request = _request_span(spans)
+    assert request.context is not None
+    trace_id = _hex(request.context.trace_id, 32)
+    assert request.attributes is not None
+    assert list(request.attributes["throughline.message_id"]) == ["msg-trace-1"]  # type: ignore[arg-type]
+    assert list(request.attributes["throughline.customer_id"]) == [str(event.customer_id)]  # type: ignore[arg-type]
+
+    def routed_span() -> Any:
+        return next(
+            (s for s in receiver.received() if s.attributes.get("throughline.message_id") == "msg-trace-1"), None
+        )
+
+    wait_until(lambda: routed_span() is not None, timeout=60, message="the worker exports the event's routing span")
+    span = routed_span()
+    in_process = {_hex(s.context.span_id, 16) for s in spans.get_finished_spans() if s.context is not None}
+
+    assert (span.name, span.service) == ("throughline.route_event", "throughline-worker")
+    assert span.trace_id == trace_id
+    assert span.parent_span_id in in_process, "the routing span's parent is a span of the ingesting request"
+    assert span.attributes["throughline.customer_id"] == str(event.customer_id)
+    assert span.attributes["throughline.event_id"] == event.id
+    # The Celery task that routed the chunk is in the worker's export too, linked from the event's span.
+    task = [s for s in receiver.received() if s.name == "run/orchestration.route_events"]
+    assert task
+    assert (task[0].trace_id, task[0].span_id) in span.links
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_enqueued_while_routing_an_event_joins_the_events_trace(
+    spans: InMemorySpanExporter, ingest: IngestClient, monkeypatch: Any
+) -> None:
+    """What a journey step does for an event (here: deliver) runs under event_context, and the
+    send task is published at commit in that event's trace."""
+    customer_with(user_id="u-1", phone="+14155550100")
+    parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    assert ingest.post("track", {"userId": "u-1", "event": "Ordered", "messageId": "m-deliver"}).status_code == 200
+    event = Event.objects.get(message_id="m-deliver")
+
+    def journey_step(events: list[StoredEvent]) -> None:
+        for stored in events:
+            with observability.event_context(stored.id):
+                deliver(
+                    channel="sms", customer_id=stored.customer_id, content={"body": "Hi"}, idempotency_key="k-trace"
+                )
+
+    monkeypatch.setattr(routing, "_handlers", [journey_step])
+    # As the worker would, with the traceparent the dispatcher sent (here a made-up parent).
+    routing.route([event.id], traces={f"00-{parent_trace}-{parent_span}-01": [event.id]})
+
+    finished = spans.get_finished_spans()
+    (routed,) = [s for s in finished if s.name == "throughline.route_event"]
+    publish = [s for s in finished if s.name == "apply_async/channels.send_delivery"]
+    assert routed.context is not None and routed.parent is not None
+    assert (_hex(routed.context.trace_id, 32), _hex(routed.parent.span_id, 16)) == (parent_trace, parent_span)
+    assert routed.attributes is not None and routed.attributes["throughline.message_id"] == "m-deliver"
+    assert len(publish) == 1
+    assert publish[0].parent is not None
+    assert publish[0].parent.span_id == routed.context.span_id
+
+
+@pytest.mark.django_db
+def test_tracing_off_installs_nothing_and_adds_no_middleware(settings: Any) -> None:
+    assert not observability.enabled()
+    assert observability.traceparent() == ""
+    assert not any("opentelemetry" in m for m in settings.MIDDLEWARE)
