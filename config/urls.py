@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("profiles.urls")),
     path("api/v1/", include("channels.urls")),
     path("api/v1/", include("orchestration.sessions.staff_urls")),
+    path("api/v1/", include("journeys.urls")),
     path("api/v1/decisions/<uuid:decision_id>", decide_apis.DecisionApi.as_view(), name="decision-detail"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
