@@ -28,6 +28,8 @@ from journeys.models import Enrollment, EnrollmentStatus, JourneyVersion, Versio
 from journeys.world import DbWorld, enrollment_save, enrollment_state
 from profiles.contracts import StoredEvent
 
+ENROLLMENT_NAMESPACE = uuid.UUID("5b0c5a2e-8f43-4c1e-9a53-1f6f3f2b7c11")
+
 
 @dataclass(frozen=True, slots=True)
 class LiveVersion:
@@ -212,6 +214,15 @@ def _start(
     return enrollment_create(live=live, customer_id=customer_id, world=world, event=view, entered=entered)
 
 
+def enrollment_id(journey_id: UUID, customer_id: UUID, event: EventView | None) -> UUID:
+    """An enrollment started by a stored event has an id derived from (journey, customer,
+    event): a routing task redelivered after a crash starts the same enrollment, so its steps'
+    keys (deliveries, webhooks' Idempotency-Key) are the same as the first attempt's."""
+    if event is None or event.id is None:
+        return uuid.uuid4()
+    return uuid.uuid5(ENROLLMENT_NAMESPACE, f"{journey_id}:{customer_id}:{event.id}")
+
+
 def enrollment_create(
     *,
     live: LiveVersion,
@@ -226,7 +237,7 @@ def enrollment_create(
     try:
         with transaction.atomic():
             row = Enrollment.objects.create(
-                id=uuid.uuid4(),
+                id=enrollment_id(live.journey_id, customer_id, event),
                 journey_id=live.journey_id,
                 version_id=live.version_id,
                 customer_id=customer_id,

@@ -32,7 +32,9 @@ def version_get(*, journey_id: UUID, number: int) -> JourneyVersion | None:
 
 
 def versions_published() -> list[JourneyVersion]:
-    return list(JourneyVersion.objects.select_related("journey").filter(status=VersionStatus.PUBLISHED))
+    return list(
+        JourneyVersion.objects.select_related("journey").filter(status=VersionStatus.PUBLISHED).order_by("journey__key")
+    )
 
 
 def versions_by_id(*, version_ids: Iterable[UUID]) -> dict[UUID, JourneyVersion]:
