@@ -101,6 +101,28 @@ def test_an_unknown_customer_gets_self_service_not_an_error(vip_journey: Any, po
     assert Decision.objects.get(id=body["decision_id"]).explanation["customer_found"] is False
 
 
+def test_a_merged_profile_is_read_through_the_profile_it_was_merged_into(
+    vip_journey: Any, post: Callable[..., Any]
+) -> None:
+    survivor = CustomerFactory.create(traits={"vip": True})
+    merged = customer_with({"vip": False}, user_id="u-old")
+    merged.merged_into = survivor
+    merged.save()
+
+    body = post(ask("u-old")).json()
+
+    assert body["route"] == "premium_support"
+    assert Decision.objects.get(id=body["decision_id"]).customer_id == survivor.id
+
+
+def test_an_unknown_user_id_falls_back_to_the_anonymous_id(vip_journey: Any, post: Callable[..., Any]) -> None:
+    customer_with({"vip": True}, anonymous_id="anon-9")
+
+    body = post({"userId": "new-user", "anonymousId": "anon-9", "placement": "support_entry"}).json()
+
+    assert body["route"] == "premium_support"
+
+
 def test_segment_membership_routes_to_premium(vip_journey: Any, post: Callable[..., Any]) -> None:
     customer = customer_with({}, anonymous_id="anon-7")
     SegmentMembershipFactory.create(segment__key="vip", customer_id=customer.id)
