@@ -336,8 +336,9 @@ class _Profile:
     computed: Mapping[str, Any]
 
 
-def _profiles(customer_ids: Iterable[UUID]) -> dict[UUID, _Profile]:
-    """The live profile behind each id (merged ids map to their survivor): two queries at most."""
+def _profiles(customer_ids: Iterable[UUID], *, computed: bool) -> dict[UUID, _Profile]:
+    """The live profile behind each id (merged ids map to their survivor): two queries at most.
+    Computed traits are worked out only when `computed` (a segment reads them)."""
     asked = set(customer_ids)
     rows = {
         c.id: c for c in Customer.objects.filter(id__in=asked).only("id", "traits", "computed_state", "merged_into")
@@ -359,7 +360,7 @@ def _profiles(customer_ids: Iterable[UUID]) -> dict[UUID, _Profile]:
         if live is None or live.merged_into_id is not None:
             continue
         if live.id not in profiles:
-            profiles[live.id] = _Profile(live.id, live.traits or {}, computed_traits_of(live))
+            profiles[live.id] = _Profile(live.id, live.traits or {}, computed_traits_of(live) if computed else {})
     return profiles
 
 
@@ -387,7 +388,7 @@ def evaluate(
 ) -> tuple[list[Change], dict[UUID, _Profile]]:
     """What should change for these customers: (segment, customer, enter/exit) for every
     membership that differs from what the conditions say now."""
-    profiles = _profiles(customer_ids)
+    profiles = _profiles(customer_ids, computed=any("computed" in s.condition.needs for s in segments))
     ids = list(profiles)
     if not ids or not segments:
         return [], profiles

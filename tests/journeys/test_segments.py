@@ -25,6 +25,7 @@ from journeys.segments import (
 from journeys.tasks import recheck_segments
 from orchestration.models import RouteLog
 from orchestration.routing import route
+from profiles.computed_traits import computed_trait_create
 from profiles.merging import customer_merge
 from profiles.models import Customer, Event, EventOutbox, Identity
 from profiles.privacy.services import customer_erase
@@ -135,7 +136,18 @@ def test_a_chunk_with_many_customers_updates_each(ingest: Any, vip: Segment) -> 
     assert len(segment_events("Segment Entered")) == 5
 
 
-def test_computed_traits_and_other_segments_are_read(ingest: Any, vip: Segment) -> None:
+def test_computed_traits_are_read(ingest: Any) -> None:
+    computed_trait_create(name="orders", kind="count", event_name="Order Completed")
+    SegmentFactory.create(key="loyal", condition={"field": "computed.orders", "op": "gte", "value": 2})
+    ingest.post("track", {"userId": "ann", "event": "Order Completed"})
+    route_all()
+    assert SegmentMembership.objects.count() == 0
+    ingest.post("track", {"userId": "ann", "event": "Order Completed"})
+    route_all()
+    assert list(SegmentMembership.objects.values_list("segment__key", flat=True)) == ["loyal"]
+
+
+def test_a_segment_can_refer_to_another_and_both_change_in_one_pass(ingest: Any, vip: Segment) -> None:
     SegmentFactory.create(
         key="vip-in-lyon",
         name="VIP in Lyon",
