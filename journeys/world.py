@@ -8,7 +8,6 @@ they record: a conflict means a redelivered task already did it.
 
 import hashlib
 import hmac
-import importlib
 import logging
 import time
 import urllib.error
@@ -282,12 +281,9 @@ def _links(customer_id: str) -> dict[str, Any]:
 
 
 def _event_history(customer_id: str) -> EventHistory:
-    try:
-        history_class = importlib.import_module("journeys.segments").DbEventHistory
-    except (ImportError, AttributeError):
-        return NO_HISTORY
-    history: EventHistory = history_class(UUID(customer_id))
-    return history
+    from journeys.segments import DbEventHistory
+
+    return DbEventHistory(UUID(customer_id))
 
 
 def enrollment_state(row: Enrollment) -> EnrollmentState:

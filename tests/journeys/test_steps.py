@@ -467,3 +467,51 @@ def test_merged_customers_enrollments_move_to_the_survivor(ingest: Any) -> None:
     assert rows.filter(status=EnrollmentStatus.ACTIVE).count() == 1
     moved.refresh_from_db()
     assert moved.customer_id == survivor
+
+
+def test_entering_a_segment_starts_a_segment_triggered_journey(ingest: Any) -> None:
+    from journeys import segments
+    from tests.journeys.factories import SegmentFactory
+
+    SegmentFactory.create(key="vip", name="VIP", condition={"field": "traits.vip", "op": "equals", "value": True})
+    segments.segments_changed()
+    publish(
+        {
+            "trigger": {"type": "segment_entered", "segment": "vip"},
+            "start": "welcome",
+            "steps": {"welcome": {"type": "route", "destination": "vip_lounge"}},
+        },
+        key="vip-welcome",
+    )
+    customer = _customer(ingest, vip=True)
+    enrollment = Enrollment.objects.get(journey__key="vip-welcome")
+    assert enrollment.customer_id == customer.id
+    assert enrollment.state["trigger"]["name"] == "Segment Entered"
+    assert enrollment.state["routes"][0]["destination"] == "vip_lounge"
+
+
+def test_a_branch_on_event_history_reads_the_customers_events(ingest: Any) -> None:
+    customer = _customer(ingest)
+    for n in range(3):
+        send(ingest, {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": f"order-{n}"})
+    definition = _api(
+        {
+            "loyal": {
+                "type": "branch",
+                "branches": [
+                    {
+                        "condition": {
+                            "performed": {"event": "Order Completed", "times": {"gte": 3}, "within": {"days": 30}}
+                        },
+                        "next": "thanks",
+                    }
+                ],
+                "default": "plain",
+            },
+            "thanks": {"type": "route", "destination": "loyalty"},
+            "plain": {"type": "route", "destination": "plain"},
+        },
+        "loyal",
+    )
+    enrollment = _run(definition, customer)
+    assert enrollment.state["routes"][0]["destination"] == "loyalty"
