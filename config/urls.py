@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.core import health, prometheus
 from journeys import decide_apis
+from orchestration import dashboard
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -20,5 +21,6 @@ urlpatterns = [
     path("api/v1/decisions/<uuid:decision_id>", decide_apis.DecisionApi.as_view(), name="decision-detail"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/operations/", admin.site.admin_view(dashboard.operations_view), name="admin-operations"),
     path("admin/", admin.site.urls),
 ]
