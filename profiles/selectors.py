@@ -2,6 +2,8 @@
 
 import threading
 import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.conf import settings
@@ -99,3 +101,94 @@ def customer_merge_history(*, customer_id: UUID) -> dict[str, object] | None:
 def event_message_ids(*, event_ids: list[int]) -> dict[int, str]:
     """{event id: messageId} for these events, in one query (trace attributes at routing)."""
     return dict(Event.objects.filter(id__in=event_ids).values_list("id", "message_id"))
+
+
+# --- For other apps: who a customer is now, and what a source has seen of it ------------------
+
+
+def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, tuple[UUID, list[UUID]]]:
+    """For each id asked for: the live profile behind it and that profile's cluster (the live id
+    first, then every profile merged into it). Two queries whatever the number of ids; an id
+    with no profile is its own cluster. Merging keeps `merged_into` one hop, so the live profile
+    is `merged_into` or the profile itself."""
+    asked = {UUID(str(i)) for i in customer_ids}
+    if not asked:
+        return {}
+    live_of = {
+        cid: merged_into or cid
+        for cid, merged_into in Customer.objects.filter(id__in=asked).values_list("id", "merged_into_id")
+    }
+    for cid in asked - live_of.keys():
+        live_of[cid] = cid
+    members: dict[UUID, list[UUID]] = {live: [live] for live in set(live_of.values())}
+    for cid, live in (
+        Customer.objects.filter(merged_into_id__in=list(members)).order_by("id").values_list("id", "merged_into_id")
+    ):
+        members[live].append(cid)
+    return {cid: (live, members[live]) for cid, live in live_of.items()}
+
+
+def source_info(*, source_id: UUID | str) -> SourceInfo | None:
+    source = Source.objects.filter(id=source_id).first()
+    if source is None:
+        return None
+    return SourceInfo(
+        id=source.id,
+        name=source.name,
+        channel=source.channel,
+        enabled=source.enabled,
+        identity_kinds=frozenset(source.identity_kinds or ()),
+    )
+
+
+def source_has_identified(
+    *, source_id: UUID | str, customer_ids: Collection[UUID], ignoring_events: Collection[str] = ()
+) -> bool:
+    """Whether the source created one of these profiles' identities or sent an event for them
+    (other than events named in `ignoring_events`)."""
+    if Identity.objects.filter(customer_id__in=customer_ids, source_id=source_id).exists():
+        return True
+    events = Event.objects.filter(customer_id__in=customer_ids, source_id=source_id)
+    if ignoring_events:
+        events = events.exclude(name__in=ignoring_events)
+    return events.exists()
+
+
+def identity_customer_for_source(
+    *, source_id: UUID | str, kind: str, value: str, ignoring_events: Collection[str] = ()
+) -> UUID | None:
+    """The profile holding identity (kind, value), if the source has itself identified it by
+    that identity: created the identity, or sent an event carrying it as `kind` (user_id or
+    anonymous_id; other than events named in `ignoring_events`)."""
+    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    if normalized is None:
+        return None
+    identity = Identity.objects.filter(kind=kind, value=normalized).only("customer_id", "source_id").first()
+    if identity is None:
+        return None
+    if identity.source_id == source_id or str(identity.source_id) == str(source_id):
+        return identity.customer_id
+    if kind not in ("user_id", "anonymous_id"):
+        return None
+    events = Event.objects.filter(customer_id=identity.customer_id, source_id=source_id, **{kind: normalized})
+    if ignoring_events:
+        events = events.exclude(name__in=ignoring_events)
+    return identity.customer_id if events.exists() else None
+
+
+@dataclass(frozen=True, slots=True)
+class EventWho:
+    """Whom an accepted event is about, as it was sent."""
+
+    customer_id: UUID
+    user_id: str
+    anonymous_id: str
+
+
+def events_who(*, event_ids: Collection[int]) -> dict[int, EventWho]:
+    return {
+        event_id: EventWho(customer_id, user_id, anonymous_id)
+        for event_id, customer_id, user_id, anonymous_id in Event.objects.filter(id__in=list(event_ids)).values_list(
+            "id", "customer_id", "user_id", "anonymous_id"
+        )
+    }

@@ -7,11 +7,11 @@ module emits (so resuming through a token does not widen a source's access to th
 other sessions). Anything else is answered as if the session did not exist.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from django.conf import settings
 from django.db.models import Count, F, Q
 
 from config.core import metrics
@@ -19,10 +19,8 @@ from config.core.errors import NotFound
 from orchestration.sessions.documents import Outcome, SessionDoc
 from orchestration.sessions.models import ContinuationKind, SessionContinuation, SessionRecord
 from orchestration.sessions.store import RateLimit, session_store, to_doc
+from profiles import selectors as profiles
 from profiles.contracts import SourceInfo
-from profiles.identifiers import normalize
-from profiles.models import Event, Identity, Source
-from profiles.selectors import customer_get, customer_merged_ids
 
 LIFECYCLE_EVENTS = frozenset({"Session Started", "Session Ended", "Session Resumed"})
 IDENTITY_KINDS = ("user_id", "anonymous_id")
@@ -30,19 +28,19 @@ IDENTITY_KINDS = ("user_id", "anonymous_id")
 
 def customer_cluster(*, customer_id: UUID | str) -> list[UUID]:
     """The live profile behind `customer_id` and every profile merged into it. A merge moves
-    identities and events to the survivor but a session stays on the profile it began on."""
-    live = customer_get(customer_id=UUID(str(customer_id)))
-    if live is None:
-        return [UUID(str(customer_id))]
-    return [live.id, *customer_merged_ids(customer=live)]
+    identities and events to the survivor but a session stays on the profile it began on (so
+    an unmerge gives it back untouched): every read of a customer's sessions reads the cluster."""
+    return customer_clusters(customer_ids=[customer_id])[UUID(str(customer_id))][1]
+
+
+def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, tuple[UUID, list[UUID]]]:
+    """Per customer id: its live profile and that profile's cluster (profiles.selectors)."""
+    return profiles.customer_clusters(customer_ids=customer_ids)
 
 
 def source_identified_customer(*, source_id: UUID | str, customer_id: UUID | str) -> bool:
-    cluster = customer_cluster(customer_id=customer_id)
-    if Identity.objects.filter(customer_id__in=cluster, source_id=source_id).exists():
-        return True
-    return (
-        Event.objects.filter(customer_id__in=cluster, source_id=source_id).exclude(name__in=LIFECYCLE_EVENTS).exists()
+    return profiles.source_has_identified(
+        source_id=source_id, customer_ids=customer_cluster(customer_id=customer_id), ignoring_events=LIFECYCLE_EVENTS
     )
 
 
@@ -51,20 +49,9 @@ def source_identity_customer(*, source_id: UUID | str, kind: str, value: str) ->
     created the identity, or sent an event carrying it."""
     if kind not in IDENTITY_KINDS:
         return None
-    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
-    if normalized is None:
-        return None
-    identity = Identity.objects.filter(kind=kind, value=normalized).only("customer_id", "source_id").first()
-    if identity is None:
-        return None
-    if identity.source_id == source_id:
-        return identity.customer_id
-    carried = (
-        Event.objects.filter(customer_id=identity.customer_id, source_id=source_id, **{kind: normalized})
-        .exclude(name__in=LIFECYCLE_EVENTS)
-        .exists()
+    return profiles.identity_customer_for_source(
+        source_id=source_id, kind=kind, value=value, ignoring_events=LIFECYCLE_EVENTS
     )
-    return identity.customer_id if carried else None
 
 
 def source_may_access(*, source: SourceInfo, doc: SessionDoc) -> bool:
@@ -102,16 +89,7 @@ def session_list(*, customer_id: UUID | None, active: bool | None, limit: int) -
 
 
 def source_info(*, source_id: UUID | str) -> SourceInfo | None:
-    source = Source.objects.filter(id=source_id).first()
-    if source is None:
-        return None
-    return SourceInfo(
-        id=source.id,
-        name=source.name,
-        channel=source.channel,
-        enabled=source.enabled,
-        identity_kinds=frozenset(source.identity_kinds or ()),
-    )
+    return profiles.source_info(source_id=source_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,6 +23,7 @@ from orchestration.sessions.models import ContinuationKind, ResumeToken, Session
 from orchestration.sessions.selectors import (
     LIFECYCLE_EVENTS,
     customer_cluster,
+    customer_clusters,
     source_identity_customer,
     source_info,
     source_may_access,
@@ -30,8 +32,7 @@ from orchestration.sessions.store import RateLimit, SessionNotFound, inactivity_
 from profiles.contracts import SourceInfo, StoredEvent
 from profiles.identifiers import normalize_id
 from profiles.ingest import event_ingest
-from profiles.models import Event
-from profiles.selectors import customer_find
+from profiles.selectors import customer_find, events_who
 
 logger = logging.getLogger(__name__)
 
@@ -130,16 +131,18 @@ def _record_started_over(docs: list[SessionDoc], now: datetime) -> None:
         return
     window = now - timedelta(seconds=settings.SESSIONS_CONTINUATION_WINDOW_SECONDS)
     new_ids = [d.id for d in docs]
-    recent: dict[str, SessionRecord] = {}
+    clusters = customer_clusters(customer_ids={d.customer_id for d in docs})
+    live_of = {member: live for live, members in clusters.values() for member in members}
+    recent: dict[UUID, SessionRecord] = {}
     for record in (
-        SessionRecord.objects.filter(customer_id__in={d.customer_id for d in docs}, last_seen_at__gte=window)
+        SessionRecord.objects.filter(customer_id__in=list(live_of), last_seen_at__gte=window)
         .exclude(id__in=new_ids)
         .order_by("last_seen_at")
     ):
-        recent[f"{record.customer_id}"] = record
+        recent[live_of[record.customer_id]] = record
     rows = []
     for doc in docs:
-        previous = recent.get(doc.customer_id)
+        previous = recent.get(clusters[UUID(doc.customer_id)][0])
         if previous is not None and previous.channel != doc.channel:
             rows.append(
                 SessionContinuation(
@@ -181,7 +184,9 @@ def session_start(
         if customer is not None:
             _lock(_channel_key(customer.id, source.channel))
             existing = (
-                SessionRecord.objects.filter(customer_id=customer.id, channel=source.channel, ended_at=None)
+                SessionRecord.objects.filter(
+                    customer_id__in=customer_cluster(customer_id=customer.id), channel=source.channel, ended_at=None
+                )
                 .order_by("-last_seen_at")
                 .first()
             )
@@ -210,7 +215,7 @@ def session_start(
         )
         if result.rejected:
             raise BadRequest(result.rejected[0].detail, code=result.rejected[0].code)
-        customer_id = Event.objects.filter(id=result.event_ids[0]).values_list("customer_id", flat=True).get()
+        customer_id = events_who(event_ids=result.event_ids[:1])[result.event_ids[0]].customer_id
         created = session_store().create(doc.evolve(customer_id=str(customer_id)))
         _record_started_over([created], now)
     return created, True
@@ -399,9 +404,11 @@ def _link(*, source: SourceInfo, session_id: str, device: str, via: str, now: da
     """Move a session to `source`'s channel and device (reopening it if it had only timed out),
     end whatever else was active for the customer on that channel, record the continuation and
     emit Session Resumed. Runs in the caller's transaction."""
-    customer_id = SessionRecord.objects.filter(id=session_id).values_list("customer_id", flat=True).first()
-    if customer_id is None:
+    owner = SessionRecord.objects.filter(id=session_id).values_list("customer_id", flat=True).first()
+    if owner is None:
         raise NotFound("no such session", code="session_not_found")
+    # The session may belong to a profile merged away since: the customer is the live one.
+    customer_id, cluster = customer_clusters(customer_ids=[owner])[owner]
     _lock(_channel_key(customer_id, source.channel))
     previous: dict[str, str] = {}
 
@@ -424,7 +431,7 @@ def _link(*, source: SourceInfo, session_id: str, device: str, via: str, now: da
         )
 
     doc = _update(session_id, mutate, expected=ANY, source=None)
-    others = SessionRecord.objects.filter(customer_id=customer_id, channel=source.channel, ended_at=None).exclude(
+    others = SessionRecord.objects.filter(customer_id__in=cluster, channel=source.channel, ended_at=None).exclude(
         id=doc.id
     )
     for other_id in others.values_list("id", flat=True):
@@ -475,44 +482,42 @@ def resume_token_revoke(*, token_id: uuid.UUID, now: datetime) -> ResumeToken:
 
 def sessions_from_events(events: list[StoredEvent]) -> None:
     """Routing handler: a customer's event on a channel with no active session there starts
-    one (Session Started); an event on an active session's channel keeps it alive. Runs in the
+    one (Session Started); an event on an active session's channel keeps it alive. A customer
+    is its live profile with every profile merged into it, so a session begun on a profile that
+    was merged away is the one kept alive, and a new session starts on the survivor. Runs in the
     routing transaction, a fixed number of queries per batch whatever its size."""
+    wanted = [e for e in events if not (e.type == "track" and e.name in LIFECYCLE_EVENTS)]
+    if not wanted:
+        return
+    clusters = customer_clusters(customer_ids={e.customer_id for e in wanted})
     latest: dict[tuple[str, str], StoredEvent] = {}
-    for event in events:
-        if event.type == "track" and event.name in LIFECYCLE_EVENTS:
-            continue
-        pair = (str(event.customer_id), event.channel)
+    for event in wanted:
+        pair = (str(clusters[event.customer_id][0]), event.channel)
         if pair not in latest or event.received_at > latest[pair].received_at:
             latest[pair] = event
-    if not latest:
-        return
     _lock(*[_channel_key(customer, channel) for customer, channel in latest])
+    live_of = {member: live for live, members in clusters.values() for member in members}
     active: dict[tuple[str, str], str] = {}
     for row_id, row_customer, row_channel in (
         SessionRecord.objects.filter(
             ended_at=None,
-            customer_id__in={c for c, _ in latest},
+            customer_id__in=list(live_of),
             channel__in={ch for _, ch in latest},
         )
         .order_by("last_seen_at")
         .values_list("id", "customer_id", "channel")
     ):
-        active[(str(row_customer), row_channel)] = str(row_id)
+        active[(str(live_of[row_customer]), row_channel)] = str(row_id)
     store = session_store()
     store.touch_many({active[pair]: event.received_at for pair, event in latest.items() if pair in active})
 
     starting = {pair: event for pair, event in latest.items() if pair not in active}
     if not starting:
         return
-    identities = {
-        row[0]: (row[1], row[2])
-        for row in Event.objects.filter(id__in=[e.id for e in starting.values()]).values_list(
-            "id", "user_id", "anonymous_id"
-        )
-    }
+    who = events_who(event_ids=[e.id for e in starting.values()])
     docs = []
     for (customer_id, channel), event in starting.items():
-        user_id, anonymous_id = identities.get(event.id, ("", ""))
+        sent = who.get(event.id)
         docs.append(
             SessionDoc(
                 id=str(uuid.uuid4()),
@@ -526,8 +531,8 @@ def sessions_from_events(events: list[StoredEvent]) -> None:
                 last_seen_at=event.received_at,
                 channels=(channel,),
                 source_ids=(str(event.source_id),),
-                user_id=user_id,
-                anonymous_id=anonymous_id,
+                user_id=sent.user_id if sent else "",
+                anonymous_id=sent.anonymous_id if sent else "",
             )
         )
     created = store.create_many(docs, origin="events")

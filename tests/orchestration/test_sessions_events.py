@@ -123,3 +123,19 @@ def test_a_session_ended_for_inactivity_reopens_on_resume(ingest: IngestClient, 
     IngestClient(client, kiosk_source.write_key).post("identify", {"userId": "u-1"})
     body = sessions_for(kiosk_source).resume({"userId": "u-1"}).json()
     assert (body["active"], body["channel"]) == (True, "pos")
+
+
+def test_an_event_after_a_merge_keeps_alive_the_session_of_the_profile_merged_away(
+    client: Any, ingest: IngestClient
+) -> None:
+    mobile: Any = SourceFactory.create(channel="mobile")
+    app = IngestClient(client, mobile.write_key)
+    assert app.post("identify", {"userId": "u-1"}).status_code == 200  # the older profile: the survivor
+    assert ingest.post("track", {"anonymousId": "a-1", "event": "Cart Viewed"}).status_code == 200
+    _route_all()
+    web_session = SessionRecord.objects.get(channel="web")
+    # The web visitor signs in: its profile is merged into the older one.
+    assert ingest.post("identify", {"userId": "u-1", "anonymousId": "a-1"}).status_code == 200
+    _route_all()
+    assert list(SessionRecord.objects.filter(channel="web").values_list("id", flat=True)) == [web_session.id]
+    assert SessionRecord.objects.get(id=web_session.id).last_seen_at > web_session.last_seen_at

@@ -216,3 +216,31 @@ def test_a_session_of_a_profile_merged_away_is_still_found_by_identity(
     customer_merge(customer_ids=[older.id, newer.id], reason="same person", actor="test")
     listed = kiosk.customer_sessions(anonymous_id="kiosk-visitor", active="true").json()["sessions"]
     assert [s["id"] for s in listed] == [session["id"]]
+
+
+def test_resuming_a_session_of_a_profile_merged_away_supersedes_the_survivors_session_on_that_channel(
+    client: Any, kiosk_source: Any, kiosk: SessionsClient, web: SessionsClient
+) -> None:
+    IngestClient(client, kiosk_source.write_key).post("identify", {"anonymousId": "kiosk-visitor"})
+    at_kiosk = kiosk.start({"anonymousId": "kiosk-visitor"}).json()
+    on_web = web.start({"anonymousId": "web-visitor", "state": {"cart": [1]}}).json()
+    older = customer_find(kind="anonymous_id", value="kiosk-visitor")
+    newer = customer_find(kind="anonymous_id", value="web-visitor")
+    assert older is not None and newer is not None
+    customer_merge(customer_ids=[older.id, newer.id], reason="same person", actor="test")
+    resumed = kiosk.resume({"anonymousId": "kiosk-visitor"})
+    assert (resumed.status_code, resumed.json()["id"], resumed.json()["state"]) == (200, on_web["id"], {"cart": [1]})
+    assert kiosk.get(at_kiosk["id"]).json()["endReason"] == "superseded"
+
+
+def test_starting_a_session_after_a_merge_returns_the_one_begun_on_the_profile_merged_away(
+    client: Any, kiosk_source: Any, web: SessionsClient
+) -> None:
+    IngestClient(client, kiosk_source.write_key).post("identify", {"userId": "u-9"})
+    on_web = web.start({"anonymousId": "web-visitor"}).json()
+    older = customer_find(kind="user_id", value="u-9")
+    newer = customer_find(kind="anonymous_id", value="web-visitor")
+    assert older is not None and newer is not None
+    customer_merge(customer_ids=[older.id, newer.id], reason="same person", actor="test")
+    again = web.start({"userId": "u-9"})
+    assert (again.status_code, again.json()["id"]) == (200, on_web["id"])
