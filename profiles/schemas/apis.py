@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from profiles.models import EventSchema, EventSchemaVersion, QuarantinedMessage, SchemaEventType
+from profiles.models import EventSchema, EventSchemaVersion, QuarantinedMessage, SchemaEventType, SchemaPolicy, Source
 from profiles.schemas import selectors, services
 from profiles.schemas.compat import RULES
 from profiles.schemas.quarantine import MAX_REPLAY, quarantine_replay
@@ -430,3 +430,45 @@ class QuarantineReplayApi(APIView):
                 }
             ).data
         )
+
+
+class SchemaPolicyOutput(serializers.Serializer):
+    source_id = serializers.UUIDField(source="id")
+    source_name = serializers.CharField(source="name")
+    policy = serializers.ChoiceField(
+        source="schema_policy",
+        choices=SchemaPolicy.choices,
+        help_text="enforce: violations are quarantined; warn: stored, tagged with the violations; "
+        "allow: not validated.",
+    )
+    updated_at = serializers.DateTimeField()
+
+
+class SchemaPolicyInput(serializers.Serializer):
+    policy = serializers.ChoiceField(choices=SchemaPolicy.choices)
+
+
+class SourceSchemaPolicyApi(APIView):
+    @extend_schema(
+        operation_id="sources_schema_policy_retrieve",
+        summary="What ingestion does with the source's messages a schema covers",
+        responses={200: SchemaPolicyOutput, 404: ErrorOutput},
+        tags=[SCHEMAS_TAG],
+    )
+    def get(self, request: Request, source_id: UUID) -> Response:
+        source: Source = selectors.source_get(source_id=source_id)
+        return Response(SchemaPolicyOutput(source).data)
+
+    @extend_schema(
+        operation_id="sources_schema_policy_update",
+        summary="Set the source's schema policy: enforce, warn or allow",
+        description="Ingestion processes apply it within SCHEMAS_REFRESH_SECONDS.",
+        request=SchemaPolicyInput,
+        responses={200: SchemaPolicyOutput, 400: ErrorOutput, 404: ErrorOutput},
+        tags=[SCHEMAS_TAG],
+    )
+    def patch(self, request: Request, source_id: UUID) -> Response:
+        data = SchemaPolicyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        source = services.source_schema_policy_set(source_id=source_id, policy=data.validated_data["policy"])
+        return Response(SchemaPolicyOutput(source).data)

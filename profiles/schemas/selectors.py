@@ -134,3 +134,10 @@ def quarantine_get(*, quarantine_id: int) -> QuarantinedMessage:
     if row is None:
         raise NotFound(f"no quarantined message {quarantine_id}")
     return row
+
+
+def source_get(*, source_id: UUID) -> Source:
+    source = Source.objects.filter(id=source_id).first()
+    if source is None:
+        raise NotFound(f"no source {source_id}", code="source_not_found")
+    return source

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.core.errors import BadRequest, Conflict, NotFound
-from profiles.models import EventSchema, EventSchemaVersion, SchemaEventType, SchemaStatus, Source
+from profiles.models import EventSchema, EventSchemaVersion, SchemaEventType, SchemaPolicy, SchemaStatus, Source
 from profiles.schemas.compat import Breach, breaking_changes
 from profiles.schemas.documents import document_problem
 from profiles.schemas.schemaver import Bump, SchemaVer, VersionError, bump_between, parse_version
@@ -164,3 +164,20 @@ def event_schema_version_deprecate(*, version: EventSchemaVersion) -> EventSchem
     row.save(update_fields=["status", "deprecated_at", "updated_at"])
     transaction.on_commit(schemas_cache_clear)
     return row
+
+
+def source_schema_policy_set(*, source_id: UUID, policy: str) -> Source:
+    """Set what ingestion does with the source's messages that a schema covers (enforce, warn,
+    allow); every process picks it up at its next schema snapshot check."""
+    if policy not in SchemaPolicy.values:
+        raise BadRequest(f"policy must be one of {SchemaPolicy.values}", code="invalid_policy")
+    with transaction.atomic():
+        source = Source.objects.select_for_update().filter(id=source_id).first()
+        if source is None:
+            raise NotFound(f"no source {source_id}", code="source_not_found")
+        if source.schema_policy != policy:
+            source.schema_policy = policy
+            # updated_at is part of the snapshot stamp other processes compare.
+            source.save(update_fields=["schema_policy", "updated_at"])
+            transaction.on_commit(schemas_cache_clear)
+    return source

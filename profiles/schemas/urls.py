@@ -22,6 +22,7 @@ urlpatterns = [
         apis.SchemaVersionDeprecateApi.as_view(),
         name="schema-version-deprecate",
     ),
+    path("sources/<uuid:source_id>/schema-policy", apis.SourceSchemaPolicyApi.as_view(), name="source-schema-policy"),
     path("quarantine", apis.QuarantineListApi.as_view(), name="quarantine-list"),
     path("quarantine/replay", apis.QuarantineReplayApi.as_view(), name="quarantine-replay"),
     path("quarantine/<int:quarantine_id>", apis.QuarantineDetailApi.as_view(), name="quarantine-detail"),
