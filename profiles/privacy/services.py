@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import ProtectedError, Q
 from django.db.models.fields.json import KT
@@ -16,7 +17,7 @@ from django.utils import timezone
 from config.core.errors import BadRequest, Conflict, NotFound
 from profiles import contracts
 from profiles.contracts import StoredEvent
-from profiles.identifiers import IdentityKey
+from profiles.identifiers import IdentityKey, normalize_phone
 from profiles.models import Customer, Event, Identity, MergeRecord, MergeRefusal, QuarantinedMessage
 from profiles.privacy import conventions, selectors
 from profiles.privacy.conventions import ConsentChoice
@@ -408,23 +409,45 @@ def _write_tombstones(identities: set[IdentityKey], *, erasure: Erasure, suppres
 
 def _delete_quarantined(identities: set[IdentityKey]) -> int:
     """Quarantined messages are not linked to a customer (they were never accepted): those whose
-    userId, anonymousId, previousId or email is one of the person's go. This scans the
+    userId, anonymousId, previousId, email or phone is one of the person's go. This scans the
     quarantine, which is acceptable for a rare request and keeps ingestion free of extra work."""
     ids = [value for kind, value in identities if kind in ("user_id", "anonymous_id")]
     emails = [value for kind, value in identities if kind == "email"]
-    if not ids and not emails:
-        return 0
-    match = Q()
-    if ids:
-        match |= Q(raw__userId__in=ids) | Q(raw__anonymousId__in=ids) | Q(raw__previousId__in=ids)
-    queryset = QuarantinedMessage.objects.all()
-    if emails:
-        queryset = queryset.annotate(
-            _trait_email=Lower(KT("raw__traits__email")), _context_email=Lower(KT("raw__context__traits__email"))
-        )
-        match |= Q(_trait_email__in=emails) | Q(_context_email__in=emails)
-    doomed = list(queryset.filter(match).values_list("id", flat=True))
+    phones = {value for kind, value in identities if kind == "phone"}
+    doomed: set[int] = set()
+    if ids or emails:
+        match = Q()
+        if ids:
+            match |= Q(raw__userId__in=ids) | Q(raw__anonymousId__in=ids) | Q(raw__previousId__in=ids)
+        queryset = QuarantinedMessage.objects.all()
+        if emails:
+            queryset = queryset.annotate(
+                _trait_email=Lower(KT("raw__traits__email")), _context_email=Lower(KT("raw__context__traits__email"))
+            )
+            match |= Q(_trait_email__in=emails) | Q(_context_email__in=emails)
+        doomed.update(queryset.filter(match).values_list("id", flat=True))
+    if phones:
+        doomed.update(_quarantined_with_phone(phones))
     return QuarantinedMessage.objects.filter(id__in=doomed).delete()[0] if doomed else 0
+
+
+def _quarantined_with_phone(phones: set[str]) -> list[int]:
+    """Quarantined messages carrying one of these (E.164) phones. A phone is sent in any format
+    ("(415) 555-0100", "+1 415 555 0100"), so each candidate is normalised as ingestion would
+    before it is compared; only messages that carry a phone at all are read."""
+    region = settings.DEFAULT_PHONE_REGION
+    candidates = (
+        QuarantinedMessage.objects.annotate(
+            _trait_phone=KT("raw__traits__phone"), _context_phone=KT("raw__context__traits__phone")
+        )
+        .filter(Q(_trait_phone__isnull=False) | Q(_context_phone__isnull=False))
+        .values_list("id", "_trait_phone", "_context_phone")
+    )
+    return [
+        row_id
+        for row_id, trait_phone, context_phone in candidates.iterator(chunk_size=2000)
+        if any(raw is not None and normalize_phone(raw, region) in phones for raw in (trait_phone, context_phone))
+    ]
 
 
 def _delete_refusals(cluster: list[UUID]) -> int:

@@ -25,7 +25,7 @@ from profiles.privacy.models import Erasure, ErasureTombstone, PrivacyAudit
 from profiles.privacy.selectors import suppressed_identities
 from profiles.privacy.services import consent_set, customer_erase, suppression_lift
 from profiles.selectors import customer_find
-from tests.factories import CustomerFactory, IdentityFactory, SessionFactory
+from tests.factories import CustomerFactory, IdentityFactory, QuarantinedMessageFactory, SessionFactory
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 EMAIL = "erase.me@example.com"
@@ -413,3 +413,19 @@ def test_erase_leaves_nothing_in_redis(ingest: Any, test_redis_db: redis.Redis) 
     assert _redis_mentions(test_redis_db, str(customer.id))
     customer_erase(customer_id=customer.id, suppress=True, reason="", actor="test")
     assert _redis_mentions(test_redis_db, str(customer.id)) == []
+
+
+@pytest.mark.django_db
+def test_erase_deletes_quarantined_messages_sent_with_the_persons_phone_in_any_format(
+    person: Customer, post: Any
+) -> None:
+    formats: list[dict[str, Any]] = [
+        {"traits": {"phone": "+44 20 7946 0999"}},
+        {"context": {"traits": {"phone": "+44-20-7946-0999"}}},
+    ]
+    for fields in formats:
+        QuarantinedMessageFactory.create(raw={"type": "identify", **fields})
+    someone_else = QuarantinedMessageFactory.create(raw={"type": "identify", "traits": {"phone": "+44 20 7946 0000"}})
+    body = post(f"/api/v1/customers/{person.id}/erase", {"suppress": False}).json()
+    assert body["deleted"]["profiles.QuarantinedMessage"] == 1 + len(formats)
+    assert list(QuarantinedMessage.objects.values_list("id", flat=True)) == [someone_else.id]
