@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: run test lint format services bench-ingest bench-timeline bench-sessions bench-delivery bench-conditions clean
+.PHONY: run test lint format services bench-ingest bench-timeline bench-sessions bench-delivery bench-observability bench-conditions clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -54,6 +54,9 @@ bench-sessions: $(VENV)/.dev services
 
 bench-delivery: $(VENV)/.dev services
 	$(PY) bench/delivery.py
+
+bench-observability: $(VENV)/.dev services
+	$(PY) bench/observability.py
 
 bench-conditions: $(VENV)/.dev
 	$(PY) bench/conditions.py
