@@ -107,7 +107,7 @@ class SimulatedWorld:
             history=self.history,
         )
 
-    def template_context(self, enrollment: EnrollmentState) -> dict[str, Any]:
+    def template_context(self, enrollment: EnrollmentState, *, lazy: frozenset[str]) -> dict[str, Any]:
         return {
             "profile": dict(self.traits),
             "event": enrollment.state.get("trigger") or {},

@@ -103,16 +103,16 @@ class DbWorld:
             history=customer.history or NO_HISTORY,
         )
 
-    def template_context(self, enrollment: EnrollmentState) -> dict[str, Any]:
+    def template_context(self, enrollment: EnrollmentState, *, lazy: frozenset[str]) -> dict[str, Any]:
         customer = self._customer(enrollment.customer_id)
-        if customer.session is None:
+        if "session" in lazy and customer.session is None:
             customer.session = _session_state(enrollment.customer_id)
         return {
             "profile": dict(customer.traits or {}),
             "event": enrollment.state.get("trigger") or {},
             "session": dict(customer.session or {}),
             "journey": {"key": enrollment.journey, "step": enrollment.step},
-            "links": _links(enrollment.customer_id),
+            "links": _links(enrollment.customer_id) if "links" in lazy else {},
         }
 
     def timezone(self, enrollment: EnrollmentState) -> str:

@@ -28,3 +28,10 @@ class OrchestrationConfig(AppConfig):
         from orchestration.sessions.wiring import connect as connect_sessions
 
         connect_sessions()
+
+        # The live session state and the resume link, for journeys' conditions and templates.
+        from journeys import contracts as journey_contracts
+        from orchestration.sessions.journey_context import live_session_state, resume_url
+
+        journey_contracts.register_session_provider(live_session_state)
+        journey_contracts.register_link_provider("resume_url", resume_url)

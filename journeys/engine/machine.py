@@ -12,6 +12,7 @@ visit it is no longer on, is stale and ignored.
 """
 
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -512,7 +513,7 @@ def _message_try(journey: CompiledJourney, e: EnrollmentState, world: World, *, 
             )
             _go(journey, e, step["next"], world, "message skipped")
             return
-        content, missing = render_content(step, channel, world.template_context(e))
+        content, missing = render_content(step, channel, world.template_context(e, lazy=_lazy_roots(step, channel)))
         try:
             delivery_id = world.deliver(
                 e,
@@ -577,6 +578,12 @@ def _message_outcome(journey: CompiledJourney, e: EnrollmentState, world: World,
         _go(journey, e, step["next"], world, "message sent")
     _advance(journey, e, world)
     return True
+
+
+def _lazy_roots(step: Mapping[str, Any], channel: str) -> frozenset[str]:
+    """Which of the costly template roots the channel's content mentions."""
+    text = json.dumps([(step.get("content") or {}).get(channel), (step.get("default_content") or {}).get(channel)])
+    return frozenset(root for root in ("session", "links") if root in text)
 
 
 def render_content(step: Mapping[str, Any], channel: str, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

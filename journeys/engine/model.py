@@ -199,8 +199,9 @@ class World(Protocol):
         """The condition context for this customer now (loading only the roots in `needs`)."""
         ...
 
-    def template_context(self, enrollment: EnrollmentState) -> dict[str, Any]:
-        """profile, event (the trigger), session, journey and links for Liquid templates."""
+    def template_context(self, enrollment: EnrollmentState, *, lazy: frozenset[str]) -> dict[str, Any]:
+        """profile, event (the trigger), journey, and of `session` and `links` only those named
+        in `lazy` (the content uses them; a link may cost a write, a resume token)."""
         ...
 
     def timezone(self, enrollment: EnrollmentState) -> str:
