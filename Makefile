@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: run test lint format services bench-ingest bench-timeline bench-sessions bench-delivery bench-observability bench-conditions clean
+.PHONY: run test lint format services bench-ingest bench-timeline bench-sessions bench-delivery bench-observability bench-conditions bench-decide bench-journeys clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -60,6 +60,12 @@ bench-observability: $(VENV)/.dev services
 
 bench-conditions: $(VENV)/.dev
 	$(PY) bench/conditions.py
+
+bench-decide: $(VENV)/.dev services
+	$(PY) bench/decide.py
+
+bench-journeys: $(VENV)/.dev services
+	$(PY) bench/journeys.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

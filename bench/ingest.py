@@ -41,9 +41,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PG = "postgres://postgres@127.0.0.1:5432"
-DB_NAME = "throughline_bench"
-REDIS_CACHE_DB = 10
-REDIS_BROKER_DB = 11
+# Overridable so a smoke run does not drop the database a recorded run is using.
+DB_NAME = os.environ.get("BENCH_DB", "throughline_bench")
+REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_CACHE_DB", "10"))
+REDIS_BROKER_DB = int(os.environ.get("BENCH_REDIS_BROKER_DB", "11"))
 LUA = ROOT / "bench" / "load.lua"
 RESULTS = ROOT / "bench" / "results"
 
@@ -64,6 +65,7 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     generator: str
+    p95_ms: float = -1.0  # older load summaries had no p95
 
     @property
     def rps(self) -> float:
@@ -354,6 +356,7 @@ class Load:
             p99_ms=latency["p99"] / 1000,
             max_ms=latency["max"] / 1000,
             generator=generator,
+            p95_ms=latency.get("p95", -1000) / 1000,
         )
 
 

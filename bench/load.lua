@@ -1,7 +1,7 @@
 -- wrk script for bench/ingest.py: unique Segment messages, and an open-loop (fixed-rate) mode.
 --
 -- Configured through the environment (wrk passes no arguments to setup):
---   BENCH_KIND   batch | track | noop
+--   BENCH_KIND   batch | track | noop | decide
 --   BENCH_AUTH   the Authorization header (Basic with the write key)
 --   BENCH_RUN    a prefix that makes messageIds unique across runs
 --   BENCH_BATCH  events per batch request (default 100)
@@ -96,7 +96,18 @@ local function message(with_type)
     t, id, when, who, events[seq % #events + 1], p % 5000, p % 300, r % 3 + 1, context(p))
 end
 
+-- A /v1/decide request for one of the population (bench/decide.py made every tenth a VIP).
+local function decide_body()
+  local p = math.random(people)
+  return string.format(
+    '{"userId":"user-%d","channel":"web","placement":"support_entry","context":{"page":"%s","locale":"en-GB"}}',
+    p, paths[p % #paths + 1])
+end
+
 local function body()
+  if kind == "decide" then
+    return decide_body()
+  end
   if kind == "batch" then
     local parts = {}
     for i = 1, batch_size do
@@ -108,7 +119,7 @@ local function body()
   return m:sub(1, -2) .. ',"sentAt":"' .. ts_iso(2000) .. '"}'
 end
 
-local path = ({ batch = "/v1/batch", track = "/v1/track", noop = "/bench/noop" })[kind]
+local path = ({ batch = "/v1/batch", track = "/v1/track", noop = "/bench/noop", decide = "/v1/decide" })[kind]
 local headers = { ["Content-Type"] = "application/json", ["Authorization"] = auth }
 
 -- Open-loop bookkeeping (one connection per thread).
@@ -185,11 +196,11 @@ function done(summary, latency, requests)
   local e = summary.errors
   local json = string.format(
     '{"requests":%d,"duration_us":%d,"bytes":%d,"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
-      .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f},'
-      .. '"open_loop_latency_us":{"count":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}}',
+      .. '"latency_us":{"p50":%d,"p90":%d,"p95":%d,"p99":%d,"max":%d,"mean":%.1f},'
+      .. '"open_loop_latency_us":{"count":%d,"p50":%d,"p90":%d,"p95":%d,"p99":%d,"max":%d}}',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,
-    #all, pct(50), pct(90), pct(99), #all > 0 and all[#all] or -1)
+    latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99), latency.max,
+    latency.mean, #all, pct(50), pct(90), pct(95), pct(99), #all > 0 and all[#all] or -1)
   if out then
     local f = io.open(out, "w")
     f:write(json)

@@ -97,7 +97,7 @@ async def connection(
 async def run(url: str, seconds: float, connections: int) -> dict[str, object]:
     parts = urlsplit(url)
     kind = os.environ.get("BENCH_KIND", "track")
-    path = {"batch": "/v1/batch", "track": "/v1/track", "noop": "/bench/noop"}[kind]
+    path = {"batch": "/v1/batch", "track": "/v1/track", "noop": "/bench/noop", "decide": "/v1/decide"}[kind]
     rate = float(os.environ.get("BENCH_RATE", "0") or 0)
     interval = 1 / rate if rate else 0.0
     stats = Stats()
@@ -116,7 +116,7 @@ async def run(url: str, seconds: float, connections: int) -> dict[str, object]:
     def pct(p: float) -> int:
         return int(ordered[max(0, int(len(ordered) * p / 100 + 0.999999) - 1)] * 1e6) if ordered else -1
 
-    latency = {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)}
+    latency = {"p50": pct(50), "p90": pct(90), "p95": pct(95), "p99": pct(99), "max": pct(100)}
     return {
         "requests": len(ordered),
         "duration_us": int(duration * 1e6),

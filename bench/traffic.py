@@ -71,7 +71,19 @@ class Messages:
         }
         return {"type": "track", **body} if with_type else body
 
+    def decide(self) -> dict[str, Any]:
+        """A /v1/decide request for one of the population (bench/decide.py made every tenth a VIP)."""
+        p = self.rng.randint(1, self.people)
+        return {
+            "userId": f"user-{p}",
+            "channel": "web",
+            "placement": "support_entry",
+            "context": {"page": PATHS[p % len(PATHS)], "locale": "en-GB"},
+        }
+
     def body(self, kind: str, batch: int) -> bytes:
+        if kind == "decide":
+            return orjson.dumps(self.decide())
         if kind == "batch":
             return orjson.dumps({"batch": [self.message(True) for _ in range(batch)], "sentAt": "2026-11-23T10:00:02Z"})
         return orjson.dumps({**self.message(False), "sentAt": "2026-11-23T10:00:02Z"})
