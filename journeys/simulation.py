@@ -76,7 +76,7 @@ class SimulatedWorld:
         self.session = profile.get("session")
         self.consent = dict(profile.get("consent") or {})
         self.unavailable: dict[str, str] = dict(profile.get("unavailable") or {})
-        self.contact: dict[str, dict[str, Any]] = dict(profile.get("contact") or {})
+        self.contact: dict[str, Any] = dict(profile.get("contact") or {})
         self.customer_id = str(profile.get("customer_id") or "simulated-customer")
         self.outcomes = dict(outcomes)
         self.fallback_timezone = fallback_timezone
@@ -148,14 +148,15 @@ class SimulatedWorld:
         return {channel: self.unavailable.get(channel) for channel in channels}
 
     def contact_check(self, enrollment: EnrollmentState, *, channel: str, purpose: str, priority: str) -> Verdict:
+        """`contact[channel or "*"]`: one refusal {"reason", "until"} or a list of them, each in
+        force until its `until`; none left in force means allowed."""
         rule = self.contact.get(channel) or self.contact.get("*")
-        if not rule:
-            return Verdict(allowed=True, reason="allowed")
-        until = rule.get("until")
-        retry_at = _parse_time(until) if isinstance(until, str) else None
-        if retry_at is not None and retry_at <= self.clock:
-            return Verdict(allowed=True, reason="allowed")
-        return Verdict(allowed=False, reason=str(rule.get("reason", "capped")), retry_at=retry_at)
+        for refusal in rule if isinstance(rule, list) else [rule] if rule else []:
+            until = refusal.get("until")
+            retry_at = _parse_time(until) if isinstance(until, str) else None
+            if retry_at is None or retry_at > self.clock:
+                return Verdict(allowed=False, reason=str(refusal.get("reason", "capped")), retry_at=retry_at)
+        return Verdict(allowed=True, reason="ok")
 
     def deliver(
         self,

@@ -148,7 +148,8 @@ def on_timer(
     if _check_stops_matching(journey, enrollment, world, None):
         return True
     definition = journey.steps[step]
-    key = _key(enrollment, kind)
+    # A hold may be set again on the same visit: the due time makes each firing's key its own.
+    key = _key(enrollment, f"{kind}:{waiting.get('until', '')}")
     if not world.step_begin(enrollment, key=key, step=step, kind=definition["type"]):
         return False
     if kind == TIMER_WAIT:

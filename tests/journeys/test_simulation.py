@@ -98,6 +98,16 @@ def test_cart_held_by_the_contact_policy_sends_when_the_hold_ends() -> None:
     assert "quiet_hours" in held["detail"]["why"]
 
 
+def test_cart_held_twice_on_one_visit_sends_after_the_second_hold() -> None:
+    refusals = [{"reason": "quiet_hours", "until": _at(600)}, {"reason": "frequency_cap", "until": _at(900)}]
+    result = simulate(demo.ABANDONED_CART, {"contact": {"*": refusals}}, CART, T0, T0 + timedelta(hours=20))
+    assert [(m["channel"], m["at"]) for m in result.messages] == [("push", _at(900))]
+    assert [r["detail"]["why"] for r in result.path if r["outcome"] == "held"] == [
+        "contact policy: quiet_hours",
+        "contact policy: frequency_cap",
+    ]
+
+
 def test_cart_reentry_respects_the_24_hour_cooldown() -> None:
     events = [*CART, {"event": "Cart Abandoned", "at": _at(180)}, {"event": "Cart Abandoned", "at": _at(25 * 60)}]
     result = simulate(demo.ABANDONED_CART, {}, events, T0, T0 + timedelta(hours=30))
