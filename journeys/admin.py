@@ -24,7 +24,6 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.core.errors import ApplicationError
-from journeys.conditions import validate_condition
 from journeys.definition import validate_definition
 from journeys.models import (
     Decision,
@@ -38,6 +37,7 @@ from journeys.models import (
     Timer,
     VersionStatus,
 )
+from journeys.segments import validate_segment_condition
 from journeys.services import (
     journey_publish,
     version_archive,
@@ -90,7 +90,7 @@ class SegmentForm(forms.ModelForm):
 
     def clean_condition(self) -> Any:
         condition = self.cleaned_data["condition"]
-        problems = validate_condition(condition)
+        problems = validate_segment_condition(condition)
         if problems:
             raise ValidationError(_errors_at(problems))
         return condition

@@ -228,6 +228,21 @@ def test_segment_with_a_bad_condition_is_refused_with_its_pointer(admin_client: 
     assert not Segment.objects.filter(key="big-spenders").exists()
 
 
+def test_segment_reading_the_event_is_refused(admin_client: Client) -> None:
+    response = admin_client.post(
+        reverse("admin:journeys_segment_add"),
+        {
+            "key": "web-visitors",
+            "name": "Web visitors",
+            "description": "",
+            "condition": orjson.dumps({"field": "event.channel", "op": "equals", "value": "web"}).decode(),
+            "enabled": "on",
+        },
+    )
+
+    assert any("a segment is about the customer" in error for error in form_errors(response, "condition"))
+
+
 def test_segment_with_a_good_condition_is_saved(admin_client: Client) -> None:
     response = admin_client.post(
         reverse("admin:journeys_segment_add"),
