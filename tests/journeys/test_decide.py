@@ -504,3 +504,42 @@ def test_a_failing_session_store_answers_degraded(db: Any, post: Callable[..., A
     body = post(ask("u-s", placement="checkout_help")).json()
 
     assert (body["route"], body["degraded"], body["reason"]) == ("faq", True, "session_unavailable")
+
+
+def split_journey(holdout: int) -> dict[str, Any]:
+    return {
+        "trigger": {"type": "decide", "placement": "banner"},
+        "start": "split",
+        "steps": {
+            "split": {
+                "type": "random_split",
+                "paths": [
+                    {"percent": (100 - holdout) // 2, "next": "a"},
+                    {"percent": (100 - holdout + 1) // 2, "next": "b"},
+                ],
+                "holdout": holdout,
+            },
+            "a": {"type": "route", "destination": "offer_a"},
+            "b": {"type": "route", "destination": "offer_b"},
+        },
+        "default_decision": {"route": "no_offer"},
+    }
+
+
+def test_a_random_split_keeps_each_customer_on_one_path(db: Any, post: Callable[..., Any]) -> None:
+    publish(split_journey(holdout=0), key="banner")
+
+    routes = {user: post(ask(user, placement="banner")).json()["route"] for user in [f"u-{i}" for i in range(40)]}
+    again = {user: post(ask(user, placement="banner")).json()["route"] for user in routes}
+
+    assert again == routes
+    assert set(routes.values()) == {"offer_a", "offer_b"}
+
+
+def test_the_holdout_gets_the_default_decision(db: Any, post: Callable[..., Any]) -> None:
+    publish(split_journey(holdout=100), key="banner")
+
+    body = post(ask("u-1", placement="banner")).json()
+
+    assert (body["route"], body["degraded"]) == ("no_offer", False)
+    assert Decision.objects.get(id=body["decision_id"]).explanation["journeys"][0]["outcome"] == "holdout"
