@@ -20,7 +20,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 
-from config.core import metrics
+from config.core import metrics, observability
 from journeys import selectors
 from journeys.engine import machine
 from journeys.engine.model import ACTIVE, SEGMENT_ENTERED, CompiledJourney, EnrollmentState, EventView, compile_journey
@@ -161,23 +161,49 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
     entered: dict[tuple[UUID, UUID], datetime] = {}
 
     for view in views:
-        customer_id = UUID(view.customer_id)
-        for row, state in list(active[customer_id]):
-            live = versions.get(row.version_id)
-            if live is None:
-                continue
-            if machine.on_event(live.compiled, state, world, view):
-                changed[row.id] = (row, state)
-                world.forget(view.customer_id)
-            if state.status != ACTIVE:
-                active[customer_id].remove((row, state))
-        for live in index.triggered_by(view):
-            started = _start(live, view, world=world, past=past, entered=entered, active=active[customer_id])
-            if started is not None:
-                active[customer_id].append(started)
-                changed[started[0].id] = started
+        # Steps run for this event (and what they enqueue: deliveries) join the event's trace.
+        with observability.event_context(view.id or 0):
+            _on_event(
+                view,
+                active=active,
+                versions=versions,
+                index=index,
+                world=world,
+                past=past,
+                entered=entered,
+                changed=changed,
+            )
     for row, state in changed.values():
         enrollment_save(row, state)
+
+
+def _on_event(
+    view: EventView,
+    *,
+    active: dict[UUID, list[tuple[Enrollment, EnrollmentState]]],
+    versions: dict[UUID, LiveVersion],
+    index: "TriggerIndex",
+    world: DbWorld,
+    past: dict[tuple[UUID, UUID], selectors.PastEntries],
+    entered: dict[tuple[UUID, UUID], datetime],
+    changed: dict[UUID, tuple[Enrollment, EnrollmentState]],
+) -> None:
+    """One event: advance the customer's active enrollments, then start those it triggers."""
+    customer_id = UUID(view.customer_id)
+    for row, state in list(active[customer_id]):
+        live = versions.get(row.version_id)
+        if live is None:
+            continue
+        if machine.on_event(live.compiled, state, world, view):
+            changed[row.id] = (row, state)
+            world.forget(view.customer_id)
+        if state.status != ACTIVE:
+            active[customer_id].remove((row, state))
+    for live in index.triggered_by(view):
+        started = _start(live, view, world=world, past=past, entered=entered, active=active[customer_id])
+        if started is not None:
+            active[customer_id].append(started)
+            changed[started[0].id] = started
 
 
 def _start(

@@ -19,7 +19,11 @@ from profiles.contracts import StoredEvent
 from profiles.models import Event
 from tests.channels.factories import customer_with
 from tests.conftest import IngestClient, wait_until
+from tests.journeys.engine_support import fresh_contact_policy, identify, providers, publish
 from tests.observability.otlp import OtlpReceiver, start_otlp_receiver
+
+
+__all__ = ["fresh_contact_policy", "providers"]  # fixtures used here
 
 
 @pytest.fixture
@@ -121,6 +125,48 @@ def test_a_delivery_enqueued_while_routing_an_event_joins_the_events_trace(
     assert len(publish) == 1
     assert publish[0].parent is not None
     assert publish[0].parent.span_id == routed.context.span_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_journey_message_step_run_for_an_event_sends_in_the_events_trace(
+    spans: InMemorySpanExporter, ingest: IngestClient, providers: None, fresh_contact_policy: None
+) -> None:
+    """The real journey engine, as routing runs it: the message step's delivery is published in
+    the trace of the event that triggered the journey."""
+    identify(ingest, "u-journey")
+    publish(
+        {
+            "trigger": {"type": "event", "event": "Ordered"},
+            "entry": {"reentry": "every_time"},
+            "start": "thanks",
+            "steps": {
+                "thanks": {
+                    "type": "message",
+                    "channels": ["sms"],
+                    "purpose": "transactional",
+                    "content": {"sms": {"body": "Thanks"}},
+                    "next": "done",
+                },
+                "done": {"type": "exit"},
+            },
+        },
+        key="thanks",
+    )
+    spans.clear()
+    parent_trace, parent_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    assert ingest.post("track", {"userId": "u-journey", "event": "Ordered", "messageId": "m-j"}).status_code == 200
+    event = Event.objects.get(message_id="m-j")
+
+    routing.route([event.id], traces={f"00-{parent_trace}-{parent_span}-01": [event.id]})
+
+    finished = spans.get_finished_spans()
+    (routed,) = [s for s in finished if s.name == "throughline.route_event"]
+    publish_spans = [s for s in finished if s.name == "apply_async/channels.send_delivery"]
+    assert routed.context is not None
+    assert _hex(routed.context.trace_id, 32) == parent_trace
+    assert len(publish_spans) == 1
+    assert publish_spans[0].parent is not None
+    assert publish_spans[0].parent.span_id == routed.context.span_id
 
 
 @pytest.mark.django_db
