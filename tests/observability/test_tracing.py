@@ -22,7 +22,6 @@ from tests.conftest import IngestClient, wait_until
 from tests.journeys.engine_support import fresh_contact_policy, identify, providers, publish
 from tests.observability.otlp import OtlpReceiver, start_otlp_receiver
 
-
 __all__ = ["fresh_contact_policy", "providers"]  # fixtures used here
 
 
