@@ -15,7 +15,6 @@ from profiles.models import (
     MergeRecord,
     MergeRefusal,
     QuarantinedMessage,
-    Session,
     Source,
 )
 from profiles.privacy.admin import EraseCustomersMixin  # also registers the privacy admin
@@ -94,12 +93,6 @@ class IdentityAdmin(ReadOnlyAdmin):
     list_display = ("kind", "value", "customer", "source", "created_at")
     list_filter = ("kind",)
     search_fields = ("value",)
-
-
-@admin.register(Session)
-class SessionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "customer", "channel", "device", "started_at", "last_seen_at", "ended_at")
-    list_filter = ("channel",)
 
 
 @admin.register(Event)

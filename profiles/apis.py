@@ -49,7 +49,6 @@ class CustomerOutput(serializers.Serializer):
 
 class EventOutput(serializers.ModelSerializer):
     source_id = serializers.UUIDField()
-    session_id = serializers.UUIDField(allow_null=True)
 
     class Meta:
         model = Event
@@ -60,7 +59,6 @@ class EventOutput(serializers.ModelSerializer):
             "name",
             "channel",
             "source_id",
-            "session_id",
             "user_id",
             "anonymous_id",
             "timestamp",

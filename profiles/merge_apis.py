@@ -60,7 +60,8 @@ class CustomerMergeApi(APIView):
     @extend_schema(
         operation_id="customers_merge",
         summary="Merge profiles that are one person",
-        description="The oldest profile survives; the others' identities, sessions and events move to it. "
+        description="The oldest profile survives; the others' identities and events move to it, and their "
+        "sessions are found through it. "
         "409 `merge_refused` when identity rules forbid it (e.g. two user ids), with the reason.",
         request=MergeInput,
         responses={200: MergeOutput},
@@ -83,7 +84,8 @@ class MergeUndoApi(APIView):
     @extend_schema(
         operation_id="merges_undo",
         summary="Undo a merge",
-        description="The merged profile gets back its identities, sessions, its events and its traits; the two "
+        description="The merged profile gets back its identities, its events and its traits (its sessions "
+        "never left it); the two "
         "are not merged again automatically. Undoing twice answers the same.",
         request=None,
         responses={200: MergeRecordOutput},

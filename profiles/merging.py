@@ -1,7 +1,9 @@
 """Merging customers that turn out to be one person, and undoing it.
 
 A merge keeps the oldest profile; the others point at it (`merged_into`, always the final
-survivor, so one hop resolves any old id), and their identities, sessions and events move to it.
+survivor, so one hop resolves any old id), and their identities and events move to it. Sessions
+(orchestration's) stay on the profile they began on and are found through the survivor's cluster,
+so an unmerge needs to give nothing back.
 Rows are locked in id order, so two merges of overlapping profiles serialise instead of racing;
 a deadlock between them (possible when one follows `merged_into` to a row the other holds) is
 retried. Rules in `identity_rules` refuse merges that would join two known users.
@@ -21,7 +23,7 @@ from django.utils import timezone
 from config.core.errors import ApplicationError, NotFound
 from profiles import contracts, identity_rules
 from profiles.computed_traits import computed_states_merged
-from profiles.models import Customer, Event, Identity, MergeBlock, MergeRecord, MergeRefusal, Session
+from profiles.models import Customer, Event, Identity, MergeBlock, MergeRecord, MergeRefusal
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def customer_merge(
     *, customer_ids: Collection[UUID], reason: str, actor: str, trigger: dict[str, Any] | None = None
 ) -> MergeOutcome:
     """Merge the live profiles behind `customer_ids` into the oldest. Writes MergeRecords, or a
-    MergeRefusal when a rule forbids it; re-points identities, sessions and events."""
+    MergeRefusal when a rule forbids it; re-points identities and events."""
     if connection.in_atomic_block:
         return _merge(set(customer_ids), reason, actor, trigger or {})
     for attempt in range(DEADLOCK_RETRIES):
@@ -98,7 +100,6 @@ def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> 
     traits, times, once = identity_rules.merge_traits([(c.traits, c.trait_times, c.once_keys) for c in live])
     computed_state = computed_states_merged([c.computed_state for c in live])
     loser_ids = [c.id for c in losers]
-    sessions = list(Session.objects.filter(customer_id__in=loser_ids).values_list("id", "customer_id"))
     MergeRecord.objects.bulk_create(
         MergeRecord(
             survivor=survivor,
@@ -108,13 +109,11 @@ def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> 
             trigger=trigger,
             identities=[[k, v] for k, v, owner in identities if owner == loser.id],
             traits_before=loser.traits,
-            sessions=[str(sid) for sid, owner in sessions if owner == loser.id],
         )
         for loser in losers
     )
     now = timezone.now()
     Identity.objects.filter(customer_id__in=loser_ids).update(customer=survivor, updated_at=now)
-    Session.objects.filter(customer_id__in=loser_ids).update(customer=survivor, updated_at=now)
     Event.objects.filter(customer_id__in=loser_ids).update(customer=survivor)
     # Keep merged_into one hop: whatever pointed at a loser now points at the survivor.
     Customer.objects.filter(Q(id__in=loser_ids) | Q(merged_into_id__in=loser_ids)).update(
@@ -128,7 +127,7 @@ def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> 
 
 
 def customer_unmerge(*, record_id: int, actor: str) -> Customer:
-    """Undo a merge: the merged profile gets back its identities, sessions, the events sent with
+    """Undo a merge: the merged profile gets back its identities, the events sent with
     its user and anonymous ids, and its traits as they were; the two are not merged again
     automatically. Undoing twice is a no-op."""
     with transaction.atomic():
@@ -154,8 +153,6 @@ def customer_unmerge(*, record_id: int, actor: str) -> Customer:
             Event.objects.filter(Q(user_id__in=user_ids) | Q(anonymous_id__in=anonymous_ids), customer_id=owner).update(
                 customer=merged
             )
-        if owner is not None and record.sessions:
-            Session.objects.filter(id__in=record.sessions, customer_id=owner).update(customer=merged, updated_at=now)
         Customer.objects.filter(id=merged.id).update(merged_into=None, traits=record.traits_before, updated_at=now)
         MergeBlock.objects.get_or_create(customer_a_id=pair[0], customer_b_id=pair[1])
         record.undone_at = now

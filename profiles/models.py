@@ -89,19 +89,6 @@ class Identity(BaseModel):
         return f"{self.kind}:{self.value}"
 
 
-class Session(BaseModel):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="sessions")
-    channel = models.CharField(max_length=16, choices=ChannelKind.choices)
-    device = models.CharField(max_length=200, blank=True, default="")
-    started_at = models.DateTimeField()
-    last_seen_at = models.DateTimeField()
-    ended_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["customer", "-started_at"], name="session_customer_started")]
-
-
 class EventType(models.TextChoices):
     IDENTIFY = "identify"
     TRACK = "track"
@@ -120,7 +107,6 @@ class Event(models.Model):
     type = models.CharField(max_length=16, choices=EventType.choices)
     name = models.CharField(max_length=200, blank=True, default="")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
-    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     channel = models.CharField(max_length=16, choices=ChannelKind.choices)
     user_id = models.CharField(max_length=512, blank=True, default="")
     anonymous_id = models.CharField(max_length=512, blank=True, default="")
@@ -217,7 +203,6 @@ class MergeRecord(BaseModel):
     )
     identities = models.JSONField(default=list, help_text="[kind, value] pairs the merged profile held.")
     traits_before = models.JSONField(default=dict, help_text="The merged profile's traits at the time.")
-    sessions = models.JSONField(default=list, help_text="Ids of the sessions the merged profile held.")
     undone_at = models.DateTimeField(null=True, blank=True)
     undone_by = models.CharField(max_length=200, blank=True, default="")
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from config.core.models import ApiToken
 from config.core.secrets import digest, new_secret
+from orchestration.sessions.models import SessionRecord
 from profiles.models import (
     ChannelKind,
     Customer,
@@ -17,7 +18,6 @@ from profiles.models import (
     QuarantinedMessage,
     SchemaEventType,
     SchemaStatus,
-    Session,
     Source,
 )
 
@@ -74,12 +74,16 @@ class IdentityFactory(factory.django.DjangoModelFactory[Identity]):
     customer = factory.SubFactory(CustomerFactory)
 
 
-class SessionFactory(factory.django.DjangoModelFactory[Session]):
+class SessionFactory(factory.django.DjangoModelFactory[SessionRecord]):
+    """A session's durable record, as orchestration's session store writes it."""
+
     class Meta:
-        model = Session
+        model = SessionRecord
 
     customer = factory.SubFactory(CustomerFactory)
     channel = ChannelKind.WEB
+    started_channel = factory.LazyAttribute(lambda o: o.channel)
+    channels = factory.LazyAttribute(lambda o: [o.channel])
     started_at = factory.LazyFunction(timezone.now)
     last_seen_at = factory.LazyAttribute(lambda o: o.started_at)
 

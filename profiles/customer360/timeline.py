@@ -1,5 +1,6 @@
 """A customer's timeline: events on every channel, sessions starting and ending, merges and
-unmerges, consent changes, newest first, paged with a keyset cursor.
+unmerges, consent changes, newest first, paged with a keyset cursor. Sessions are orchestration's
+(registered through contracts.on_timeline, as any other app's entries are).
 
 Each source is read newest first from an index on (customer, time) with the cursor's position as
 a bound and `limit + 1` rows, and the sources are merged: the same plan as a UNION ALL of
@@ -28,7 +29,7 @@ from django.db.models import Q, QuerySet
 from config.core.errors import BadRequest
 from profiles import contracts
 from profiles.contracts import TimelineEntry, TimelineQuery
-from profiles.models import Event, MergeRecord, Session
+from profiles.models import Event, MergeRecord
 from profiles.privacy.models import ConsentChange
 from profiles.privacy.selectors import customer_cluster_ids
 from profiles.selectors import customer_get
@@ -36,6 +37,7 @@ from profiles.selectors import customer_get
 Position = tuple[datetime, str, str]
 
 EVENT = "event"
+# Session entries come from orchestration; their keys are UUIDs, which the cursor checks.
 SESSION_STARTED = "session_started"
 SESSION_ENDED = "session_ended"
 CONSENT_CHANGE = "consent_change"
@@ -72,10 +74,6 @@ def _keyset(
     )
 
 
-def _uuid_key(value: str) -> UUID:
-    return UUID(hex=value)
-
-
 def _events(query: TimelineQuery) -> list[TimelineEntry]:
     rows = (
         _keyset(
@@ -87,9 +85,9 @@ def _events(query: TimelineQuery) -> list[TimelineEntry]:
             key_value=int,
         )
         .order_by("-timestamp", "-id")
-        .values_list(
-            "id", "timestamp", "type", "name", "channel", "source_id", "session_id", "message_id", "properties"
-        )[: query.limit]
+        .values_list("id", "timestamp", "type", "name", "channel", "source_id", "message_id", "properties")[
+            : query.limit
+        ]
     )
     return [
         TimelineEntry(
@@ -102,41 +100,12 @@ def _events(query: TimelineQuery) -> list[TimelineEntry]:
                 "type": kind,
                 "name": name,
                 "source_id": source_id,
-                "session_id": session_id,
                 "message_id": message_id,
                 "properties": properties,
             },
         )
-        for event_id, timestamp, kind, name, channel, source_id, session_id, message_id, properties in rows
+        for event_id, timestamp, kind, name, channel, source_id, message_id, properties in rows
     ]
-
-
-def _sessions(kind: str, at: str) -> Callable[[TimelineQuery], list[TimelineEntry]]:
-    def source(query: TimelineQuery) -> list[TimelineEntry]:
-        queryset = Session.objects.filter(customer_id=query.customer_id)
-        if kind == SESSION_ENDED:
-            queryset = queryset.exclude(ended_at=None)
-        rows = _keyset(queryset, query.before, kind=kind, at=at, key="id", key_value=_uuid_key).order_by(
-            f"-{at}", "-id"
-        )[: query.limit]
-        return [
-            TimelineEntry(
-                at=getattr(session, at),
-                kind=kind,
-                key=session.id.hex,
-                id=str(session.id),
-                channel=session.channel,
-                data={
-                    "device": session.device,
-                    "started_at": session.started_at,
-                    "last_seen_at": session.last_seen_at,
-                    "ended_at": session.ended_at,
-                },
-            )
-            for session in rows
-        ]
-
-    return source
 
 
 def _consent_changes(query: TimelineQuery) -> list[TimelineEntry]:
@@ -201,8 +170,6 @@ def _merges(kind: str, at: str) -> Callable[[TimelineQuery], list[TimelineEntry]
 
 BUILT_IN: list[tuple[frozenset[str], contracts.TimelineSource]] = [
     (frozenset({EVENT}), _events),
-    (frozenset({SESSION_STARTED}), _sessions(SESSION_STARTED, "started_at")),
-    (frozenset({SESSION_ENDED}), _sessions(SESSION_ENDED, "ended_at")),
     (frozenset({CONSENT_CHANGE}), _consent_changes),
     (frozenset({MERGE}), _merges(MERGE, "created_at")),
     (frozenset({UNMERGE}), _merges(UNMERGE, "undone_at")),
@@ -233,27 +200,11 @@ _SQL_BRANCHES: dict[str, tuple[str, str, str]] = {
     # kind: (SELECT <_COLUMNS> ... WHERE <the customer>, its time column, its key column)
     EVENT: (
         "SELECT 'event', e.timestamp, e.id, NULL::uuid, e.channel, e.type, e.name, e.message_id, NULL, NULL, "
-        "NULL, e.source_id, e.session_id, NULL::bigint, NULL::boolean, e.properties, NULL::timestamptz, "
+        "NULL, e.source_id, NULL::uuid, NULL::bigint, NULL::boolean, e.properties, NULL::timestamptz, "
         "NULL::timestamptz, NULL::timestamptz "
         "FROM profiles_event e WHERE e.customer_id = (SELECT id FROM live)",
         "e.timestamp",
         "e.id",
-    ),
-    SESSION_STARTED: (
-        "SELECT 'session_started', s.started_at, NULL::bigint, s.id, s.channel, s.device, NULL, NULL, NULL, "
-        "NULL, NULL, NULL::uuid, NULL::uuid, NULL::bigint, NULL::boolean, NULL::jsonb, s.started_at, "
-        "s.last_seen_at, s.ended_at "
-        "FROM profiles_session s WHERE s.customer_id = (SELECT id FROM live)",
-        "s.started_at",
-        "s.id",
-    ),
-    SESSION_ENDED: (
-        "SELECT 'session_ended', s.ended_at, NULL::bigint, s.id, s.channel, s.device, NULL, NULL, NULL, "
-        "NULL, NULL, NULL::uuid, NULL::uuid, NULL::bigint, NULL::boolean, NULL::jsonb, s.started_at, "
-        "s.last_seen_at, s.ended_at "
-        "FROM profiles_session s WHERE s.customer_id = (SELECT id FROM live) AND s.ended_at IS NOT NULL",
-        "s.ended_at",
-        "s.id",
     ),
     CONSENT_CHANGE: (
         "SELECT 'consent_change', k.changed_at, k.id, NULL::uuid, '', k.purpose, k.channel, k.status, "
@@ -296,7 +247,7 @@ def _sql_keyset(kind: str, at: str, key: str, before: Position | None) -> str:
 
 def _sql_data(kind: str, row: tuple[Any, ...]) -> dict[str, Any]:
     """An entry's `data` from the plain columns its branch selected (see _SQL_BRANCHES)."""
-    s1, s2, s3, s4, s5, s6, u1, u2, n1, b1, j1, t1, t2, t3 = row
+    s1, s2, s3, s4, s5, s6, u1, u2, n1, b1, j1, *_ = row
     if kind == EVENT:
         # Django has psycopg hand jsonb over as text (JSONField decodes it); so do we.
         properties = orjson.loads(j1) if isinstance(j1, str) else j1
@@ -304,12 +255,9 @@ def _sql_data(kind: str, row: tuple[Any, ...]) -> dict[str, Any]:
             "type": s1,
             "name": s2,
             "source_id": u1,
-            "session_id": u2,
             "message_id": s3,
             "properties": properties,
         }
-    if kind in _UUID_KINDS:
-        return {"device": s1, "started_at": t1, "last_seen_at": t2, "ended_at": t3}
     if kind == CONSENT_CHANGE:
         return {
             "purpose": s1,
@@ -327,18 +275,20 @@ def _sql_data(kind: str, row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _built_in_sql(
     customer_id: UUID, before: Position | None, limit: int, kinds: list[str]
-) -> tuple[UUID | None, list[TimelineEntry]]:
-    """The live customer's id (None if there is no such customer) and its entries, in one
-    statement: the customer is resolved in the statement too, saving a round trip."""
+) -> tuple[UUID | None, list[UUID], list[TimelineEntry]]:
+    """The live customer's id (None if there is no such customer), its cluster (the live id
+    first) and its entries, in one statement: the customer and the profiles merged into it are
+    resolved in the statement too, saving the round trips registered sources would need."""
     branches = []
     for kind in kinds:
         select, at, key = _SQL_BRANCHES[kind]
         where = _sql_keyset(kind, at, key, before)
         branches.append(f"({select}{where} ORDER BY {at} DESC, {key} DESC LIMIT %(limit)s)")
     live = (
-        "SELECT 'customer', NULL::timestamptz, NULL::bigint, id, '', NULL, NULL, NULL, NULL, NULL, NULL, "
+        "SELECT 'customer', NULL::timestamptz, NULL::bigint, c.id, "
+        "CASE WHEN c.id = (SELECT id FROM live) THEN 'live' ELSE '' END, NULL, NULL, NULL, NULL, NULL, NULL, "
         "NULL::uuid, NULL::uuid, NULL::bigint, NULL::boolean, NULL::jsonb, NULL::timestamptz, NULL::timestamptz, "
-        "NULL::timestamptz FROM live"
+        "NULL::timestamptz FROM cluster c"
     )
     # Only this module's constant fragments are joined here; every value is a bound parameter.
     page = ""
@@ -356,12 +306,16 @@ def _built_in_sql(
         params["num"] = int(before[2]) if before[1] in _NUMERIC_KINDS else None
         params["uid"] = UUID(hex=before[2]) if before[1] in _UUID_KINDS else None
     live_id = None
+    merged: list[UUID] = []
     entries = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for kind, at, num, uid, channel, *columns in cursor.fetchall():
             if kind == "customer":
-                live_id = uid
+                if channel == "live":
+                    live_id = uid
+                else:
+                    merged.append(uid)
                 continue
             entries.append(
                 TimelineEntry(
@@ -373,7 +327,7 @@ def _built_in_sql(
                     data=_sql_data(kind, tuple(columns)),
                 )
             )
-    return live_id, entries
+    return live_id, [live_id, *sorted(merged)] if live_id else [], entries
 
 
 def customer_timeline(
@@ -394,18 +348,21 @@ def customer_timeline(
     registered = [(k, s) for k, s in contracts.timeline_sources() if kinds is None or k & kinds]
     entries: list[TimelineEntry] = []
     live_id: UUID | None
+    cluster: list[UUID] = []
     if portable:
         customer = customer_get(customer_id=customer_id)
         live_id = customer.id if customer else None
+        if live_id is not None:
+            cluster = customer_cluster_ids(customer_id=live_id)
     else:
         wanted = [kind for source_kinds, _ in built_in for kind in sorted(source_kinds)]
-        live_id, entries = _built_in_sql(customer_id, before, limit + 1, wanted)
+        live_id, cluster, entries = _built_in_sql(customer_id, before, limit + 1, wanted)
     if live_id is None:
         return None
     if registered or (built_in and portable):
         query = TimelineQuery(
             customer_id=live_id,
-            customer_ids=tuple(customer_cluster_ids(customer_id=live_id)),
+            customer_ids=tuple(cluster),
             before=before,
             limit=limit + 1,
         )

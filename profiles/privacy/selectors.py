@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from profiles import contracts
 from profiles.identifiers import IdentityKey, normalize
-from profiles.models import Customer, Event, Identity, MergeRecord, Session
+from profiles.models import Customer, Event, Identity, MergeRecord
 from profiles.privacy import conventions, hashing
 from profiles.privacy.models import (
     Consent,
@@ -199,14 +199,10 @@ def customer_export_chunks(*, customer: Customer) -> Iterator[bytes]:
     server-side cursor, oldest first, so a profile with millions of events never sits whole in
     memory."""
     cluster = customer_cluster_ids(customer_id=customer.id)
-    sessions: list[dict[str, Any]] = [_row(s) for s in Session.objects.filter(customer_id__in=cluster)]
-    sections: dict[str, list[dict[str, Any]]] = {"deliveries": []}
+    # Sessions are orchestration's: they come, as deliveries do, from the registered providers.
+    sections: dict[str, list[dict[str, Any]]] = {"sessions": [], "deliveries": []}
     for section, providers in contracts.export_providers().items():
-        rows = [row for provider in providers for row in provider(cluster)]
-        if section == "sessions":
-            sessions.extend(rows)
-        else:
-            sections.setdefault(section, []).extend(rows)
+        sections.setdefault(section, []).extend(row for provider in providers for row in provider(cluster))
     customers = {c.id: c for c in Customer.objects.filter(id__in=cluster)}
     head = {
         "format": EXPORT_FORMAT,
@@ -231,7 +227,6 @@ def customer_export_chunks(*, customer: Customer) -> Iterator[bytes]:
             _row(m)
             for m in MergeRecord.objects.filter(Q(survivor_id__in=cluster) | Q(merged_id__in=cluster)).order_by("id")
         ],
-        "sessions": sessions,
         **sections,
         "privacy_requests": [
             _row(a) for a in PrivacyAudit.objects.filter(customer_id__in=cluster).order_by("at", "id")
