@@ -143,9 +143,13 @@ def _observe(
     if result.suppressed:
         metrics.EVENTS_SUPPRESSED.labels(source=name).inc(result.suppressed)
     if len(messages) == 1:
-        structlog.contextvars.bind_contextvars(
-            message_id=messages[0].message_id, customer_id=str(messages[0].customer_id)
-        )
+        bound = structlog.contextvars.get_contextvars()
+        # The request's own message only: not an event ingested on its behalf later (a session
+        # started, a delivery outcome), nor inside a task, whose lines are about many events.
+        if "request_id" in bound and "message_id" not in bound:
+            structlog.contextvars.bind_contextvars(
+                message_id=messages[0].message_id, customer_id=str(messages[0].customer_id)
+            )
     if observability.enabled() and messages:
         observability.annotate(
             source=name,

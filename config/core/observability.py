@@ -303,11 +303,21 @@ def _worker_process_shutdown(**_: Any) -> None:
 def _task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     import structlog
 
-    structlog.contextvars.clear_contextvars()
+    if not _eager(task):
+        # A worker process runs one task after another: nothing of the last one may leak.
+        structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task=getattr(task, "name", ""), task_id=task_id)
 
 
-def _task_postrun(**_: Any) -> None:
+def _task_postrun(task: Any = None, **_: Any) -> None:
     import structlog
 
-    structlog.contextvars.clear_contextvars()
+    if _eager(task):
+        # Embedded mode runs tasks inside the request: keep the request's ids.
+        structlog.contextvars.unbind_contextvars("task", "task_id")
+    else:
+        structlog.contextvars.clear_contextvars()
+
+
+def _eager(task: Any) -> bool:
+    return bool(getattr(getattr(task, "request", None), "is_eager", False))
