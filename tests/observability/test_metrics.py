@@ -1,17 +1,23 @@
 """/metrics moves when events flow: ingestion counters, routing in a real worker (multiprocess
 files), outbox and queue depth measured at scrape time, sessions, and who may scrape."""
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from config import gunicorn as gunicorn_config
+from config.core.prometheus import exposition
 from orchestration.models import RouteLog
 from profiles.models import Event, EventOutbox, Source
-from tests.conftest import IngestClient, wait_until
-from tests.observability.scrape import scrape, value
+from tests.conftest import ROOT, IngestClient, wait_until
+from tests.observability.scrape import parse, scrape, value
 
 TRACK = {"type": "track", "userId": "u-1", "event": "Viewed"}
 
@@ -149,3 +155,22 @@ def test_an_allow_list_admits_only_its_networks(client: Any, settings: Any) -> N
 def test_without_configuration_only_loopback_may_scrape(client: Any) -> None:
     assert client.get("/metrics").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.7").status_code == 401
+
+
+def test_a_dead_process_live_gauges_go_when_it_is_marked_dead(tmp_path: Path, monkeypatch: Any) -> None:
+    """What gunicorn's child_exit hook (config/gunicorn.py) does for a web worker that exited."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    script = "from config.core import metrics; metrics.BREAKER_STATE.labels(provider='twilio').set(1)"
+    child = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
+    assert child.returncode == 0
+    (gauge_file,) = tmp_path.glob("gauge_livemax_*.db")
+    pid = int(gauge_file.stem.rsplit("_", 1)[1])
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    def breaker() -> float:
+        return value(parse(exposition().decode()), "throughline_circuit_breaker_open", provider="twilio")
+
+    assert breaker() == 1
+    gunicorn_config.child_exit(server=None, worker=SimpleNamespace(pid=pid))
+    assert breaker() == 0
+    assert not list(tmp_path.glob("gauge_livemax_*.db"))
