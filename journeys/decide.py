@@ -172,8 +172,9 @@ def _load_index() -> dict[str, list[DecideJourney]]:
 
 def placement_journeys(placement: str, generation: Any) -> list[DecideJourney]:
     """The placement's published decide journeys, in journey key order. Reloaded when the
-    generation moved; with generation None (unknown: Redis down) whatever is cached, loading
-    once if nothing is. Raises DatabaseError only when a load was needed and failed."""
+    generation moved; with generation None (unknown: the database could not be asked) whatever
+    is cached, loading once if nothing is. Raises DatabaseError only when a load was needed and
+    failed."""
     global _index  # noqa: PLW0603 - the per-process cache
     current = _index
     if current.generation is not None and (generation is None or current.generation == generation):
@@ -518,7 +519,7 @@ def decisions_pending() -> int:
 
 
 def _default(
-    journey: DecideJourney | None, placement: str, reason: str, explanation: dict[str, Any]
+    journey: DecideJourney | None, reason: str, explanation: dict[str, Any]
 ) -> tuple[str | None, Mapping[str, Any]]:
     if journey is None:
         return None, {}
@@ -554,7 +555,8 @@ def decision_make(
     except DatabaseError:
         journeys = placement_journeys_cached(placement)
         reason = reason or "database_unavailable"
-    if not journeys and reason is None:
+    if not journeys and reason != "database_unavailable":
+        # The database said so: an unknown placement is the caller's mistake, whatever else is down.
         raise UnknownPlacement(placement)
     label = placement if journeys else "unknown"
     explanation: dict[str, Any] = {"journeys": []}
@@ -588,10 +590,10 @@ def decision_make(
                     break
             if answered_by is None:
                 answered_by = journeys[0]
-                route, content = _default(answered_by, placement, "no route reached", explanation)
+                route, content = _default(answered_by, "no route reached", explanation)
     if reason is not None:
         answered_by = journeys[0] if journeys else None
-        route, content = _default(answered_by, placement, reason, explanation)
+        route, content = _default(answered_by, reason, explanation)
         explanation["degraded"] = reason
         metrics.DECIDE_DEGRADED.labels(placement=label, reason=reason).inc()
     result_body = {"route": route, "content": dict(content)}

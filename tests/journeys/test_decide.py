@@ -543,3 +543,9 @@ def test_the_holdout_gets_the_default_decision(db: Any, post: Callable[..., Any]
 
     assert (body["route"], body["degraded"]) == ("no_offer", False)
     assert Decision.objects.get(id=body["decision_id"]).explanation["journeys"][0]["outcome"] == "holdout"
+
+
+def test_an_unknown_placement_is_404_even_with_redis_down(
+    vip_journey: Any, post: Callable[..., Any], redis_unreachable: None
+) -> None:
+    assert post(ask(placement="nowhere")).status_code == 404
