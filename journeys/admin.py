@@ -291,10 +291,10 @@ class SimulateForm(forms.Form):
 
 
 def _jsonable(value: Any) -> Any:
+    if hasattr(value, "as_dict"):  # the object's own JSON shape (with its totals) first
+        return _jsonable(value.as_dict())
     if is_dataclass(value) and not isinstance(value, type):
         return _jsonable(asdict(value))
-    if hasattr(value, "as_dict"):
-        return _jsonable(value.as_dict())
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

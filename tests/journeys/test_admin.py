@@ -269,3 +269,25 @@ def test_read_only_pages_render(admin_client: Client) -> None:
     assert admin_client.get(reverse("admin:journeys_enrollment_change", args=[enrollment.pk])).status_code == 200
     page = admin_client.get(reverse("admin:journeys_decision_change", args=[decision.pk])).content.decode()
     assert "vip-routing" in page
+
+
+def test_a_draft_shows_who_its_migration_map_would_move_and_publish_moves_them(admin_client: Client) -> None:
+    first = JourneyVersionFactory.create(number=1, definition=copy.deepcopy(ABANDONED_CART))
+    journey_publish(version=first)
+    waiting = EnrollmentFactory.create(version=first, status=EnrollmentStatus.ACTIVE, step="wait_for_order")
+    EnrollmentFactory.create(version=first, status=EnrollmentStatus.ACTIVE, step="remind")
+    draft = JourneyVersionFactory.create(
+        journey=first.journey,
+        number=2,
+        definition=copy.deepcopy(ABANDONED_CART),
+        migration_map={"wait_for_order": "wait_for_order"},
+    )
+
+    page = admin_client.get(reverse("admin:journeys_journeyversion_change", args=[draft.pk])).content.decode()
+    admin_client.post(
+        reverse("admin:journeys_journeyversion_changelist"), {"action": "publish", "_selected_action": [str(draft.pk)]}
+    )
+
+    assert "&quot;moving&quot;: 1" in page and "&quot;staying&quot;: 1" in page
+    waiting.refresh_from_db()
+    assert waiting.version_id == draft.id
