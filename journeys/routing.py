@@ -25,7 +25,7 @@ from journeys import selectors
 from journeys.engine import machine
 from journeys.engine.model import ACTIVE, SEGMENT_ENTERED, CompiledJourney, EnrollmentState, EventView, compile_journey
 from journeys.models import Enrollment, EnrollmentStatus, JourneyVersion, VersionStatus
-from journeys.world import DbWorld, enrollment_save, enrollment_state
+from journeys.world import DbWorld, enrollment_state, enrollments_save
 from profiles.contracts import StoredEvent
 
 ENROLLMENT_NAMESPACE = uuid.UUID("5b0c5a2e-8f43-4c1e-9a53-1f6f3f2b7c11")
@@ -173,8 +173,8 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
                 entered=entered,
                 changed=changed,
             )
-    for row, state in changed.values():
-        enrollment_save(row, state)
+    world.flush()
+    enrollments_save([(row.status, state) for row, state in changed.values()])
 
 
 def _on_event(

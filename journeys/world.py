@@ -6,17 +6,20 @@ touches them. History rows are inserted ON CONFLICT DO NOTHING on their key befo
 they record: a conflict means a redelivered task already did it.
 """
 
+import contextlib
 import hashlib
 import hmac
 import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -34,6 +37,9 @@ from profiles.models import Customer
 logger = logging.getLogger(__name__)
 
 SYSTEM_SOURCE_NAME = "throughline-journeys"
+# Step kinds whose execution acts beyond this transaction's own rows: their history key goes in
+# before they act.
+GUARDED_KINDS = frozenset({"message", "set_traits", "emit_event", "webhook"})
 
 
 class _Customer:
@@ -55,7 +61,13 @@ class DbWorld:
     def __init__(self, *, now: datetime | None = None) -> None:
         self._now = now
         self._customers: dict[str, _Customer] = {}
-        self._pending: dict[str, int] = {}  # history key -> StepRun id, between begin and end
+        # Buffered until flush(): history rows by key, outcomes of rows inserted early (by id),
+        # timers to set by (enrollment, step, visit, kind), enrollments whose timers to clear.
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._inserted: dict[str, int] = {}
+        self._outcomes: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._timers: dict[tuple[str, str, int, str], datetime] = {}
+        self._clear: set[str] = set()
 
     # --- time and context ------------------------------------------------------------------
     def now(self) -> datetime:
@@ -121,6 +133,24 @@ class DbWorld:
 
     # --- history -------------------------------------------------------------------------------
     def step_begin(self, enrollment: EnrollmentState, *, key: str, step: str, kind: str) -> bool:
+        """Steps that act outside this transaction's rows (messages, traits, events, webhooks)
+        insert their key now, ON CONFLICT DO NOTHING, before acting: a conflict means a
+        redelivered task already did it. The others' rows are buffered and inserted by `flush`
+        in one statement with the rest of the chunk; their only effects are rows of this same
+        transaction, so a key found there already rolls the whole chunk back."""
+        if key in self._runs or key in self._inserted:
+            return False
+        if kind not in GUARDED_KINDS:
+            self._runs[key] = {
+                "enrollment_id": enrollment.id,
+                "step": step,
+                "kind": kind,
+                "visit": enrollment.visit,
+                "at": self.now(),
+                "outcome": "running",
+                "detail": {},
+            }
+            return True
         with connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
@@ -130,14 +160,40 @@ class DbWorld:
             row = cursor.fetchone()
         if row is None:
             return False
-        self._pending[key] = row[0]
+        self._inserted[key] = row[0]
         return True
 
     def step_end(
         self, enrollment: EnrollmentState, *, key: str, kind: str, outcome: str, detail: dict[str, Any]
     ) -> None:
-        StepRun.objects.filter(id=self._pending.pop(key)).update(outcome=outcome, detail=detail)
+        buffered = self._runs.get(key)
+        if buffered is not None:
+            buffered["outcome"] = outcome
+            buffered["detail"] = detail
+        else:
+            self._outcomes[self._inserted[key]] = (outcome, detail)
         metrics.JOURNEY_STEPS.labels(journey=enrollment.journey, kind=kind, outcome=outcome).inc()
+
+    def flush(self) -> None:
+        """Write what the chunk buffered: timers cleared and set, history rows, outcomes of the
+        rows inserted early. Called once at the end of a chunk, inside its transaction."""
+        postgres = connection.vendor == "postgresql"
+        if self._clear:
+            Timer.objects.filter(enrollment_id__in=list(self._clear), fired_at__isnull=True).delete()
+            self._clear.clear()
+        if self._timers:
+            _timers_upsert(self._timers, postgres=postgres)
+            self._timers.clear()
+        if self._runs:
+            inserted = _history_insert(self._runs, postgres=postgres)
+            if inserted != len(self._runs):
+                raise HistoryConflict(f"{len(self._runs) - inserted} step(s) of this chunk were already recorded")
+            self._runs.clear()
+        if self._outcomes:
+            rows = [StepRun(id=pk, outcome=outcome, detail=detail) for pk, (outcome, detail) in self._outcomes.items()]
+            StepRun.objects.bulk_update(rows, ["outcome", "detail"])
+            self._outcomes.clear()
+        self._inserted.clear()
 
     # --- messages --------------------------------------------------------------------------------
     def channels_available(
@@ -229,16 +285,89 @@ class DbWorld:
 
     # --- timers ----------------------------------------------------------------------------------
     def set_timer(self, enrollment: EnrollmentState, *, kind: str, due_at: datetime) -> None:
-        with connection.cursor() as cursor:
+        self._timers[(enrollment.id, enrollment.step, enrollment.visit, kind)] = due_at
+
+    def clear_timers(self, enrollment: EnrollmentState) -> None:
+        for timer in [t for t in self._timers if t[0] == enrollment.id]:
+            del self._timers[timer]
+        self._clear.add(enrollment.id)
+
+
+@contextlib.contextmanager
+def _array_cursor() -> Iterator[Any]:
+    """A server-side-binding cursor for the set-based statements over unnest()-ed arrays:
+    Django's cursors quote every array element into the SQL text in Python; here the arrays
+    travel as parameters and each statement is prepared once per connection (as ingestion does)."""
+    with connection.cursor() as django_cursor:
+        raw: psycopg.Connection[Any] = django_cursor.cursor.connection
+        if raw.prepare_threshold is None:
+            # Django turns automatic preparing off (None), which also refuses prepare=True.
+            raw.prepare_threshold = 2**31
+        with psycopg.Cursor(raw) as cursor, connection.wrap_database_errors:
+            yield cursor
+
+
+class HistoryConflict(Exception):
+    """A buffered history key was already recorded: the chunk's view of an enrollment was
+    stale. The transaction rolls back and the task is retried."""
+
+
+def _timers_upsert(timers: dict[tuple[str, str, int, str], datetime], *, postgres: bool) -> None:
+    if postgres:
+        keys = list(timers)
+        with _array_cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO journeys_timer (enrollment_id, step, visit, kind, due_at, fired_at) "
+                "SELECT e, s, v, k, d, NULL FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], "
+                "%s::timestamptz[]) AS t(e, s, v, k, d) "
+                "ON CONFLICT (enrollment_id, step, visit, kind) "
+                "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
+                [
+                    [UUID(k[0]) for k in keys],
+                    [k[1] for k in keys],
+                    [k[2] for k in keys],
+                    [k[3] for k in keys],
+                    [timers[k] for k in keys],
+                ],
+                prepare=True,
+            )
+        return
+    with connection.cursor() as cursor:
+        for (enrollment_id, step, visit, kind), due_at in timers.items():
             cursor.execute(
                 "INSERT INTO journeys_timer (enrollment_id, step, visit, kind, due_at, fired_at) "
                 "VALUES (%s, %s, %s, %s, %s, NULL) ON CONFLICT (enrollment_id, step, visit, kind) "
                 "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
-                [enrollment.id, enrollment.step, enrollment.visit, kind, due_at],
+                [UUID(enrollment_id).hex, step, visit, kind, due_at],
             )
 
-    def clear_timers(self, enrollment: EnrollmentState) -> None:
-        Timer.objects.filter(enrollment_id=enrollment.id, fired_at__isnull=True).delete()
+
+def _history_insert(runs: dict[str, dict[str, Any]], *, postgres: bool) -> int:
+    """Insert history rows ON CONFLICT (key) DO NOTHING; returns how many went in."""
+    if not postgres:
+        before = StepRun.objects.filter(key__in=list(runs)).count()
+        StepRun.objects.bulk_create([StepRun(key=key, **row) for key, row in runs.items()], ignore_conflicts=True)
+        return len(runs) - before
+    keys = list(runs)
+    with _array_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
+            "SELECT e, k, s, kd, v, a, o, d::jsonb FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
+            "%s::int[], %s::timestamptz[], %s::text[], %s::text[]) AS t(e, k, s, kd, v, a, o, d) "
+            "ON CONFLICT (key) DO NOTHING RETURNING id",
+            [
+                [UUID(runs[k]["enrollment_id"]) for k in keys],
+                keys,
+                [runs[k]["step"] for k in keys],
+                [runs[k]["kind"] for k in keys],
+                [runs[k]["visit"] for k in keys],
+                [runs[k]["at"] for k in keys],
+                [runs[k]["outcome"] for k in keys],
+                [orjson.dumps(runs[k]["detail"]).decode() for k in keys],
+            ],
+            prepare=True,
+        )
+        return len(cursor.fetchall())
 
 
 def system_source() -> SourceInfo:
@@ -304,29 +433,91 @@ def enrollment_state(row: Enrollment) -> EnrollmentState:
     )
 
 
-def enrollment_save(row: Enrollment, state: EnrollmentState) -> None:
-    """Write the machine's changes back to the (locked) row; count how it ended."""
-    ended = row.status == "active" and state.status != "active"
-    row.step = state.step
-    row.visit = state.visit
-    row.status = state.status
-    row.waiting_for = state.waiting_for
-    row.state = state.state
-    row.converted = state.converted
-    row.end_reason = state.end_reason[:200]
-    row.ended_at = state.ended_at
-    row.save(
-        update_fields=[
-            "step",
-            "visit",
-            "status",
-            "waiting_for",
-            "state",
-            "converted",
-            "end_reason",
-            "ended_at",
-            "updated_at",
-        ]
+# What enrollment_state_of needs, for callers that read rows as values (the timer tick).
+ENROLLMENT_VALUES = (
+    "id", "journey_id", "journey__key", "version_id", "customer_id", "entered_at", "step", "visit", "status",
+    "waiting_for", "state", "converted", "end_reason", "ended_at",
+)  # fmt: skip
+
+
+def enrollment_state_of(values: dict[str, Any]) -> EnrollmentState:
+    return EnrollmentState(
+        id=str(values["id"]),
+        journey=values["journey__key"],
+        version=str(values["version_id"]),
+        customer_id=str(values["customer_id"]),
+        entered_at=values["entered_at"],
+        step=values["step"],
+        visit=values["visit"],
+        status=values["status"],
+        waiting_for=values["waiting_for"],
+        state=dict(values["state"] or {}),
+        converted=values["converted"],
+        end_reason=values["end_reason"],
+        ended_at=values["ended_at"],
     )
-    if ended:
-        metrics.JOURNEY_EXITS.labels(journey=state.journey, status=state.status).inc()
+
+
+ENROLLMENT_FIELDS = [
+    "step",
+    "visit",
+    "status",
+    "waiting_for",
+    "state",
+    "converted",
+    "end_reason",
+    "ended_at",
+    "updated_at",
+]
+
+
+def enrollment_save(row: Enrollment, state: EnrollmentState) -> None:
+    enrollments_save([(row.status, state)])
+
+
+def enrollments_save(changes: list[tuple[str, EnrollmentState]]) -> None:
+    """Write the machine's changes (status before, state after) back to the locked rows, in one
+    statement; count how enrollments ended."""
+    if not changes:
+        return
+    now = timezone.now()
+    states = [state for _, state in changes]
+    for before, state in changes:
+        if before == "active" and state.status != "active":
+            metrics.JOURNEY_EXITS.labels(journey=state.journey, status=state.status).inc()
+    if connection.vendor != "postgresql":
+        for state in states:
+            Enrollment.objects.filter(id=state.id).update(
+                step=state.step,
+                visit=state.visit,
+                status=state.status,
+                waiting_for=state.waiting_for,
+                state=state.state,
+                converted=state.converted,
+                end_reason=state.end_reason[:200],
+                ended_at=state.ended_at,
+                updated_at=now,
+            )
+        return
+    with _array_cursor() as cursor:
+        cursor.execute(
+            "UPDATE journeys_enrollment AS e SET step = t.step, visit = t.visit, status = t.status, "
+            "waiting_for = t.waiting_for::jsonb, state = t.state::jsonb, converted = t.converted, "
+            "end_reason = t.end_reason, ended_at = t.ended_at, updated_at = %s "
+            "FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::bool[], "
+            "%s::text[], %s::timestamptz[]) AS t(id, step, visit, status, waiting_for, state, converted, "
+            "end_reason, ended_at) WHERE e.id = t.id",
+            [
+                now,
+                [UUID(state.id) for state in states],
+                [state.step for state in states],
+                [state.visit for state in states],
+                [state.status for state in states],
+                [None if state.waiting_for is None else orjson.dumps(state.waiting_for).decode() for state in states],
+                [orjson.dumps(state.state).decode() for state in states],
+                [state.converted for state in states],
+                [state.end_reason[:200] for state in states],
+                [state.ended_at for state in states],
+            ],
+            prepare=True,
+        )
