@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 
 from channels import contact
@@ -40,58 +41,54 @@ def providers_for(*, channel: str, fallback: list[str]) -> list[str]:
     ]
 
 
-def _cluster(customer: Customer) -> list[UUID]:
-    return [customer.id, *Customer.objects.filter(merged_into=customer).values_list("id", flat=True)]
+Identities = list[tuple[str, str]]
 
 
-def customer_address(*, customer: Customer, channel: str) -> str:
-    """Where a message on `channel` goes: the newest email or phone identity of the person,
-    or the `webhook_url` trait for webhooks. Empty when there is none."""
+def customer_identities(*, customer: Customer) -> Identities:
+    """Every (kind, value) of the person, the profile and those merged into it, oldest first:
+    one query, which a send reuses for the address and for its outcome event."""
+    cluster = Customer.objects.filter(Q(id=customer.id) | Q(merged_into_id=customer.id)).values("id")
+    return list(
+        Identity.objects.filter(customer_id__in=cluster).order_by("created_at", "id").values_list("kind", "value")
+    )
+
+
+def _newest(identities: Identities, kind: str) -> str:
+    return next((value for found, value in reversed(identities) if found == kind), "")
+
+
+def customer_address(*, customer: Customer, channel: str, identities: Identities | None = None) -> str:
+    """Where a message on `channel` goes: the newest email or phone identity of the person, for
+    push the newest `push_token` identity (a source listing push_token among its identity kinds
+    records one per device) else the `push_token` trait (an identify from the app), the
+    `webhook_url` trait for webhooks. Empty when there is none."""
     if channel == "webhook":
         url = (customer.traits or {}).get("webhook_url")
         return url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
     if channel == "push":
-        return _push_token(customer)
+        token = _newest(
+            identities if identities is not None else customer_identities(customer=customer), PUSH_TOKEN_KIND
+        )
+        trait = (customer.traits or {}).get(PUSH_TOKEN_KIND)
+        if not token and isinstance(trait, str) and 0 < len(trait.strip()) <= 512:
+            token = trait.strip()
+        return token
     kind = _ADDRESS_KINDS.get(channel)
     if kind is None:
         return ""
-    value = (
-        Identity.objects.filter(customer_id__in=_cluster(customer), kind=kind)
-        .order_by("-created_at")
-        .values_list("value", flat=True)
-        .first()
-    )
-    return value or ""
+    return _newest(identities if identities is not None else customer_identities(customer=customer), kind)
 
 
-def _push_token(customer: Customer) -> str:
-    """The device's push registration token: the newest `push_token` identity (a source that
-    lists push_token among its identity kinds records one per device), else the `push_token`
-    trait (an identify call from the app)."""
-    token = (
-        Identity.objects.filter(customer_id__in=_cluster(customer), kind=PUSH_TOKEN_KIND)
-        .order_by("-created_at")
-        .values_list("value", flat=True)
-        .first()
-    )
-    if token:
-        return token
-    trait = (customer.traits or {}).get(PUSH_TOKEN_KIND)
-    return trait.strip() if isinstance(trait, str) and 0 < len(trait.strip()) <= 512 else ""
-
-
-def customer_ids_for_message(*, customer: Customer) -> dict[str, Any]:
+def customer_ids_for_message(*, customer: Customer, identities: Identities | None = None) -> dict[str, Any]:
     """userId/anonymousId (and email/phone) that make ingestion resolve a message to this person."""
-    identities = dict(
-        Identity.objects.filter(customer_id__in=_cluster(customer)).order_by("created_at").values_list("kind", "value")
-    )
+    newest = dict(identities if identities is not None else customer_identities(customer=customer))
     ids: dict[str, Any] = {}
-    if "user_id" in identities:
-        ids["userId"] = identities["user_id"]
-    elif "anonymous_id" in identities:
-        ids["anonymousId"] = identities["anonymous_id"]
+    if "user_id" in newest:
+        ids["userId"] = newest["user_id"]
+    elif "anonymous_id" in newest:
+        ids["anonymousId"] = newest["anonymous_id"]
     else:
-        traits = {kind: identities[kind] for kind in ("email", "phone") if kind in identities}
+        traits = {kind: newest[kind] for kind in ("email", "phone") if kind in newest}
         ids["anonymousId"] = f"tl-customer-{customer.id}"
         if traits:
             ids["context"] = {"traits": traits}
@@ -102,8 +99,17 @@ def system_source_row(*, name: str) -> Source | None:
     return Source.objects.filter(name=name).first()
 
 
+_UNDELIVERABLE_SQL = (
+    f"SELECT 1 FROM {UndeliverableAddress._meta.db_table} "  # noqa: S608 - model metadata, values bound
+    "WHERE channel = %s AND address = %s LIMIT 1"
+)
+
+
 def address_undeliverable(*, channel: str, address: str) -> bool:
-    return UndeliverableAddress.objects.filter(channel=channel, address=address).exists()
+    """Asked on every send: plain SQL on the (channel, address) unique index, no ORM compile."""
+    with connection.cursor() as cursor:
+        cursor.execute(_UNDELIVERABLE_SQL, [channel, address])
+        return cursor.fetchone() is not None
 
 
 # --- the contact policy -------------------------------------------------------------------------
