@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max
 
 from config.core import metrics, observability
@@ -249,6 +249,38 @@ def enrollment_id(journey_id: UUID, customer_id: UUID, event: EventView | None) 
     return uuid.uuid5(ENROLLMENT_NAMESPACE, f"{journey_id}:{customer_id}:{event.id}")
 
 
+def _insert_enrollment(row: Enrollment) -> bool:
+    """Insert unless the customer is already active in the journey (the partial unique index)
+    or this id exists (the same event started it before): ON CONFLICT DO NOTHING, no savepoint."""
+    if connection.vendor != "postgresql":
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO journeys_enrollment (id, created_at, updated_at, journey_id, version_id, customer_id, "
+            "status, step, visit, waiting_for, state, trigger_event_id, entered_at, ended_at, end_reason, converted) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, NULL, '{}', %s, %s, NULL, '', false) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            [
+                row.id,
+                row.created_at,
+                row.updated_at,
+                row.journey_id,
+                row.version_id,
+                row.customer_id,
+                row.status,
+                row.step,
+                row.trigger_event_id,
+                row.entered_at,
+            ],
+        )
+        return cursor.fetchone() is not None
+
+
 def enrollment_create(
     *,
     live: LiveVersion,
@@ -260,19 +292,21 @@ def enrollment_create(
     """Insert an active enrollment and run it from the start; None when the customer is
     already in the journey (a concurrent start won the unique constraint)."""
     now = world.now()
-    try:
-        with transaction.atomic():
-            row = Enrollment.objects.create(
-                id=enrollment_id(live.journey_id, customer_id, event),
-                journey_id=live.journey_id,
-                version_id=live.version_id,
-                customer_id=customer_id,
-                step=live.compiled.definition["start"],
-                visit=0,
-                entered_at=now,
-                trigger_event_id=event.id if event is not None else None,
-            )
-    except IntegrityError:
+    row = Enrollment(
+        id=enrollment_id(live.journey_id, customer_id, event),
+        journey_id=live.journey_id,
+        version_id=live.version_id,
+        customer_id=customer_id,
+        status=EnrollmentStatus.ACTIVE,
+        step=live.compiled.definition["start"],
+        visit=0,
+        state={},
+        entered_at=now,
+        trigger_event_id=event.id if event is not None else None,
+        created_at=now,
+        updated_at=now,
+    )
+    if not _insert_enrollment(row):
         return None
     if entered is not None:
         entered[(live.journey_id, customer_id)] = now
@@ -280,5 +314,8 @@ def enrollment_create(
     state = enrollment_state(row)
     state.journey = live.compiled.key
     state.step = ""
+    if parent := observability.traceparent():
+        # The trace of the event that started it: its timers fire in that trace (tracing on only).
+        state.state["traceparent"] = parent
     machine.start(live.compiled, state, world, event=event)
     return row, state

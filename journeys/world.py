@@ -40,6 +40,8 @@ SYSTEM_SOURCE_NAME = "throughline-journeys"
 # Step kinds whose execution acts beyond this transaction's own rows: their history key goes in
 # before they act.
 GUARDED_KINDS = frozenset({"message", "set_traits", "emit_event", "webhook"})
+# Condition roots that read the customer (`now` too: it is in the customer's time zone).
+PROFILE_ROOTS = frozenset({"traits", "computed", "segments", "consent", "session", "history", "now"})
 
 
 class _Customer:
@@ -86,6 +88,14 @@ class DbWorld:
         self._customers.pop(customer_id, None)
 
     def context(self, enrollment: EnrollmentState, *, event: EventView | None, needs: frozenset[str]) -> EvalContext:
+        if not needs & PROFILE_ROOTS:
+            # Event-only conditions (a trigger's `event.channel`) read nothing about the customer.
+            return EvalContext(
+                now=self.now(),
+                event=event.as_context() if event is not None else None,
+                fallback_timezone=settings.JOURNEYS_FALLBACK_TIMEZONE,
+                customer_id=enrollment.customer_id,
+            )
         customer = self._customer(enrollment.customer_id)
         traits = customer.traits or {}
         if "computed" in needs and customer.computed is None:
