@@ -89,3 +89,21 @@ def test_a_timer_for_a_step_the_customer_left_does_nothing(ingest: Any) -> None:
     Enrollment.objects.filter(id=enrollment.id).update(step="done", waiting_for=None)
     assert timers_tick(now=timezone.now() + timedelta(minutes=6)) == 1
     assert not StepRun.objects.filter(outcome="waited").exists()
+
+
+@pytest.mark.django_db
+def test_the_beat_task_fires_due_timers_on_the_journeys_queue(settings: Any) -> None:
+    from journeys.tasks import tick_timers
+
+    version = publish(WAIT, key="timers")
+    enrollment = enrollment_start(
+        journey=version.journey, customer_id=CustomerFactory.create().id, now=timezone.now() - timedelta(minutes=10)
+    )
+    assert tick_timers.apply().get() == 1
+    enrollment.refresh_from_db()
+    assert enrollment.status == "completed"
+    schedule = next(
+        entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == "journeys.tick_timers"
+    )
+    assert schedule["schedule"] == 1.0
+    assert settings.CELERY_TASK_ROUTES["journeys.tick_timers"] == {"queue": "journeys"}
