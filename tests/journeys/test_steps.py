@@ -436,15 +436,15 @@ def test_reentry_once_refuses_a_second_entry(ingest: Any) -> None:
 
 
 def test_erasing_a_customer_deletes_their_enrollments(ingest: Any) -> None:
-    from journeys.services import journeys_on_customers_erased
+    from profiles.privacy.services import customer_erase
 
     customer = _customer(ingest)
     _run(
         _api({"pause": {"type": "wait", "duration": {"days": 1}, "next": "done"}, "done": {"type": "exit"}}, "pause"),
         customer,
     )
-    counts = journeys_on_customers_erased([customer.id])
-    assert counts["journey_enrollments"] == 1
+    erasure = customer_erase(customer_id=customer.id, suppress=False, reason="test", actor="test")
+    assert erasure.deleted["journey_enrollments"] == 1
     assert not Enrollment.objects.exists() and not Timer.objects.exists() and not StepRun.objects.exists()
 
 
