@@ -1,5 +1,5 @@
 """The engine's own view of a journey and an enrollment, and the World it acts on. Pure: no
-Django. The real world (journeys/engine/world.py) keeps these in PostgreSQL and acts through
+Django. The real world (journeys/world.py) keeps these in PostgreSQL and acts through
 the channels contract; the simulated world (journeys/simulation.py) keeps them in memory on
 a virtual clock."""
 
