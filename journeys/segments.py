@@ -272,10 +272,12 @@ class DbEventHistory:
 
 def _history_rows(customer_ids: list[UUID], name: str, since: datetime | None) -> dict[UUID, list[dict[str, Any]]]:
     """The most recent HISTORY_LIMIT track events named `name` of each customer, newest first,
-    shaped like EvalContext.event. One statement for all the customers: a LATERAL scan of the
-    event_customer_time index per customer."""
+    shaped like EvalContext.event. On PostgreSQL one statement for all the customers: a LATERAL
+    scan of the event_customer_time index per customer."""
     if not customer_ids:
         return {}
+    if connection.vendor != "postgresql":
+        return _history_rows_orm(customer_ids, name, since)
     table = Event._meta.db_table
     params: list[Any] = [[str(c) for c in customer_ids], name]
     since_sql = ""
@@ -306,6 +308,18 @@ def _history_rows(customer_ids: list[UUID], name: str, since: datetime | None) -
                     "context": _json(context),
                 }
             )
+    return found
+
+
+def _history_rows_orm(customer_ids: list[UUID], name: str, since: datetime | None) -> dict[UUID, list[dict[str, Any]]]:
+    """The same, one query per customer (embedded mode's SQLite has no LATERAL over an array)."""
+    found: dict[UUID, list[dict[str, Any]]] = {}
+    for customer_id in customer_ids:
+        events = Event.objects.filter(customer_id=customer_id, type="track", name=name)
+        if since is not None:
+            events = events.filter(timestamp__gte=since)
+        rows = events.order_by("-timestamp", "-id").values("timestamp", "channel", "properties", "context")
+        found[customer_id] = [{"name": name, "type": "track", **row} for row in rows[:HISTORY_LIMIT]]
     return found
 
 
@@ -447,6 +461,8 @@ def evaluate(
 def memberships_apply(*, changes: list[Change], now: datetime) -> list[tuple[Change, int]]:
     """Insert and delete membership rows; returns the changes this call made, each with its
     membership row id (a change another transaction made first is not returned)."""
+    if connection.vendor != "postgresql":
+        return _memberships_apply_orm(changes, now)
     made: list[tuple[Change, int]] = []
     table = SegmentMembership._meta.db_table
     entering = sorted((c for c in changes if c.entered), key=lambda c: (str(c.segment.id), str(c.customer_id)))
@@ -481,6 +497,27 @@ def memberships_apply(*, changes: list[Change], now: datetime) -> list[tuple[Cha
             made.extend(
                 (c, deleted[(c.segment.id, c.customer_id)]) for c in leaving if (c.segment.id, c.customer_id) in deleted
             )
+    return made
+
+
+def _memberships_apply_orm(changes: list[Change], now: datetime) -> list[tuple[Change, int]]:
+    """The same, a statement per change (embedded mode: SQLite, one writer at a time)."""
+    made: list[tuple[Change, int]] = []
+    for change in changes:
+        rows = SegmentMembership.objects.filter(segment_id=change.segment.id, customer_id=change.customer_id)
+        if change.entered:
+            try:
+                with transaction.atomic():
+                    row = SegmentMembership.objects.create(
+                        segment_id=change.segment.id, customer_id=change.customer_id, entered_at=now
+                    )
+            except IntegrityError:
+                continue
+            made.append((change, row.id))
+        else:
+            row_id = rows.values_list("id", flat=True).first()
+            if row_id is not None and SegmentMembership.objects.filter(id=row_id).delete()[0]:
+                made.append((change, row_id))
     return made
 
 
@@ -647,6 +684,9 @@ def segments_on_customers_merged(survivor_id: UUID, merged_ids: list[UUID]) -> N
     """Merge hook: the merged profiles' memberships become the survivor's (kept once; the
     earliest entry time wins). Segment events are not emitted here: the survivor's next routed
     event re-evaluates its segments with the merged traits."""
+    if connection.vendor != "postgresql":
+        _merge_orm(survivor_id, merged_ids)
+        return
     table = SegmentMembership._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -659,6 +699,20 @@ def segments_on_customers_merged(survivor_id: UUID, merged_ids: list[UUID]) -> N
             """,  # noqa: S608 -- the table name is the model's, every value is a parameter
             [str(survivor_id), [str(m) for m in merged_ids]],
         )
+    SegmentMembership.objects.filter(customer_id__in=merged_ids).delete()
+
+
+def _merge_orm(survivor_id: UUID, merged_ids: list[UUID]) -> None:
+    kept = {m.segment_id: m for m in SegmentMembership.objects.filter(customer_id=survivor_id)}
+    for membership in SegmentMembership.objects.filter(customer_id__in=merged_ids).order_by("entered_at"):
+        survivor = kept.get(membership.segment_id)
+        if survivor is None:
+            kept[membership.segment_id] = SegmentMembership.objects.create(
+                segment_id=membership.segment_id, customer_id=survivor_id, entered_at=membership.entered_at
+            )
+        elif membership.entered_at < survivor.entered_at:
+            survivor.entered_at = membership.entered_at
+            survivor.save(update_fields=["entered_at"])
     SegmentMembership.objects.filter(customer_id__in=merged_ids).delete()
 
 
