@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -286,28 +286,52 @@ def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> t
     )
 
 
-# Channels a consent for every channel ("*") or a purpose's default answers for, besides the
-# channels a customer chose for explicitly.
-_CONSENT_CHANNELS = ("email", "sms", "push", "webhook", "web", "mobile", "chat", "pos", "server")
+class _ChannelConsent(Mapping[str, bool]):
+    """One purpose's consent by channel, resolved on access as delivery resolves it
+    (consent_allows_many): the choice for the channel, else the one for every channel ("*"),
+    else the purpose's default. Any channel name answers."""
+
+    __slots__ = ("_chosen", "_fallback")
+
+    def __init__(self, chosen: Mapping[str, bool], fallback: bool) -> None:
+        self._chosen = chosen
+        self._fallback = fallback
+
+    def __getitem__(self, channel: str) -> bool:
+        return self._chosen.get(channel, self._chosen.get(ANY_CHANNEL, self._fallback))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chosen)
+
+    def __len__(self) -> int:
+        return len(self._chosen)
 
 
-def _consent_map(customer: Customer) -> dict[str, dict[str, bool]]:
-    """purpose -> channel -> allowed, as delivery decides it (consent_allows_many): the choice
-    for the channel, else the one for every channel, else the purpose's default."""
+class _Consent(Mapping[str, Mapping[str, bool]]):
+    """purpose -> channel -> allowed, for the condition language."""
+
+    __slots__ = ("_chosen", "_defaults")
+
+    def __init__(self, chosen: dict[str, dict[str, bool]], defaults: Mapping[str, bool]) -> None:
+        self._chosen = chosen
+        self._defaults = defaults
+
+    def __getitem__(self, purpose: str) -> Mapping[str, bool]:
+        chosen = self._chosen.get(purpose, {})
+        return _ChannelConsent(chosen, chosen.get(ANY_CHANNEL, self._defaults.get(purpose, False)))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._chosen, *self._defaults})
+
+    def __len__(self) -> int:
+        return len({*self._chosen, *self._defaults})
+
+
+def _consent_map(customer: Customer) -> Mapping[str, Mapping[str, bool]]:
     chosen: dict[str, dict[str, bool]] = {}
     for state in consent_current(customer=customer):
         chosen.setdefault(state.purpose, {})[state.channel] = state.status == "granted"
-    defaults = consent_defaults()
-    consent: dict[str, dict[str, bool]] = {}
-    for purpose in {*chosen, *defaults}:
-        explicit = chosen.get(purpose, {})
-        fallback = explicit.get(ANY_CHANNEL, defaults.get(purpose, False))
-        consent[purpose] = {
-            **dict.fromkeys(_CONSENT_CHANNELS, fallback),
-            ANY_CHANNEL: fallback,
-            **explicit,
-        }
-    return consent
+    return _Consent(chosen, consent_defaults())
 
 
 def _history(customer_id: UUID) -> EventHistory:

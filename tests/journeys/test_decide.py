@@ -224,6 +224,27 @@ def test_consent_is_loaded_when_a_condition_reads_it(db: Any, post: Callable[...
     assert post(ask("u-no", placement="offer")).json()["route"] == "no_offer"
 
 
+def test_consent_for_every_channel_answers_for_any_channel(db: Any, post: Callable[..., Any]) -> None:
+    definition = {
+        "trigger": {"type": "decide", "placement": "offer"},
+        "start": "asked",
+        "steps": {
+            "asked": {
+                "type": "branch",
+                "branches": [{"condition": {"consent": {"purpose": "marketing", "channel": "whatsapp"}}, "next": "a"}],
+                "default": "b",
+            },
+            "a": {"type": "route", "destination": "whatsapp_offer"},
+            "b": {"type": "route", "destination": "no_offer"},
+        },
+        "default_decision": {"route": "no_offer"},
+    }
+    publish(definition, key="offer")
+    consent(customer_with({}, user_id="u-any"), "granted", purpose="marketing")
+
+    assert post(ask("u-any", placement="offer")).json()["route"] == "whatsapp_offer"
+
+
 def test_an_unpublished_placement_is_404(vip_journey: Any, post: Callable[..., Any]) -> None:
     answer = post(ask(placement="nowhere"))
 
