@@ -6,6 +6,7 @@ The caller (engine, segments, decide, simulation) loads only the roots a compile
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,29 +49,39 @@ def _as_datetime(value: Any) -> datetime | None:
 class ListEventHistory:
     """History over a list of event mappings, each shaped like `EvalContext.event`
     (`name`, `type`, `properties`, `timestamp` as an aware datetime or an ISO string).
-    Used by simulation and tests; the database-backed one lives in journeys.segments."""
+    Used by simulation and tests; the database-backed one lives in journeys.segments.
+    Events are kept per name in time order, so a window is found by bisection."""
 
-    __slots__ = ("_by_name",)
+    __slots__ = ("_by_name", "_undated")
 
     def __init__(self, events: Iterable[Mapping[str, Any]] = ()) -> None:
-        self._by_name: dict[str, list[tuple[datetime | None, Mapping[str, Any]]]] = {}
+        self._by_name: dict[str, tuple[list[datetime], list[Mapping[str, Any]]]] = {}
+        self._undated: dict[str, list[Mapping[str, Any]]] = {}
         for event in events:
             self.append(event)
 
     def append(self, event: Mapping[str, Any]) -> None:
         name = event.get("name")
-        if isinstance(name, str):
-            self._by_name.setdefault(name, []).append((_as_datetime(event.get("timestamp")), event))
+        if not isinstance(name, str):
+            return
+        at = _as_datetime(event.get("timestamp"))
+        if at is None:
+            self._undated.setdefault(name, []).append(event)
+            return
+        times, events = self._by_name.setdefault(name, ([], []))
+        index = bisect_right(times, at)
+        times.insert(index, at)
+        events.insert(index, event)
 
     def count(self, name: str, since: datetime | None, where: Condition | None) -> int:
-        total = 0
-        for at, event in self._by_name.get(name, ()):
-            if since is not None and (at is None or at < since):
-                continue
-            if where is not None and not where.matches_event(event):
-                continue
-            total += 1
-        return total
+        times, events = self._by_name.get(name, ((), ()))
+        start = 0 if since is None else bisect_left(times, since)
+        dated = events[start:] if start else events
+        undated = self._undated.get(name, ()) if since is None else ()
+        if where is None:
+            return len(dated) + len(undated)
+        matches = where.matches_event
+        return sum(1 for event in dated if matches(event)) + sum(1 for event in undated if matches(event))
 
 
 @dataclass(frozen=True, slots=True)

@@ -582,3 +582,11 @@ def test_the_module_is_pure_it_imports_no_django():
 def test_regex_agrees_with_re2_search(pattern, subject):
     expected = re2.search(pattern, subject) is not None
     assert holds({"field": "traits.s", "op": "regex", "value": pattern}, ctx(traits={"s": subject})) is expected
+
+
+def test_list_history_keeps_time_order_whatever_the_append_order():
+    events = ListEventHistory()
+    for hours_ago in (1, 50, 3, 30):
+        events.append({"name": "Viewed", "timestamp": NOW - timedelta(hours=hours_ago)})
+    events.append({"name": "Viewed"})  # no timestamp: counted only without a window
+    assert [events.count("Viewed", since, None) for since in (None, NOW - timedelta(hours=4), NOW)] == [5, 2, 0]
