@@ -10,7 +10,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from config.core import metrics
+from config.core import metrics, observability
 from config.core.errors import BadRequest, Conflict, NotFound
 from journeys import routing, selectors
 from journeys.definition import validate_definition
@@ -313,7 +313,19 @@ def _tick_batch(now: datetime, batch: int) -> tuple[int, int]:
             state = states.get(enrollment_id)
             if state is None:
                 state = states[enrollment_id] = enrollment_state_of(values)
-            machine.on_timer(versions[values["version_id"]].compiled, state, world, kind=kind, step=step, visit=visit)
+            # In the trace of the event that started the enrollment, while tracing is on.
+            with observability.span_from(
+                "throughline.journey_timer",
+                state.state.get("traceparent", ""),
+                enrollment_id=str(enrollment_id),
+                customer_id=state.customer_id,
+                journey=state.journey,
+                step=step,
+                timer=kind,
+            ):
+                machine.on_timer(
+                    versions[values["version_id"]].compiled, state, world, kind=kind, step=step, visit=visit
+                )
         world.flush()
         enrollments_save([(EnrollmentStatus.ACTIVE, state) for state in states.values()])
         return len(mine), len(timers)

@@ -4,9 +4,11 @@ The test process traces into an in-memory exporter; the Celery worker is a real 
 exports over OTLP/HTTP to a real local receiver (tests/observability/otlp.py)."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,6 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from channels.services import deliver
 from config.core import observability
+from journeys.services import timers_tick
 from orchestration import routing
 from profiles.contracts import StoredEvent
 from profiles.models import Event
@@ -171,6 +174,49 @@ def test_a_journey_message_step_run_for_an_event_sends_in_the_events_trace(
     assert len(publish_spans) == 1
     assert publish_spans[0].parent is not None
     assert publish_spans[0].parent.span_id == routed.context.span_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_journey_timer_fires_in_the_trace_of_the_event_that_started_the_journey(
+    spans: InMemorySpanExporter, ingest: IngestClient, providers: None, fresh_contact_policy: None
+) -> None:
+    """Five minutes later, on another tick: the timer's span and the message it sends are still
+    in the triggering event's trace (the enrollment keeps the traceparent)."""
+    identify(ingest, "u-timer")
+    publish(
+        {
+            "trigger": {"type": "event", "event": "Cart Abandoned"},
+            "entry": {"reentry": "every_time"},
+            "start": "pause",
+            "steps": {
+                "pause": {"type": "wait", "duration": {"minutes": 5}, "next": "nudge"},
+                "nudge": {
+                    "type": "message",
+                    "channels": ["sms"],
+                    "purpose": "transactional",
+                    "content": {"sms": {"body": "Still there?"}},
+                    "next": "done",
+                },
+                "done": {"type": "exit"},
+            },
+        },
+        key="nudge",
+    )
+    parent_trace, parent_span = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+    assert ingest.post("track", {"userId": "u-timer", "event": "Cart Abandoned", "messageId": "m-t"}).status_code == 200
+    event = Event.objects.get(message_id="m-t")
+    routing.route([event.id], traces={f"00-{parent_trace}-{parent_span}-01": [event.id]})
+    spans.clear()
+
+    assert timers_tick(now=timezone.now() + timedelta(minutes=6)) == 1
+
+    finished = spans.get_finished_spans()
+    (timer,) = [s for s in finished if s.name == "throughline.journey_timer"]
+    (send,) = [s for s in finished if s.name == "apply_async/channels.send_delivery"]
+    assert timer.context is not None and timer.attributes is not None
+    assert _hex(timer.context.trace_id, 32) == parent_trace
+    assert (timer.attributes["throughline.step"], timer.attributes["throughline.timer"]) == ("pause", "wait")
+    assert send.parent is not None and send.parent.span_id == timer.context.span_id
 
 
 @pytest.mark.django_db
