@@ -1,9 +1,10 @@
-"""WSGI entry point (gunicorn config.wsgi)."""
+"""WSGI entry point (gunicorn config.wsgi): /v1 through a lean middleware stack, the rest
+through settings.MIDDLEWARE (config/core/wsgi.py says why)."""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-application = get_wsgi_application()
+from config.core.wsgi import application as _build
+
+application = _build()

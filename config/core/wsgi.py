@@ -1,0 +1,72 @@
+"""The WSGI application: a lean handler for what sources call, the full one for the rest.
+
+/v1/... is what sources and providers call on every event, session read or webhook: write-key or
+signature auth, JSON in and out, no cookies, no browser. The session, CSRF, auth, messages,
+clickjacking, CommonMiddleware and WhiteNoise layers have nothing to do there, yet they cost a
+measurable share of each call's CPU (bench/profile_ingest.py). So /v1 is served by a second
+Django handler built from settings.MIDDLEWARE minus those; everything else (the admin, the
+management API, the docs) goes through settings.MIDDLEWARE unchanged. Both share the URLconf,
+so a route answers the same through either; middleware added to settings later (request ids,
+metrics) applies to /v1 too unless it is listed here.
+"""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+
+SOURCE_API_PREFIX = "/v1/"
+# What /v1 does without: browser sessions, CSRF (no cookie auth), users, flash messages,
+# X-Frame-Options, APPEND_SLASH redirects and static files.
+SOURCE_API_SKIPS = frozenset(
+    {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+)
+
+StartResponse = Callable[..., Any]
+
+
+def source_api_middleware() -> list[str]:
+    return [path for path in settings.MIDDLEWARE if path not in SOURCE_API_SKIPS]
+
+
+class SourceApiHandler(WSGIHandler):
+    """A WSGIHandler whose middleware chain is source_api_middleware()."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # BaseHandler reads settings.MIDDLEWARE; it runs once, when the handler is built at
+        # import time (before any request thread exists), so swapping the list around it is safe.
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = source_api_middleware()
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+class Dispatcher:
+    """Routes each request by path to the lean or the full handler."""
+
+    def __init__(self, full: WSGIHandler, lean: WSGIHandler) -> None:
+        self.full = full
+        self.lean = lean
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        handler = self.lean if environ.get("PATH_INFO", "").startswith(SOURCE_API_PREFIX) else self.full
+        return handler(environ, start_response)
+
+
+def application() -> Dispatcher:
+    """Build both handlers (call after django.setup(), as get_wsgi_application does)."""
+    import django
+
+    django.setup(set_prefix=False)
+    return Dispatcher(WSGIHandler(), SourceApiHandler())

@@ -1,0 +1,82 @@
+"""The WSGI application: /v1 through the lean middleware stack, everything else through
+settings.MIDDLEWARE, one URLconf for both."""
+
+import base64
+import io
+import sys
+from typing import Any
+
+import orjson
+import pytest
+from django.conf import settings
+
+from config.core.wsgi import SOURCE_API_SKIPS, Dispatcher, application, source_api_middleware
+from profiles.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def app() -> Dispatcher:
+    return application()
+
+
+def _call(app: Dispatcher, method: str, path: str, body: bytes = b"", **headers: str) -> tuple[str, dict[str, str]]:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+        **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
+    }
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: Any, exc_info: Any = None, /) -> Any:
+        answer["status"], answer["headers"] = status, dict(response_headers)
+        return lambda data: None
+
+    response = app(environ, start_response)
+    b"".join(response)
+    getattr(response, "close", lambda: None)()
+    return answer["status"], answer["headers"]
+
+
+def test_the_source_api_stack_is_settings_middleware_without_the_browser_layers() -> None:
+    lean = source_api_middleware()
+    assert lean == [path for path in settings.MIDDLEWARE if path not in SOURCE_API_SKIPS]
+    assert "django.middleware.security.SecurityMiddleware" in lean
+    assert not SOURCE_API_SKIPS & set(lean)
+
+
+def test_a_v1_call_is_served_by_the_lean_stack(app: Dispatcher, source: Any) -> None:
+    auth = "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
+    body = orjson.dumps({"userId": "u-1", "event": "Lean", "messageId": "lean-1"})
+    status, headers = _call(app, "POST", "/v1/track", body, authorization=auth)
+    assert status == "200 OK"
+    assert Event.objects.filter(message_id="lean-1").exists()
+    # XFrameOptionsMiddleware and the session middleware did not run.
+    assert "X-Frame-Options" not in headers and "Vary" not in headers
+
+
+def test_an_error_on_the_lean_stack_is_the_usual_json(app: Dispatcher) -> None:
+    status, headers = _call(app, "POST", "/v1/track", b"{}")
+    assert (status, headers["Content-Type"]) == ("401 Unauthorized", "application/json")
+
+
+def test_everything_else_goes_through_settings_middleware(app: Dispatcher) -> None:
+    status, headers = _call(app, "GET", "/healthz")
+    assert status == "200 OK"
+    assert headers["X-Frame-Options"] == "DENY"
