@@ -290,9 +290,11 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
     batch lands on one profile. A merge that identity rules refuse leaves the profiles apart,
     and the message goes to the owner of its strongest identity (user id first).
     """
-    owners = store.lookup(_lookup_keys(messages))
     limits = identity_limits()
-    held = _held_limited(messages, owners, limits)
+    wanted = _lookup_keys(messages)
+    # The limited-kind identities (e.g. user ids) the known customers hold come with the lookup,
+    # in the same round trip, when the batch carries such a kind at all.
+    owners, held = store.lookup(wanted, sorted({kind for kind, _ in wanted if kind in limits}))
     refusals: list[MergeRefusal] = []
     new_customers: set[uuid.UUID] = set()
     new_identities: dict[IdentityKey, uuid.UUID] = {}
@@ -339,13 +341,9 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
 
     customers = {cid: trait_ops.apply({}, {}, [], ops.pop(cid, trait_ops.TraitOps())) for cid in new_customers}
     if new_identities:
-        # Only these inserts can collide with a concurrent request. The savepoint lets a collision
-        # undo them so the caller resolves again; everything before it only read. Most requests
-        # bring no new identity and so take no savepoint (two round trips).
-        with transaction.atomic():
-            if customers:
-                store.insert_customers(customers, now)
-            store.insert_identities(new_identities, source, now)
+        # Only these inserts can collide with a concurrent request: a collision undoes them and
+        # raises _IdentityConflict, so the caller resolves again; everything before it only read.
+        store.insert_new(customers, new_identities, source, now)
     elif customers:
         store.insert_customers(customers, now)
     if refusals:
@@ -361,20 +359,6 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
         ops = folded
     if ops:
         store.merge_traits(ops, now)
-
-
-def _held_limited(
-    messages: list[Message], owners: dict[IdentityKey, uuid.UUID], limits: dict[str, int]
-) -> dict[uuid.UUID, dict[str, set[str]]]:
-    """The limited-kind identities (e.g. user ids) the batch's known customers hold: one query,
-    made only when a message would add such an identity to a known customer."""
-    if not any(key[0] in limits and key not in owners for m in messages for key in m.identities):
-        return {}
-    held: dict[uuid.UUID, dict[str, set[str]]] = {}
-    rows = Identity.objects.filter(customer_id__in=set(owners.values()), kind__in=list(limits))
-    for kind, value, customer_id in rows.values_list("kind", "value", "customer_id"):
-        held.setdefault(customer_id, {}).setdefault(kind, set()).add(value)
-    return held
 
 
 def _over_limit(
@@ -429,8 +413,13 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_Held = dict[uuid.UUID, dict[str, set[str]]]
+
+
 class _Store:
-    def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+    def lookup(self, keys: set[IdentityKey], limited_kinds: list[str]) -> tuple[dict[IdentityKey, uuid.UUID], _Held]:
+        """The live customer of each key found, and the identities of `limited_kinds` that
+        those customers hold."""
         raise NotImplementedError
 
     def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
@@ -438,6 +427,20 @@ class _Store:
 
     def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
         raise NotImplementedError
+
+    def insert_new(
+        self,
+        customers: dict[uuid.UUID, _TraitState],
+        identities: dict[IdentityKey, uuid.UUID],
+        source: SourceInfo,
+        now: datetime,
+    ) -> None:
+        """Insert new customers and identities, or nothing (raising _IdentityConflict) when
+        another transaction claimed one of the identities first. A savepoint undoes them."""
+        with transaction.atomic():
+            if customers:
+                self.insert_customers(customers, now)
+            self.insert_identities(identities, source, now)
 
     def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
         raise NotImplementedError
@@ -458,7 +461,7 @@ class _PreparedCursor:
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self._cursor = cursor
 
-    def execute(self, sql: str, params: Sequence[Any]) -> None:
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
         with connection.wrap_database_errors:
             self._cursor.execute(sql, params, prepare=True)
 
@@ -483,22 +486,42 @@ def _prepared_cursor() -> Iterator[_PreparedCursor]:
 class _PostgresStore(_Store):
     """Set-based statements over unnest()-ed arrays: one round trip per step, whatever the batch size."""
 
-    def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+    # merged_into always names the final survivor, so one hop finds the live profile. The
+    # planner cannot see how many rows the JSON holds (it assumes 100) and would hash-join a
+    # sequential scan of every identity; LATERAL ... LIMIT 1 keeps it to one index probe per key,
+    # whatever the table's size or statistics.
+    _LOOKUP = (
+        "SELECT u.kind, u.value, l.customer_id FROM json_to_recordset(%s::json) AS u(kind text, value text) "
+        "CROSS JOIN LATERAL (SELECT COALESCE(c.merged_into_id, c.id) AS customer_id "
+        "FROM profiles_identity i JOIN profiles_customer c ON c.id = i.customer_id "
+        "WHERE i.kind = u.kind AND i.value = u.value LIMIT 1) AS l"
+    )
+    # The same, and (flagged false) the limited-kind identities of the customers found: merges
+    # move identities to the survivor, so they are on the live profile.
+    _LOOKUP_HELD = (
+        f"WITH found AS MATERIALIZED ({_LOOKUP}) "  # noqa: S608 - constant fragments only
+        "SELECT kind, value, customer_id, true FROM found UNION ALL "
+        "SELECT i.kind, i.value, i.customer_id, false FROM profiles_identity i "
+        "WHERE i.customer_id IN (SELECT customer_id FROM found) AND i.kind = ANY(%s::text[])"
+    )
+
+    def lookup(self, keys: set[IdentityKey], limited_kinds: list[str]) -> tuple[dict[IdentityKey, uuid.UUID], _Held]:
         if not keys:
-            return {}
+            return {}, {}
+        owners: dict[IdentityKey, uuid.UUID] = {}
+        held: _Held = {}
+        rows = _json([{"kind": kind, "value": value} for kind, value in keys])
         with _prepared_cursor() as cursor:
-            cursor.execute(
-                # merged_into always names the final survivor, so one hop finds the live profile.
-                # The planner cannot see how many rows the JSON holds (it assumes 100) and would
-                # hash-join a sequential scan of every identity; LATERAL ... LIMIT 1 keeps it to
-                # one index probe per key, whatever the table's size or statistics.
-                "SELECT u.kind, u.value, l.customer_id FROM json_to_recordset(%s::json) AS u(kind text, value text) "
-                "CROSS JOIN LATERAL (SELECT COALESCE(c.merged_into_id, c.id) AS customer_id "
-                "FROM profiles_identity i JOIN profiles_customer c ON c.id = i.customer_id "
-                "WHERE i.kind = u.kind AND i.value = u.value LIMIT 1) AS l",
-                [_json([{"kind": kind, "value": value} for kind, value in keys])],
-            )
-            return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}
+            if not limited_kinds:
+                cursor.execute(self._LOOKUP, [rows])
+                return {(kind, value): customer_id for kind, value, customer_id in cursor.fetchall()}, held
+            cursor.execute(self._LOOKUP_HELD, [rows, limited_kinds])
+            for kind, value, customer_id, asked in cursor.fetchall():
+                if asked:
+                    owners[(kind, value)] = customer_id
+                else:
+                    held.setdefault(customer_id, {}).setdefault(kind, set()).add(value)
+        return owners, held
 
     def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
         with _prepared_cursor() as cursor:
@@ -540,6 +563,57 @@ class _PostgresStore(_Store):
             )
             if len(cursor.fetchall()) != len(keys):
                 raise _IdentityConflict
+
+    # New customers and their identities in one statement, without a savepoint (which cost two
+    # round trips on every request bringing a new identity). Identities that another transaction
+    # claimed first are skipped by ON CONFLICT; if any was, insert_new deletes what this statement
+    # inserted (rows only this transaction can see) and the caller resolves again.
+    _INSERT_NEW = """
+        WITH customers AS (
+            INSERT INTO profiles_customer (id, traits, trait_times, once_keys, created_at, updated_at)
+            SELECT u.id, u.traits, u.times, u.once, %(now)s, %(now)s
+            FROM json_to_recordset(%(customers)s::json) AS u(id uuid, traits jsonb, times jsonb, once jsonb)
+        )
+        INSERT INTO profiles_identity (kind, value, customer_id, source_id, created_at, updated_at)
+        SELECT u.kind, u.value, u.customer_id, %(source)s, %(now)s, %(now)s
+        FROM json_to_recordset(%(identities)s::json) AS u(kind text, value text, customer_id uuid)
+        ON CONFLICT (kind, value) DO NOTHING
+        RETURNING id
+    """
+
+    def insert_new(
+        self,
+        customers: dict[uuid.UUID, _TraitState],
+        identities: dict[IdentityKey, uuid.UUID],
+        source: SourceInfo,
+        now: datetime,
+    ) -> None:
+        with _prepared_cursor() as cursor:
+            cursor.execute(
+                self._INSERT_NEW,
+                {
+                    "now": now,
+                    "source": source.id,
+                    "customers": _json(
+                        [
+                            {"id": cid, "traits": traits, "times": times, "once": once}
+                            for cid, (traits, times, once) in customers.items()
+                        ]
+                    ),
+                    "identities": _json(
+                        [
+                            {"kind": kind, "value": value, "customer_id": cid}
+                            for (kind, value), cid in identities.items()
+                        ]
+                    ),
+                },
+            )
+            inserted = [row[0] for row in cursor.fetchall()]
+            if len(inserted) == len(identities):
+                return
+            cursor.execute("DELETE FROM profiles_identity WHERE id = ANY(%s)", [inserted])
+            cursor.execute("DELETE FROM profiles_customer WHERE id = ANY(%s)", [list(customers)])
+        raise _IdentityConflict
 
     def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
         # ($set_once || current || $set) - $unset: $set_once only fills keys the profile lacks.
@@ -638,7 +712,7 @@ class _OrmStore(_Store):
     """The embedded (SQLite) mode: the same steps through the ORM. Writers are serialised by
     SQLite itself, so the checks below cannot race."""
 
-    def lookup(self, keys: set[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+    def lookup(self, keys: set[IdentityKey], limited_kinds: list[str]) -> tuple[dict[IdentityKey, uuid.UUID], _Held]:
         found: dict[IdentityKey, uuid.UUID] = {}
         by_kind: dict[str, list[str]] = {}
         for kind, value in keys:
@@ -649,7 +723,12 @@ class _OrmStore(_Store):
             )
             for value, customer_id, merged_into_id in rows:
                 found[(kind, value)] = merged_into_id or customer_id
-        return found
+        held: _Held = {}
+        if limited_kinds and found:
+            limited = Identity.objects.filter(customer_id__in=set(found.values()), kind__in=limited_kinds)
+            for kind, value, customer_id in limited.values_list("kind", "value", "customer_id"):
+                held.setdefault(customer_id, {}).setdefault(kind, set()).add(value)
+        return found, held
 
     def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
         Customer.objects.bulk_create(

@@ -1,8 +1,10 @@
 """Identity resolution at ingestion: real-time merges, their refusals, trait operations."""
 
 import threading
+import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -10,6 +12,7 @@ from django.utils import timezone
 from profiles.ingest import event_ingest
 from profiles.models import Customer, Identity, MergeRecord, MergeRefusal, QuarantinedMessage
 from profiles.selectors import source_for_write_key
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -122,3 +125,63 @@ def test_concurrent_ingestion_merging_overlapping_profiles(source: Any) -> None:
         live = Customer.objects.get(id=owners.pop())
         assert live.merged_into_id is None
         assert {f"a{n}", f"b{n}", f"c{n}"} <= set(live.traits)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(source: Any) -> None:
+    """The other transaction inserts the identity first and commits while ingestion waits on it:
+    ingestion's own new customer and identities are undone and the message joins the winner."""
+    info = source_for_write_key(source.write_key)
+    assert info is not None
+    settings_dict = connection.settings_dict
+    other = psycopg.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+    )
+    winner = uuid.uuid4()
+    other.execute(
+        "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, updated_at) "
+        "VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
+        [winner],
+    )
+    other.execute(
+        "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
+        "VALUES ('user_id', 'race', %s, now(), now())",
+        [winner],
+    )
+    done: list[Any] = []
+
+    def ingest() -> None:
+        try:
+            message = {"userId": "race", "anonymousId": "race-device", "event": "Raced"}
+            done.append(
+                event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
+            )
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    with psycopg.connect(
+        host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
+    ) as watch:
+
+        def ingestion_waits() -> bool:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            row = watch.execute(query).fetchone()
+            return bool(row and row[0])
+
+        wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    assert done and done[0].accepted == 1
+    assert list(Customer.objects.values_list("id", flat=True)) == [winner]
+    assert set(Identity.objects.values_list("kind", "value", "customer_id")) == {
+        ("user_id", "race", winner),
+        ("anonymous_id", "race-device", winner),
+    }
