@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -155,10 +155,36 @@ ETAG_HEADER = OpenApiParameter("ETag", OpenApiTypes.STR, OpenApiParameter.HEADER
 AUTH: Any = [{"writeKey": []}]
 
 
+# Accept values DRF's negotiation matches to the JSON renderer (an absent header matches too).
+_JSON_ACCEPTS = ("application/json", "*/*", "application/*")
+
+
 class _SourceApi(APIView):
     authentication_classes = []
     permission_classes = []
     throttle_classes = []
+    # Methods served by `fast_<method>(http, **kwargs)` without DRF's per-request machinery.
+    fast_methods: frozenset[str] = frozenset()
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """A session read or write that accepts JSON skips DRF's per-request work (its Request
+        wrapper, content negotiation, the empty authentication, permission and throttle passes):
+        these views read the Django request and answer HttpResponses anyway, and that work was a
+        large share of a GET's CPU. Errors, other methods (405, OPTIONS) and other Accept headers
+        (406) still go through DRF, so every answer is the one DRF gave (as the ingestion views do)."""
+        method = request.method or ""
+        accept = request.META.get("HTTP_ACCEPT", "")
+        if method not in self.fast_methods or (accept and not any(kind in accept for kind in _JSON_ACCEPTS)):
+            return super().dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        self.headers = self.default_response_headers
+        try:
+            response = getattr(self, f"fast_{method.lower()}")(request, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - as DRF does; handle_exception re-raises the unknown
+            drf_request = self.initialize_request(request, *args, **kwargs)
+            self.request = drf_request
+            return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
+        return self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
 
 
 # --- views --------------------------------------------------------------------------------
@@ -196,6 +222,8 @@ class SessionStartApi(_SourceApi):
 
 
 class SessionApi(_SourceApi):
+    fast_methods = frozenset({"GET", "PATCH"})
+
     @extend_schema(
         operation_id="sessions_retrieve",
         summary="Read a session",
@@ -210,7 +238,9 @@ class SessionApi(_SourceApi):
         },
     )
     def get(self, request: Request, session_id: str) -> HttpResponse:
-        http: HttpRequest = request._request
+        return self.fast_get(request._request, session_id=session_id)
+
+    def fast_get(self, http: HttpRequest, *, session_id: str) -> HttpResponse:
         source, rate = source_for_read(http)
         doc = selectors.session_for_source(source=source, session_id=str(session_id), rate=rate)
         if matches_none(http.META.get("HTTP_IF_NONE_MATCH"), doc.version):
@@ -243,7 +273,9 @@ class SessionApi(_SourceApi):
         },
     )
     def patch(self, request: Request, session_id: str) -> HttpResponse:
-        http: HttpRequest = request._request
+        return self.fast_patch(request._request, session_id=session_id)
+
+    def fast_patch(self, http: HttpRequest, *, session_id: str) -> HttpResponse:
         source, rate = source_for_read(http)
         expected = if_match(http, required=True)
         patch = read_json(http)
