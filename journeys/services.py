@@ -2,6 +2,7 @@
 archive), API-triggered enrollments, the durable timer tick, and the privacy and merge hooks."""
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -265,16 +266,26 @@ def enrollment_start(
 # --- durable timers ------------------------------------------------------------------------------
 
 
-def timers_tick(*, now: datetime | None = None, batch: int = TICK_BATCH, max_batches: int = TICK_MAX_BATCHES) -> int:
+def timers_tick(
+    *,
+    now: datetime | None = None,
+    batch: int = TICK_BATCH,
+    max_batches: int = TICK_MAX_BATCHES,
+    on_backlog: Callable[[], None] | None = None,
+) -> int:
     """Fire the timers due at `now` (default: the clock), each batch in its own transaction;
     returns how many fired. Safe to run concurrently: timers are claimed FOR UPDATE SKIP
-    LOCKED and their enrollments locked (skipping any a router holds; the next tick takes them)."""
+    LOCKED and their enrollments locked (skipping any a router holds; the next tick takes them).
+    `on_backlog` is called once when the first batch comes back full: more are due than one
+    batch, and the caller may start more ticks to share them."""
     fired = 0
-    for _ in range(max_batches):
+    for number in range(max_batches):
         count, claimed = _tick_batch(now or timezone.now(), batch)
         fired += count
         if claimed < batch or count == 0:
             break
+        if number == 0 and on_backlog is not None:
+            on_backlog()
     return fired
 
 

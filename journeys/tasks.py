@@ -2,6 +2,7 @@
 UPDATE SKIP LOCKED and marked fired in the transaction that acts on them)."""
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from journeys.segments import segments_recheck
@@ -19,9 +20,18 @@ TRANSIENT = (OperationalError, InterfaceError)
     retry_backoff_max=10,
     max_retries=3,
 )
-def tick_timers() -> int:
-    """Fire every timer due now. Beat runs it every second; overlapping ticks share the work."""
-    return timers_tick()
+def tick_timers(helpers: int | None = None) -> int:
+    """Fire every timer due now. Beat runs it every second; overlapping ticks share the work.
+    When more are due than one batch (10,000 falling due together), it enqueues `helpers`
+    (JOURNEYS_TICK_HELPERS) more ticks, which do not spread further, so other worker processes
+    take batches in parallel."""
+    spread = settings.JOURNEYS_TICK_HELPERS if helpers is None else helpers
+
+    def backlog() -> None:
+        for _ in range(spread):
+            tick_timers.apply_async(kwargs={"helpers": 0})
+
+    return timers_tick(on_backlog=backlog if spread > 0 else None)
 
 
 @shared_task(

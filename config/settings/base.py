@@ -160,6 +160,9 @@ JOURNEYS_FALLBACK_TIMEZONE = env.str("JOURNEYS_FALLBACK_TIMEZONE", default="UTC"
 # Webhook steps sign their POSTs (Throughline-Signature: t=..,v1=HMAC-SHA256) with this secret.
 JOURNEYS_WEBHOOK_SECRET = env.str("JOURNEYS_WEBHOOK_SECRET", default="")
 JOURNEYS_WEBHOOK_TIMEOUT_SECONDS = env.float("JOURNEYS_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Extra ticks a timer tick enqueues when more timers are due than one batch (run in parallel by
+# the journeys workers' processes).
+JOURNEYS_TICK_HELPERS = env.int("JOURNEYS_TICK_HELPERS", default=1)
 
 # --- Ingestion --------------------------------------------------------------------------------
 INGEST_MAX_MESSAGE_BYTES = 32 * 1024

@@ -107,3 +107,13 @@ def test_the_beat_task_fires_due_timers_on_the_journeys_queue(settings: Any) -> 
     )
     assert schedule["schedule"] == 1.0
     assert settings.CELERY_TASK_ROUTES["journeys.tick_timers"] == {"queue": "journeys"}
+
+
+@pytest.mark.django_db
+def test_a_backlog_larger_than_a_batch_asks_for_helpers_once() -> None:
+    _waiting(5)
+    calls: list[int] = []
+    fired = timers_tick(now=timezone.now() + timedelta(minutes=6), batch=2, on_backlog=lambda: calls.append(1))
+    assert (fired, calls) == (5, [1])
+    assert timers_tick(now=timezone.now() + timedelta(minutes=6), batch=2, on_backlog=lambda: calls.append(1)) == 0
+    assert calls == [1]
