@@ -2,8 +2,10 @@
 
 One `DbWorld` serves one chunk of work (a routing chunk, a timer batch, an API call) inside
 its transaction; enrollments are locked (select_for_update) by the caller before the machine
-touches them. History rows are inserted ON CONFLICT DO NOTHING on their key before the action
-they record: a conflict means a redelivered task already did it.
+touches them. A step that acts beyond the chunk's own rows inserts its history key ON CONFLICT
+DO NOTHING before acting (a conflict means a redelivered task already did it); the rest of the
+history, the timers and the enrollment updates are buffered and written by `flush()` /
+`enrollments_save()` in one statement each at the end of the chunk.
 """
 
 import contextlib
