@@ -253,6 +253,23 @@ class SimulationError(ValueError):
         self.message = message
 
 
+PROFILE_OBJECTS = ("traits", "computed", "consent", "session", "unavailable", "contact")
+
+
+def _check_profile(profile: Mapping[str, Any]) -> None:
+    for name in PROFILE_OBJECTS:
+        if not isinstance(profile.get(name) or {}, Mapping):
+            raise SimulationError(f"/profile/{name}", f"{name} must be an object")
+    segments = profile.get("segments") or []
+    if not isinstance(segments, list) or not all(isinstance(key, str) for key in segments):
+        raise SimulationError("/profile/segments", "segments must be a list of segment keys")
+    contact = profile.get("contact") or {}
+    for channel, rule in contact.items():
+        rules = rule if isinstance(rule, list) else [rule]
+        if not all(isinstance(item, Mapping) for item in rules):
+            raise SimulationError(f"/profile/contact/{channel}", "a refusal is an object {reason, until}")
+
+
 def simulate(
     definition: Mapping[str, Any],
     profile: Mapping[str, Any],
@@ -270,6 +287,7 @@ def simulate(
     `events`: [{"event": name, "at": ISO time, "properties": {...}, "channel": "web", "type": "track"}]
     in any order. A journey triggered by the API or decide is entered at `start_at`.
     """
+    _check_profile(profile)
     journey = compile_journey(key=journey_key, version_id="simulation", definition=definition)
     world = SimulatedWorld(
         profile=profile, outcomes=outcomes or {}, fallback_timezone=fallback_timezone, links=links or {}
@@ -284,6 +302,8 @@ def simulate(
             raise SimulationError(f"/events/{index}/at", "an ISO 8601 time is required")
         if not isinstance(name, str) or not name:
             raise SimulationError(f"/events/{index}/event", "an event name is required")
+        if not isinstance(raw.get("properties") or {}, Mapping):
+            raise SimulationError(f"/events/{index}/properties", "properties must be an object")
         view = EventView(
             id=index, name=name, type=str(raw.get("type", "track")), channel=str(raw.get("channel", "server")),
             properties=dict(raw.get("properties") or {}), timestamp=at, customer_id=world.customer_id,

@@ -101,6 +101,29 @@ def test_simulate_refuses_until_before_start(call: Callable[..., Any]) -> None:
     assert "detail" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"profile": {"traits": ["not", "an", "object"]}}, "/profile/traits"),
+        ({"profile": {"segments": "vip"}}, "/profile/segments"),
+        ({"profile": {"contact": {"sms": "quiet"}}}, "/profile/contact/sms"),
+        ({"events": [{"event": "X", "at": T0.isoformat(), "properties": [1, 2]}]}, "/events/0/properties"),
+        ({"events": [{"event": "X", "at": "yesterday"}]}, "/events/0/at"),
+    ],
+)
+def test_simulate_answers_bad_input_with_400_and_a_path(
+    call: Callable[..., Any], body: dict[str, Any], path: str
+) -> None:
+    version = journey_create(key="x", name="X", definition=API)
+    response = call(
+        "post",
+        f"/api/v1/journeys/{version.journey_id}/versions/1/simulate",
+        {"start_at": T0.isoformat(), "until": T0.isoformat(), **body},
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["path"] == path
+
+
 def test_publish_and_preview(call: Callable[..., Any]) -> None:
     v1 = publish(API, key="api")
     customer = CustomerFactory.create()
