@@ -7,6 +7,7 @@ address) say nothing about the provider's health, so they do not count.
 """
 
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from channels.policy import PermanentError
 from config.core import metrics
 
 _breakers: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
+_opened_at: dict[tuple[str, str], float] = {}
 _lock = threading.Lock()
 
 
@@ -37,7 +39,7 @@ def breaker_for(provider: str, host: str) -> pybreaker.CircuitBreaker:
                 reset_timeout=settings.CHANNELS_BREAKER_RESET_SECONDS,
                 exclude=[PermanentError],
                 name=f"{provider}@{host}",
-                listeners=[_StateGauge(provider)],
+                listeners=[_StateGauge(provider), _OpenedAt(key)],
             )
             _breakers[key] = breaker
         return breaker
@@ -58,8 +60,40 @@ class _StateGauge(pybreaker.CircuitBreakerListener):
         metrics.BREAKER_STATE.labels(provider=self.provider).set(1 if is_open else 0)
 
 
+class _OpenedAt(pybreaker.CircuitBreakerListener):
+    """Remembers when a breaker opened, so a delivery can wait for its half-open trial instead
+    of spending an attempt on a refusal."""
+
+    def __init__(self, key: tuple[str, str]):
+        self.key = key
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        with _lock:
+            if new_state.name == pybreaker.STATE_OPEN:
+                _opened_at[self.key] = time.monotonic()
+            else:
+                _opened_at.pop(self.key, None)
+
+
+def open_for(provider: str, host: str) -> float:
+    """Seconds until this process's breaker for the provider and host lets a trial call through;
+    0 when it is closed, half-open, or due for its trial."""
+    with _lock:
+        opened = _opened_at.get((provider, host))
+        breaker = _breakers.get((provider, host))
+    if opened is None or breaker is None:
+        return 0.0
+    return max(0.0, opened + breaker.reset_timeout - time.monotonic())
+
+
+def any_open() -> bool:
+    """Whether this process has an open breaker at all: the cheap test before looking closer."""
+    return bool(_opened_at)
+
+
 def breakers_reset() -> None:
     """Forget every breaker (tests, and a worker that is told a provider recovered)."""
     with _lock:
         _breakers.clear()
+        _opened_at.clear()
     metrics.BREAKER_STATE.clear()

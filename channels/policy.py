@@ -17,6 +17,15 @@ class TransientError(SendError):
         self.retry_after = retry_after
 
 
+class BreakersOpen(TransientError):
+    """Every provider of the delivery refused without being called: their breakers are open.
+    The delivery waits for the first half-open trial (`wait` seconds) without spending an attempt."""
+
+    def __init__(self, reason: str, *, wait: float):
+        super().__init__(reason)
+        self.wait = wait
+
+
 class PermanentError(SendError):
     """Retrying cannot help: a 4xx, an invalid address."""
 

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from channels import contact, selectors
 from channels.adapters.sendgrid import OPT_OUT, UNDELIVERABLE, Outcome
-from channels.breaker import breaker_for, destination_host
+from channels.breaker import any_open, breaker_for, destination_host, open_for
 from channels.models import (
     ContactPolicy,
     Delivery,
@@ -27,7 +28,7 @@ from channels.models import (
     WebhookProvider,
     WebhookSecret,
 )
-from channels.policy import AddressRejected, PermanentError, TransientError, backoff_seconds
+from channels.policy import AddressRejected, BreakersOpen, PermanentError, TransientError, backoff_seconds
 from channels.senders import SENDERS, Outgoing, Sender
 from config.core import metrics, observability
 from config.core.errors import BadRequest, NotFound
@@ -119,6 +120,15 @@ def delivery_attempt(*, delivery_id: UUID) -> AttemptResult:
     (skipping any whose breaker is open), then record the outcome. A delivery that is not
     queued (sent, sending elsewhere, finished) is left alone, so a redelivered task never sends
     twice."""
+    wait = _breakers_wait(delivery_id)
+    if wait is not None:
+        # Every provider for it is known down in this process: wait for the half-open trial
+        # without a write, an attempt, or a request to the provider.
+        return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=wait)
+    return _attempt(delivery_id)
+
+
+def _attempt(delivery_id: UUID) -> AttemptResult:
     claimed = _claim(delivery_id)
     if claimed is None:
         status = Delivery.objects.filter(id=delivery_id).values_list("status", flat=True).first()
@@ -137,36 +147,64 @@ def delivery_attempt(*, delivery_id: UUID) -> AttemptResult:
     try:
         provider, message_id = _send(delivery, outgoing)
     except PermanentError as error:
-        if isinstance(error, AddressRejected) and delivery.address:
-            UndeliverableAddress.objects.update_or_create(
-                channel=delivery.channel, address=delivery.address[:512], defaults={"reason": error.reason[:2000]}
-            )
-        _finish(delivery, DeliveryStatus.FAILED, error=error.reason, person=person)
-        return AttemptResult(status=DeliveryStatus.FAILED)
+        return _failed(delivery, error, person)
+    except BreakersOpen as error:
+        return _parked(delivery, error, person)
     except TransientError as error:
-        if delivery.attempts >= settings.CHANNELS_MAX_ATTEMPTS:
-            _finish(
-                delivery,
-                DeliveryStatus.DEAD,
-                error=f"gave up after {delivery.attempts} attempts: {error.reason}",
-                person=person,
-            )
-            return AttemptResult(status=DeliveryStatus.DEAD)
-        Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.QUEUED, last_error=error.reason[:2000], updated_at=timezone.now()
-        )
-        metrics.DELIVERIES.labels(channel=delivery.channel, provider="", status="retrying").inc()
-        delay = backoff_seconds(
-            delivery.attempts,
-            base=settings.CHANNELS_RETRY_BASE_SECONDS,
-            cap=settings.CHANNELS_RETRY_MAX_SECONDS,
-            retry_after=error.retry_after,
-        )
-        return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=delay)
+        return _retry_later(delivery, error, person)
     delivery.provider = provider
     delivery.provider_message_id = message_id[:200]
     _finish(delivery, DeliveryStatus.SENT, person=person)
     return AttemptResult(status=DeliveryStatus.SENT)
+
+
+def _failed(delivery: Delivery, error: PermanentError, person: "_Person | None") -> AttemptResult:
+    if isinstance(error, AddressRejected) and delivery.address:
+        UndeliverableAddress.objects.update_or_create(
+            channel=delivery.channel, address=delivery.address[:512], defaults={"reason": error.reason[:2000]}
+        )
+    _finish(delivery, DeliveryStatus.FAILED, error=error.reason, person=person)
+    return AttemptResult(status=DeliveryStatus.FAILED)
+
+
+def _parked(delivery: Delivery, error: BreakersOpen, person: "_Person | None") -> AttemptResult:
+    """Refused by open breakers, nothing was sent: the attempt does not count and the delivery
+    waits for the half-open trial (dead after CHANNELS_MAX_DEFER_SECONDS since it was queued).
+    The address is kept so the next try sees the breakers are still open before claiming."""
+    waited = (timezone.now() - delivery.queued_at).total_seconds()
+    if waited > settings.CHANNELS_MAX_DEFER_SECONDS:
+        reason = f"providers unavailable for {int(waited)}s: {error.reason}"
+        _finish(delivery, DeliveryStatus.DEAD, error=reason, person=person)
+        return AttemptResult(status=DeliveryStatus.DEAD)
+    Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
+        status=DeliveryStatus.QUEUED,
+        attempts=delivery.attempts - 1,
+        address=delivery.address,
+        last_error=error.reason[:2000],
+        updated_at=timezone.now(),
+    )
+    return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=_breaker_delay(error.wait))
+
+
+def _retry_later(delivery: Delivery, error: TransientError, person: "_Person | None") -> AttemptResult:
+    if delivery.attempts >= settings.CHANNELS_MAX_ATTEMPTS:
+        reason = f"gave up after {delivery.attempts} attempts: {error.reason}"
+        _finish(delivery, DeliveryStatus.DEAD, error=reason, person=person)
+        return AttemptResult(status=DeliveryStatus.DEAD)
+    Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
+        status=DeliveryStatus.QUEUED,
+        address=delivery.address,
+        last_error=error.reason[:2000],
+        updated_at=timezone.now(),
+    )
+    metrics.DELIVERIES.labels(channel=delivery.channel, provider="", status="retrying").inc()
+    delay = backoff_seconds(
+        delivery.attempts,
+        base=settings.CHANNELS_RETRY_BASE_SECONDS,
+        cap=settings.CHANNELS_RETRY_MAX_SECONDS,
+        retry_after=error.retry_after,
+    )
+    return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +223,38 @@ _CLAIM_SQL = (
     f"UPDATE {Delivery._meta.db_table} SET status = %s, attempts = attempts + 1, updated_at = %s "  # noqa: S608
     f"WHERE id = %s AND status = %s RETURNING {', '.join(_DELIVERY_COLUMNS)}"
 )
+
+
+def _breaker_delay(wait: float) -> float:
+    # Spread the retries of the many deliveries parked on one outage over a second past the trial.
+    return max(wait, 0.05) + random.uniform(0, 1.0)  # noqa: S311 - jitter, not a secret
+
+
+def _breakers_wait(delivery_id: UUID) -> float | None:
+    """Seconds to wait when every provider of this queued delivery has an open breaker in this
+    process, else None. Costs nothing while no breaker is open."""
+    if not any_open():
+        return None
+    row = (
+        Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED)
+        .values_list("channel", "fallback", "address", "queued_at")
+        .first()
+    )
+    if row is None:
+        return None
+    channel, fallback, address, queued_at = row
+    if (timezone.now() - queued_at).total_seconds() > settings.CHANNELS_MAX_DEFER_SECONDS:
+        return None  # waited long enough: the claim gives it up
+    names = selectors.providers_for(channel=channel, fallback=fallback)
+    waits = []
+    for name in names:
+        config = settings.CHANNELS_PROVIDERS[name]
+        if not config.get("base_url") and not config.get("host") and not address:
+            return None  # the destination is the address, not known before the first claim
+        waits.append(open_for(name, destination_host(config, address)))
+    if not waits or min(waits) <= 0:
+        return None
+    return _breaker_delay(min(waits))
 
 
 def _claim(delivery_id: UUID) -> tuple[Delivery, str, _Person | None] | None:
@@ -260,9 +330,11 @@ def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
         raise PermanentError(f"no provider configured for {delivery.channel}")
     errors: list[str] = []
     retry_after: float | None = None
+    refused: list[float] = []
     for name in names:
         config = settings.CHANNELS_PROVIDERS[name]
-        breaker = breaker_for(name, destination_host(config, outgoing.address))
+        host = destination_host(config, outgoing.address)
+        breaker = breaker_for(name, host)
         failures: list[TransientError] = []
         try:
             return name, breaker.call(_recording(SENDERS[config["kind"]], failures), config, outgoing)
@@ -277,6 +349,10 @@ def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
             errors.append(f"{name}: {reason}")
             if isinstance(cause, TransientError) and retry_after is None:
                 retry_after = cause.retry_after
+            if not failures and isinstance(error, pybreaker.CircuitBreakerError):
+                refused.append(open_for(name, host))
+    if len(refused) == len(names):
+        raise BreakersOpen("; ".join(errors), wait=min(refused))
     raise TransientError("; ".join(errors), retry_after=retry_after)
 
 
