@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,12 +49,11 @@ from journeys import contracts as journey_contracts
 from journeys.conditions import Condition, ConditionError, EvalContext, EventHistory, compile_condition
 from journeys.models import Decision, JourneyVersion, Segment, SegmentMembership, VersionStatus
 from journeys.routing import publish_generation
+from journeys.selectors import customer_consent
 from profiles import models as profile_models
 from profiles.computed_traits import computed_traits_of
 from profiles.identifiers import normalize
 from profiles.models import Customer
-from profiles.privacy.conventions import ANY_CHANNEL
-from profiles.privacy.selectors import consent_current, consent_defaults
 from profiles.selectors import customer_find
 
 logger = logging.getLogger(__name__)
@@ -286,54 +285,6 @@ def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> t
     )
 
 
-class _ChannelConsent(Mapping[str, bool]):
-    """One purpose's consent by channel, resolved on access as delivery resolves it
-    (consent_allows_many): the choice for the channel, else the one for every channel ("*"),
-    else the purpose's default. Any channel name answers."""
-
-    __slots__ = ("_chosen", "_fallback")
-
-    def __init__(self, chosen: Mapping[str, bool], fallback: bool) -> None:
-        self._chosen = chosen
-        self._fallback = fallback
-
-    def __getitem__(self, channel: str) -> bool:
-        return self._chosen.get(channel, self._chosen.get(ANY_CHANNEL, self._fallback))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._chosen)
-
-    def __len__(self) -> int:
-        return len(self._chosen)
-
-
-class _Consent(Mapping[str, Mapping[str, bool]]):
-    """purpose -> channel -> allowed, for the condition language."""
-
-    __slots__ = ("_chosen", "_defaults")
-
-    def __init__(self, chosen: dict[str, dict[str, bool]], defaults: Mapping[str, bool]) -> None:
-        self._chosen = chosen
-        self._defaults = defaults
-
-    def __getitem__(self, purpose: str) -> Mapping[str, bool]:
-        chosen = self._chosen.get(purpose, {})
-        return _ChannelConsent(chosen, chosen.get(ANY_CHANNEL, self._defaults.get(purpose, False)))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({*self._chosen, *self._defaults})
-
-    def __len__(self) -> int:
-        return len({*self._chosen, *self._defaults})
-
-
-def _consent_map(customer: Customer) -> Mapping[str, Mapping[str, bool]]:
-    chosen: dict[str, dict[str, bool]] = {}
-    for state in consent_current(customer=customer):
-        chosen.setdefault(state.purpose, {})[state.channel] = state.status == "granted"
-    return _Consent(chosen, consent_defaults())
-
-
 def _history(customer_id: UUID) -> EventHistory:
     """The customer's events as `performed` conditions count them (journeys.segments)."""
     from journeys.segments import DbEventHistory
@@ -362,7 +313,7 @@ def load_context(
         if "computed" in needs:
             computed = computed_traits_of(customer)
         if "consent" in needs:
-            consent = _consent_map(customer)
+            consent = customer_consent(customer=customer)
         if "session" in needs:
             try:
                 session = journey_contracts.session_for(customer.id)

@@ -1,7 +1,7 @@
 """Reads of the journeys app: versions, enrollments and their history, and what the engine
 needs to know about a customer (through profiles' selectors)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,8 @@ from journeys.models import (
     VersionStatus,
 )
 from profiles.models import Customer, Event, Identity, Source
-from profiles.privacy.selectors import consent_current
+from profiles.privacy.conventions import ANY_CHANNEL
+from profiles.privacy.selectors import consent_current, consent_defaults
 from profiles.selectors import customer_get
 
 
@@ -101,12 +102,54 @@ def customer_segments(*, customer_id: UUID) -> frozenset[str]:
     return frozenset(SegmentMembership.objects.filter(customer_id=customer_id).values_list("segment__key", flat=True))
 
 
-def customer_consent(*, customer: Customer) -> dict[str, dict[str, bool]]:
-    """purpose -> channel -> granted, as the condition language reads it."""
-    consent: dict[str, dict[str, bool]] = {}
+class _ChannelConsent(Mapping[str, bool]):
+    """One purpose's consent by channel, resolved on access as delivery resolves it
+    (consent_allows_many): the choice for the channel, else the one for every channel ("*"),
+    else the purpose's default. Any channel name answers."""
+
+    __slots__ = ("_chosen", "_fallback")
+
+    def __init__(self, chosen: Mapping[str, bool], fallback: bool) -> None:
+        self._chosen = chosen
+        self._fallback = fallback
+
+    def __getitem__(self, channel: str) -> bool:
+        return self._chosen.get(channel, self._chosen.get(ANY_CHANNEL, self._fallback))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chosen)
+
+    def __len__(self) -> int:
+        return len(self._chosen)
+
+
+class _Consent(Mapping[str, Mapping[str, bool]]):
+    """purpose -> channel -> allowed, for the condition language."""
+
+    __slots__ = ("_chosen", "_defaults")
+
+    def __init__(self, chosen: dict[str, dict[str, bool]], defaults: Mapping[str, bool]) -> None:
+        self._chosen = chosen
+        self._defaults = defaults
+
+    def __getitem__(self, purpose: str) -> Mapping[str, bool]:
+        chosen = self._chosen.get(purpose, {})
+        return _ChannelConsent(chosen, chosen.get(ANY_CHANNEL, self._defaults.get(purpose, False)))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._chosen, *self._defaults})
+
+    def __len__(self) -> int:
+        return len({*self._chosen, *self._defaults})
+
+
+def customer_consent(*, customer: Customer) -> Mapping[str, Mapping[str, bool]]:
+    """purpose -> channel -> allowed, as the condition language reads it: resolved on access the
+    way delivery resolves consent, so a condition, a segment, decide and a send agree."""
+    chosen: dict[str, dict[str, bool]] = {}
     for state in consent_current(customer=customer):
-        consent.setdefault(state.purpose, {})[state.channel] = state.status == "granted"
-    return consent
+        chosen.setdefault(state.purpose, {})[state.channel] = state.status == "granted"
+    return _Consent(chosen, consent_defaults())
 
 
 def customer_message_ids(*, customer_id: UUID) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -56,7 +56,7 @@ class _Customer:
         self.traits: dict[str, Any] | None = None
         self.computed: dict[str, Any] | None = None
         self.segments: frozenset[str] | None = None
-        self.consent: dict[str, dict[str, bool]] | None = None
+        self.consent: Mapping[str, Mapping[str, bool]] | None = None
         self.session: dict[str, Any] | None = None
         self.history: EventHistory | None = None
 

@@ -515,3 +515,25 @@ def test_a_branch_on_event_history_reads_the_customers_events(ingest: Any) -> No
     )
     enrollment = _run(definition, customer)
     assert enrollment.state["routes"][0]["destination"] == "loyalty"
+
+
+def test_a_consent_branch_reads_consent_as_delivery_resolves_it(ingest: Any) -> None:
+    # The identify gave marketing consent for every channel, not for sms by name: the branch
+    # must see it granted for sms, as a send would.
+    customer = _customer(ingest)
+    definition = _api(
+        {
+            "may_text": {
+                "type": "branch",
+                "branches": [
+                    {"condition": {"consent": {"purpose": "marketing", "channel": "sms"}}, "next": "text"},
+                ],
+                "default": "quiet",
+            },
+            "text": {"type": "route", "destination": "sms_offer"},
+            "quiet": {"type": "route", "destination": "none"},
+        },
+        "may_text",
+    )
+    enrollment = _run(definition, customer)
+    assert enrollment.state["routes"][0]["destination"] == "sms_offer"
