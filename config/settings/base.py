@@ -136,10 +136,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "channels.poll_feeds",
         "schedule": env.float("CHANNELS_POLL_TICK_SECONDS", default=5.0),
     },
-    "sweep-stuck-deliveries": {
-        "task": "channels.sweep_stuck_deliveries",
-        "schedule": env.float("CHANNELS_SWEEP_INTERVAL_SECONDS", default=60.0),
-    },
     "sweep-outbox": {
         "task": "orchestration.sweep_outbox",
         "schedule": env.float("ROUTING_SWEEP_INTERVAL_SECONDS", default=15.0),
@@ -248,11 +244,6 @@ CHANNELS_SWEEP_RESEND_CHANNELS = env.list("CHANNELS_SWEEP_RESEND_CHANNELS", defa
 CHANNELS_POLL_MAX_PAGES = env.int("CHANNELS_POLL_MAX_PAGES", default=10)
 CHANNELS_POLL_MAX_BYTES = env.int("CHANNELS_POLL_MAX_BYTES", default=5 * 1024 * 1024)
 CHANNELS_POLL_TIMEOUT_SECONDS = env.float("CHANNELS_POLL_TIMEOUT_SECONDS", default=10.0)
-# A delivery "sending" for longer than this was claimed by a worker that died (a live send is
-# bounded by CELERY_TASK_TIME_LIMIT, 120 s). The sweeper re-sends those of channels whose
-# providers deduplicate by our idempotency key and gives the others up as dead (docs/channels.md).
-CHANNELS_STUCK_AFTER_SECONDS = env.int("CHANNELS_STUCK_AFTER_SECONDS", default=300)
-CHANNELS_SWEEP_RESEND_CHANNELS = env.list("CHANNELS_SWEEP_RESEND_CHANNELS", default=["sms", "webhook"])
 # A delivery whose providers' breakers are all open waits for their half-open trial without
 # spending attempts; after this long since it was queued it is given up as dead.
 CHANNELS_MAX_DEFER_SECONDS = env.int("CHANNELS_MAX_DEFER_SECONDS", default=3600)
