@@ -589,13 +589,16 @@ def _lazy_roots(step: Mapping[str, Any], channel: str) -> frozenset[str]:
 
 def render_content(step: Mapping[str, Any], channel: str, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The channel's content rendered with Liquid; the step's default content instead when a
-    variable is missing (never a half-rendered message). Returns (content, missing names)."""
+    variable is missing or rendering failed (a filter refusing its input renders nothing, so the
+    message would go out with a hole). Never a half-rendered message. Returns (content, what
+    was wrong: missing variable names and "error: ..." lines)."""
     from journeys.templates import render
 
     def fill(value: Any, missing: list[str]) -> Any:
         if isinstance(value, str):
             rendered = render(value, context, None)
             missing.extend(rendered.missing)
+            missing.extend(f"error: {error}" for error in rendered.errors)
             return rendered.text
         if isinstance(value, dict):
             return {k: fill(v, missing) for k, v in value.items()}

@@ -537,3 +537,13 @@ def test_a_consent_branch_reads_consent_as_delivery_resolves_it(ingest: Any) -> 
     )
     enrollment = _run(definition, customer)
     assert enrollment.state["routes"][0]["destination"] == "sms_offer"
+
+
+def test_a_template_that_fails_to_render_sends_the_default_content(ingest: Any, providers: None) -> None:
+    customer = _customer(ingest, zero=0)
+    step = _message()
+    # divided_by: 0 renders nothing and reports an error: the message must not go out with a hole.
+    step["content"]["push"] = {"title": "You saved {{ 10 | divided_by: profile.zero }}", "body": "b"}
+    step["default_content"]["push"] = {"title": "You saved", "body": "b"}
+    _run(_api({"msg": step, "done": {"type": "exit"}}, "msg"), customer)
+    assert Delivery.objects.get().content == {"title": "You saved", "body": "b"}
