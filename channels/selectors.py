@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from channels import contact
 from channels.models import ContactPolicy, Delivery, DeliveryStatus, UndeliverableAddress
-from profiles.models import Customer, Identity, Source
+from profiles.models import Customer, Identity
 
 _ADDRESS_KINDS = {"email": "email", "sms": "phone"}
 PUSH_TOKEN_KIND = "push_token"  # noqa: S105 - an identity kind, not a secret
@@ -93,10 +93,6 @@ def customer_ids_for_message(*, customer: Customer, identities: Identities | Non
         if traits:
             ids["context"] = {"traits": traits}
     return ids
-
-
-def system_source_row(*, name: str) -> Source | None:
-    return Source.objects.filter(name=name).first()
 
 
 _UNDELIVERABLE_SQL = (

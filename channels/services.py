@@ -32,6 +32,7 @@ from channels.policy import AddressRejected, BreakersOpen, PermanentError, Trans
 from channels.senders import SENDERS, Outgoing, Sender
 from config.core import metrics, observability
 from config.core.errors import BadRequest, NotFound
+from profiles import services as profile_services
 from profiles.contracts import SourceInfo
 from profiles.ingest import event_ingest
 from profiles.models import Customer
@@ -40,7 +41,6 @@ from profiles.privacy.conventions import ConsentChoice
 from profiles.privacy.selectors import consent_allows
 from profiles.privacy.services import consent_set
 from profiles.selectors import customer_find, customer_get
-from profiles.services import source_create
 
 logger = logging.getLogger(__name__)
 
@@ -464,21 +464,7 @@ def deliveries_stuck_sweep(*, older_than: float, batch: int = 500) -> SweepResul
 
 def system_source() -> SourceInfo:
     """The source Throughline's own events (message outcomes) are ingested under; created once."""
-    source = selectors.system_source_row(name=SYSTEM_SOURCE_NAME)
-    if source is None:
-        try:
-            with transaction.atomic():
-                source, _ = source_create(name=SYSTEM_SOURCE_NAME, channel="server")
-        except IntegrityError:
-            source = selectors.system_source_row(name=SYSTEM_SOURCE_NAME)
-    assert source is not None
-    return SourceInfo(
-        id=source.id,
-        name=source.name,
-        channel=source.channel,
-        enabled=True,
-        identity_kinds=frozenset(source.identity_kinds or ()),
-    )
+    return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
 
 
 def outcome_record(

@@ -47,9 +47,10 @@ from journeys.conditions import (
     validate_condition,
 )
 from journeys.models import Segment, SegmentMembership
+from profiles import services as profile_services
 from profiles.computed_traits import computed_traits_of
 from profiles.contracts import SourceInfo, StoredEvent
-from profiles.models import Customer, Event, Identity, Source
+from profiles.models import Customer, Event, Identity
 from profiles.privacy.selectors import consent_allows_many
 
 SYSTEM_SOURCE_NAME = "throughline-journeys"
@@ -523,19 +524,7 @@ def _memberships_apply_orm(changes: list[Change], now: datetime) -> list[tuple[C
 
 def system_source() -> SourceInfo:
     """The source journeys' own events are ingested under; created once."""
-    from profiles.services import source_create
-
-    row = Source.objects.filter(name=SYSTEM_SOURCE_NAME).first()
-    if row is None:
-        try:
-            with transaction.atomic():
-                row, _ = source_create(name=SYSTEM_SOURCE_NAME, channel="server")
-        except IntegrityError:
-            row = Source.objects.filter(name=SYSTEM_SOURCE_NAME).first()
-    assert row is not None
-    return SourceInfo(
-        id=row.id, name=row.name, channel=row.channel, enabled=True, identity_kinds=frozenset(row.identity_kinds or ())
-    )
+    return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
 
 
 def _message_ids(customer_ids: Collection[UUID], hints: Mapping[UUID, tuple[str, str]]) -> dict[UUID, dict[str, Any]]:

@@ -18,7 +18,7 @@ from journeys.models import (
     StepRun,
     VersionStatus,
 )
-from profiles.models import Customer, Event, Identity, Source
+from profiles.models import Customer, Event, Identity
 from profiles.privacy.conventions import ANY_CHANNEL
 from profiles.privacy.selectors import consent_current, consent_defaults
 from profiles.selectors import customer_get
@@ -175,7 +175,3 @@ def waiting_counts(*, version: JourneyVersion) -> dict[str, int]:
         .annotate(n=Count("id"))
     )
     return {row["step"]: row["n"] for row in rows}
-
-
-def system_source_row(*, name: str) -> Source | None:
-    return Source.objects.filter(name=name).first()

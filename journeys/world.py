@@ -23,7 +23,7 @@ from uuid import UUID
 import orjson
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from channels import contracts as channel_contracts
@@ -33,6 +33,7 @@ from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
 from journeys.models import Enrollment, StepRun, Timer
+from profiles import services as profile_services
 from profiles.contracts import SourceInfo
 from profiles.models import Customer
 
@@ -384,21 +385,7 @@ def _history_insert(runs: dict[str, dict[str, Any]], *, postgres: bool) -> int:
 
 def system_source() -> SourceInfo:
     """The source journeys' own identify and track calls are ingested under; created once."""
-    from django.db import IntegrityError
-
-    from profiles.services import source_create
-
-    row = selectors.system_source_row(name=SYSTEM_SOURCE_NAME)
-    if row is None:
-        try:
-            with transaction.atomic():
-                row, _ = source_create(name=SYSTEM_SOURCE_NAME, channel="server")
-        except IntegrityError:
-            row = selectors.system_source_row(name=SYSTEM_SOURCE_NAME)
-    assert row is not None
-    return SourceInfo(
-        id=row.id, name=row.name, channel=row.channel, enabled=True, identity_kinds=frozenset(row.identity_kinds or ())
-    )
+    return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
 
 
 def _session_state(customer_id: str) -> dict[str, Any] | None:

@@ -106,6 +106,24 @@ def event_message_ids(*, event_ids: list[int]) -> dict[int, str]:
 # --- For other apps: who a customer is now, and what a source has seen of it ------------------
 
 
+_system_sources: dict[UUID, bool] = {}
+
+
+def sources_system(*, source_ids: Collection[UUID]) -> frozenset[UUID]:
+    """Which of these sources are Throughline's own (profiles.services.SYSTEM_SOURCE_PREFIX):
+    their events are message outcomes and segment changes, not a customer's activity. Known
+    answers are kept per process (a source's name is not reused), so a routed chunk costs at
+    most one query, and none once its sources have been seen."""
+    from profiles.services import SYSTEM_SOURCE_PREFIX
+
+    unknown = {i for i in source_ids if i not in _system_sources}
+    if unknown:
+        names = dict(Source.objects.filter(id__in=unknown).values_list("id", "name"))
+        for source_id in unknown:
+            _system_sources[source_id] = names.get(source_id, "").startswith(SYSTEM_SOURCE_PREFIX)
+    return frozenset(i for i in source_ids if _system_sources.get(i))
+
+
 def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, tuple[UUID, list[UUID]]]:
     """For each id asked for: the live profile behind it and that profile's cluster (the live id
     first, then every profile merged into it). Two queries whatever the number of ids; an id

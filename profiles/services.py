@@ -2,12 +2,12 @@
 
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from config.core.secrets import digest, new_secret
-from profiles.contracts import StoredEvent
+from profiles.contracts import SourceInfo, StoredEvent
 from profiles.models import Event, EventOutbox, Source
 
 
@@ -24,6 +24,29 @@ def source_create(*, name: str, channel: str, identity_kinds: list[str] | None =
     source.full_clean()
     source.save()
     return source, write_key
+
+
+# Throughline's own sources (message outcomes, segment changes, journeys' identify and track
+# calls) are named with this prefix; handlers that follow a customer's own activity (sessions)
+# leave their events out.
+SYSTEM_SOURCE_PREFIX = "throughline-"
+
+
+def system_source(*, name: str) -> SourceInfo:
+    """The source one of Throughline's own parts ingests its events under; created on first use."""
+    if not name.startswith(SYSTEM_SOURCE_PREFIX):
+        raise ValueError(f"a system source's name starts with {SYSTEM_SOURCE_PREFIX!r}")
+    row = Source.objects.filter(name=name).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                row, _ = source_create(name=name, channel="server")
+        except IntegrityError:
+            row = Source.objects.filter(name=name).first()
+    assert row is not None
+    return SourceInfo(
+        id=row.id, name=row.name, channel=row.channel, enabled=True, identity_kinds=frozenset(row.identity_kinds or ())
+    )
 
 
 def source_rotate_key(*, source: Source) -> str:

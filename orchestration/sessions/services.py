@@ -32,7 +32,7 @@ from orchestration.sessions.store import RateLimit, SessionNotFound, inactivity_
 from profiles.contracts import SourceInfo, StoredEvent
 from profiles.identifiers import normalize_id
 from profiles.ingest import event_ingest
-from profiles.selectors import customer_find, events_who
+from profiles.selectors import customer_find, events_who, sources_system
 
 logger = logging.getLogger(__name__)
 
@@ -486,7 +486,8 @@ def sessions_from_events(events: list[StoredEvent]) -> None:
     is its live profile with every profile merged into it, so a session begun on a profile that
     was merged away is the one kept alive, and a new session starts on the survivor. Runs in the
     routing transaction, a fixed number of queries per batch whatever its size."""
-    wanted = [e for e in events if not (e.type == "track" and e.name in LIFECYCLE_EVENTS)]
+    system = sources_system(source_ids={e.source_id for e in events})
+    wanted = [e for e in events if e.source_id not in system and not (e.type == "track" and e.name in LIFECYCLE_EVENTS)]
     if not wanted:
         return
     clusters = customer_clusters(customer_ids={e.customer_id for e in wanted})

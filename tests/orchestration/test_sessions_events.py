@@ -13,7 +13,9 @@ from orchestration.routing import route
 from orchestration.sessions.models import SessionRecord
 from orchestration.sessions.services import sessions_end_inactive
 from orchestration.sessions.tasks import end_inactive_sessions
+from profiles.ingest import event_ingest
 from profiles.models import Event, EventOutbox
+from profiles.services import system_source
 from tests.conftest import IngestClient, SessionsClient
 from tests.factories import SourceFactory
 
@@ -41,6 +43,18 @@ def test_a_derived_session_emits_session_started(ingest: IngestClient) -> None:
     _route_all()
     started = Event.objects.get(name="Session Started")
     assert started.properties["sessionId"] == str(SessionRecord.objects.get().id)
+
+
+def test_throughlines_own_events_do_not_start_sessions(ingest: IngestClient) -> None:
+    # A message outcome or a segment change is ingested under a system source: it is not the
+    # customer's activity, so it must not open a session on that source's channel.
+    _track(ingest, "u-1")
+    _route_all()
+    own = system_source(name="throughline-test")
+    message = {"type": "track", "userId": "u-1", "event": "Message Delivered", "messageId": "own-1"}
+    event_ingest(source=own, raw_messages=[message], call_type="track", received_at=timezone.now())
+    _route_all()
+    assert list(SessionRecord.objects.values_list("channel", flat=True)) == ["web"]
 
 
 def test_later_events_keep_the_same_session_alive(ingest: IngestClient) -> None:
