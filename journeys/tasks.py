@@ -21,7 +21,8 @@ TRANSIENT = (OperationalError, InterfaceError)
     max_retries=3,
 )
 def tick_timers(helpers: int | None = None) -> int:
-    """Fire every timer due now. Beat runs it every second; overlapping ticks share the work.
+    """Fire every timer due now. Beat runs it every JOURNEYS_TICK_INTERVAL_SECONDS (a
+    quarter second, so the interval adds little to a timer's lag); overlapping ticks share the work.
     When more are due than one batch (10,000 falling due together), it enqueues `helpers`
     (JOURNEYS_TICK_HELPERS) more ticks, which do not spread further, so other worker processes
     take batches in parallel."""

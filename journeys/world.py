@@ -29,6 +29,7 @@ from django.utils import timezone
 from channels import contracts as channel_contracts
 from config.core import metrics
 from config.core.errors import ApplicationError
+from config.core.netguard import ForbiddenDestination, destination_check
 from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
@@ -273,6 +274,13 @@ class DbWorld:
     def call_webhook(self, enrollment: EnrollmentState, *, url: str, body: dict[str, Any], key: str) -> WebhookResult:
         """A signed POST (`Throughline-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`)
         with an Idempotency-Key header, so a receiver can drop the repeat a redelivered step sends."""
+        if not settings.JOURNEYS_WEBHOOK_SECRET:
+            # Unsigned, a receiver could not tell our POST from anyone's: not sent.
+            return WebhookResult(ok=False, error="refused: JOURNEYS_WEBHOOK_SECRET is not set")
+        try:
+            destination_check(url, allow_private=settings.JOURNEYS_WEBHOOK_ALLOW_PRIVATE)
+        except ForbiddenDestination as refused:
+            return WebhookResult(ok=False, error=f"refused: {refused}"[:200])
         payload = orjson.dumps(body)
         stamp = str(int(time.time()))
         secret = str(settings.JOURNEYS_WEBHOOK_SECRET).encode()

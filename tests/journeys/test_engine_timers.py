@@ -105,7 +105,7 @@ def test_the_beat_task_fires_due_timers_on_the_journeys_queue(settings: Any) -> 
     schedule = next(
         entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == "journeys.tick_timers"
     )
-    assert schedule["schedule"] == 1.0
+    assert schedule["schedule"] <= 0.25  # the interval is part of every timer's lag
     assert settings.CELERY_TASK_ROUTES["journeys.tick_timers"] == {"queue": "journeys"}
 
 

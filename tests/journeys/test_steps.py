@@ -547,3 +547,33 @@ def test_a_template_that_fails_to_render_sends_the_default_content(ingest: Any, 
     step["default_content"]["push"] = {"title": "You saved", "body": "b"}
     _run(_api({"msg": step, "done": {"type": "exit"}}, "msg"), customer)
     assert Delivery.objects.get().content == {"title": "You saved", "body": "b"}
+
+
+def test_a_webhook_to_a_private_address_is_refused(ingest: Any, sink: HttpSink, settings: Any) -> None:
+    settings.JOURNEYS_WEBHOOK_ALLOW_PRIVATE = False  # as in production: the sink is on 127.0.0.1
+    customer = _customer(ingest)
+    enrollment = _run(
+        _api(
+            {
+                "hook": {"type": "webhook", "url": sink.url, "next": "ok", "on_failed": "fallback"},
+                "ok": {"type": "route", "destination": "ok"},
+                "fallback": {"type": "route", "destination": "fallback"},
+            },
+            "hook",
+        ),
+        customer,
+    )
+    assert sink.requests == []
+    assert enrollment.state["routes"][0]["destination"] == "fallback"
+    assert "private address" in StepRun.objects.get(enrollment=enrollment, step="hook").detail["error"]
+
+
+def test_a_webhook_is_not_sent_unsigned(ingest: Any, sink: HttpSink, settings: Any) -> None:
+    settings.JOURNEYS_WEBHOOK_SECRET = ""
+    customer = _customer(ingest)
+    enrollment = _run(
+        _api({"hook": {"type": "webhook", "url": sink.url, "next": "done"}, "done": {"type": "exit"}}, "hook"),
+        customer,
+    )
+    assert sink.requests == []
+    assert enrollment.status == "failed"
