@@ -10,6 +10,10 @@ separate load process (wrk, or a Python generator when wrk cannot be had), and p
   profiles_event afterwards), and that the routing worker drained the outbox;
 - /v1/track: saturation req/s, then p50/p99 latency at 70% of that rate under open-loop load.
 
+`--schemas enforce` (or `warn`) publishes a schema for every event, page and identify the traffic
+sends (bench/traffic.py: SCHEMAS) and sets the source's policy before the loads, so every message
+is validated: the issue's "batch target with schemas active".
+
 Results go to bench/results/ingest-<timestamp>.json. Options: `bench/ingest.py --help`.
 """
 
@@ -258,13 +262,13 @@ def copy_ceiling(rows: int) -> dict[str, Any]:
         )
         ts = f"2026-11-23 10:{(i // 60000) % 60:02d}:{(i // 1000) % 60:02d}.{i % 1000:03d}+00"
         fields = [
-            str(source_id), f"copy-{i}", "track", "Product Viewed", str(rng.choice(customers)), "\\N", "web",
+            str(source_id), f"copy-{i}", "track", "Product Viewed", str(rng.choice(customers)), "web",
             f"user-{i % 20000}", f"anon-{i % 20000}", ts, ts, ts, ts, properties, context, "{}",
         ]  # fmt: skip
         buffer.write("\t".join(f.replace("\\", "\\\\") if f != "\\N" else f for f in fields) + "\n")
     data = buffer.getvalue().encode()
     columns = (
-        "source_id, message_id, type, name, customer_id, session_id, channel, user_id, anonymous_id, "
+        "source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id, "
         "timestamp, original_timestamp, sent_at, received_at, properties, context, extra"
     )
     with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
@@ -495,6 +499,9 @@ def main() -> int:
     parser.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk is there")
     parser.add_argument("--only", choices=["noop", "batch", "track"], action="append", help="run only these loads")
     parser.add_argument("--keep", action="store_true", help="leave the services running until Ctrl-C")
+    parser.add_argument(
+        "--schemas", choices=["warn", "enforce"], help="validate every message against published schemas"
+    )
     args = parser.parse_args()
     # A TERM (timeout, kill) still stops gunicorn and the worker through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -510,6 +517,13 @@ def main() -> int:
     reset_stores()
     manage(env, "migrate", "--noinput")
     write_key = manage(env, "create_source", "bench-web", "--channel", "web").strip().splitlines()[-1]
+    if args.schemas:
+        publish = (
+            "import django; django.setup(); from bench.traffic import publish_schemas; "
+            f"print(publish_schemas({args.schemas!r}))"
+        )
+        done = subprocess.run([PYTHON, "-c", publish], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        log(f"schemas: {done.stdout.strip()} published, source policy {args.schemas}")
 
     results: dict[str, Any] = {
         "started_at": started_at.isoformat(timespec="seconds"),
@@ -522,6 +536,7 @@ def main() -> int:
             "open_loop_connections": args.open_connections,
             "seconds": args.seconds,
             "generator": "wrk" if wrk else "python",
+            "schemas": args.schemas or "none",
         },
     }
     log(f"COPY ceiling: {args.copy_rows} rows")
@@ -639,6 +654,9 @@ def summarize(results: dict[str, Any]) -> list[list[str]]:
         ),
         row("COPY into an events-shaped table (rows/s)", f"{copy_rate:,}", "", "", "", None),
     ]
+    schemas = results["config"].get("schemas", "none")
+    if schemas != "none":
+        rows.append(row("schemas active (every message validated), policy", schemas, "", "", "", None))
     noop_rps = results.get("noop", {}).get("rps")
     if noop_rps:
         rows.append(row("no-op DRF view (req/s)", f"{noop_rps:,}", "", "", "", None))

@@ -1,13 +1,19 @@
-"""Where an ingestion request's time goes, without HTTP or a load generator in the way.
+"""Where a source-facing request's time goes, without HTTP or a load generator in the way.
 
 Calls the WSGI application in-process for N requests against its own database and Redis
 databases and reports the CPU each request costs: this Python process (Django, DRF, the
-ingestion service, psycopg), the PostgreSQL backend serving it, and Redis. CPU time, unlike
-throughput, holds still on a machine that other work is also using. With --cprofile it also
-prints the functions that take the time.
+service, psycopg), the PostgreSQL backend serving it, and Redis. CPU time, unlike throughput,
+holds still on a machine that other work is also using. With --cprofile it also prints the
+functions that take the time.
 
     .venv/bin/python bench/profile_ingest.py track -n 3000
     .venv/bin/python bench/profile_ingest.py batch -n 200 --cprofile
+    .venv/bin/python bench/profile_ingest.py batch -n 200 --schemas enforce
+    .venv/bin/python bench/profile_ingest.py session-get -n 3000
+    .venv/bin/python bench/profile_ingest.py session-patch -n 3000
+
+`--schemas warn|enforce` publishes a schema for every event, page and identify the traffic sends
+(bench/traffic.py: SCHEMAS) and sets the source's policy, so validation runs on every message.
 
 It creates (and drops first) the database throughline_bench_profile.
 """
@@ -32,7 +38,9 @@ PG = "postgres://postgres@127.0.0.1:5432"
 DB_NAME = "throughline_bench_profile"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
-from bench.traffic import Messages  # noqa: E402 - after sys.path is set
+import orjson  # noqa: E402
+
+from bench.traffic import Messages, publish_schemas  # noqa: E402 - after sys.path is set
 
 
 def backend_ticks(pid: int) -> int:
@@ -54,11 +62,13 @@ def redis_ticks() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["track", "batch"])
+    parser.add_argument("kind", choices=["track", "batch", "session-get", "session-patch"])
     parser.add_argument("-n", type=int, default=2000, help="measured requests")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (identities get created)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--people", type=int, default=20000)
+    parser.add_argument("--schemas", choices=["warn", "enforce"], help="validate against published schemas")
+    parser.add_argument("--full-stack", action="store_true", help="/v1 through settings.MIDDLEWARE too")
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
@@ -99,15 +109,21 @@ def main() -> int:
     from django.core.wsgi import get_wsgi_application
     from django.db import connection
 
-    application = get_wsgi_application()
+    from config.core.wsgi import application as source_api_application
+
+    # As gunicorn serves it (config.wsgi: /v1 through the lean handler), or everything through
+    # settings.MIDDLEWARE with --full-stack.
+    application: Any = get_wsgi_application() if args.full_stack else source_api_application()
+    if args.schemas:
+        publish_schemas(args.schemas)
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    path = "/v1/batch" if args.kind == "batch" else "/v1/track"
     messages = Messages(run=f"p{int(time.time())}", people=args.people)
     statuses: dict[str, int] = {}
+    session = {"id": "", "etag": ""}
 
-    def call(body: bytes) -> None:
+    def request(method: str, path: str, body: bytes, **headers: str) -> tuple[str, dict[str, str], bytes]:
         environ = {
-            "REQUEST_METHOD": "POST",
+            "REQUEST_METHOD": method,
             "PATH_INFO": path,
             "SCRIPT_NAME": "",
             "QUERY_STRING": "",
@@ -125,19 +141,44 @@ def main() -> int:
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.version": (1, 0),
+            **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
         }
+        answer: dict[str, Any] = {}
 
         def start_response(status: str, headers: Any, exc_info: Any = None, /) -> Any:
             statuses[status] = statuses.get(status, 0) + 1
+            answer["status"], answer["headers"] = status, dict(headers)
             return lambda data: None
 
         response = application(environ, start_response)
-        b"".join(response)
+        content = b"".join(response)
         getattr(response, "close", lambda: None)()
+        return answer["status"], answer["headers"], content
+
+    if args.kind.startswith("session"):
+        status, headers, content = request("POST", "/v1/sessions", b'{"userId":"profile-1","state":{"cart":[]}}')
+        assert status.startswith("201"), (status, content)
+        session.update(id=orjson.loads(content)["id"], etag=headers["ETag"])
+
+    def call(body: bytes) -> None:
+        if args.kind == "session-get":
+            request("GET", f"/v1/sessions/{session['id']}", b"")
+        elif args.kind == "session-patch":
+            _, headers, _ = request("PATCH", f"/v1/sessions/{session['id']}", body, if_match=session["etag"])
+            session["etag"] = headers.get("ETag", session["etag"])
+        else:
+            request("POST", "/v1/batch" if args.kind == "batch" else "/v1/track", body)
+
+    def next_body() -> bytes:
+        if args.kind == "session-get":
+            return b""
+        if args.kind == "session-patch":
+            return orjson.dumps({"step": messages.rng.randint(1, 9), "cart": [messages.rng.randint(1, 99)]})
+        return messages.body(args.kind, args.batch)
 
     for _ in range(args.warmup):
-        call(messages.body(args.kind, args.batch))
-    bodies = [messages.body(args.kind, args.batch) for _ in range(args.n)]
+        call(next_body())
+    bodies = [next_body() for _ in range(args.n)]
     statuses.clear()
     connection.ensure_connection()
     with connection.cursor() as cursor:
@@ -171,6 +212,14 @@ def main() -> int:
     pg_ms = (pg1 - pg0) * 1000 / CLOCK_TICK
     redis_ms = (redis1 - redis0) * 1000 / CLOCK_TICK
     print(f"{args.n} {args.kind} requests ({events} events), statuses {statuses}")
+    if not args.kind.startswith("session"):
+        from profiles.models import Event, QuarantinedMessage
+
+        validated = Event.objects.filter(schema_version__isnull=False).count()
+        print(
+            f"in the database: {Event.objects.count()} events ({validated} validated against a schema), "
+            f"{QuarantinedMessage.objects.count()} quarantined"
+        )
     print(
         f"CPU ms per request: python {python_ms / args.n:.3f}, postgres {pg_ms / args.n:.3f}, "
         f"redis {redis_ms / args.n:.3f}; total {(python_ms + pg_ms + redis_ms) / args.n:.3f}"

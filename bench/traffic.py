@@ -9,6 +9,51 @@ PATHS = ["/", "/pricing", "/products/shoes", "/cart", "/checkout", "/blog/launch
 EVENTS = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Search"]
 PLANS = ["free", "pro", "team"]
 
+# A schema for every message the traffic sends, for the runs with schemas active: the
+# properties of each track event and of pages, and identify traits, as a tracking plan would
+# have them (typed, bounded, an enum, required keys).
+_PRODUCT = {
+    "type": "object",
+    "properties": {
+        "sku": {"type": "string", "pattern": "^SKU-[0-9]+$", "maxLength": 32},
+        "price": {"type": "number", "minimum": 0},
+        "currency": {"type": "string", "enum": ["EUR", "GBP", "USD"]},
+        "quantity": {"type": "integer", "minimum": 1, "maximum": 99},
+    },
+    "required": ["sku", "price", "currency"],
+}
+SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    **{("track", name): _PRODUCT for name in EVENTS},
+    ("page", ""): {
+        "type": "object",
+        "properties": {"path": {"type": "string", "maxLength": 2048}},
+        "required": ["path"],
+    },
+    ("identify", ""): {
+        "type": "object",
+        "properties": {
+            "email": {"type": "string", "format": "email", "maxLength": 320},
+            "plan": {"type": "string", "enum": PLANS},
+            "name": {"type": "string", "maxLength": 200},
+        },
+    },
+}
+
+
+def publish_schemas(policy: str) -> int:
+    """Publish SCHEMAS (version 1-0-0, active) and set every source's schema policy; returns how
+    many schemas. Needs Django set up (it uses the registry's services, as the API does)."""
+    from profiles.models import Source
+    from profiles.schemas import services
+
+    for (event_type, event_name), document in SCHEMAS.items():
+        schema = services.event_schema_create(event_type=event_type, event_name=event_name)
+        version = services.event_schema_version_create(schema=schema, version="1-0-0", document=document)
+        services.event_schema_version_publish(version=version)
+    for source_id in Source.objects.values_list("id", flat=True):
+        services.source_schema_policy_set(source_id=source_id, policy=policy)
+    return len(SCHEMAS)
+
 
 class Messages:
     """The same mix as bench/load.lua: anonymous browsing, signed-in activity, identify calls."""
