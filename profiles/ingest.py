@@ -471,16 +471,31 @@ class _PreparedCursor:
 
 @contextlib.contextmanager
 def _prepared_cursor() -> Iterator[_PreparedCursor]:
-    # Django's cursor first: it opens or health-checks the connection and joins the transaction.
+    # Inside a transaction the connection is open and joined already: reuse this thread's
+    # connection's cursor (a Django cursor and a psycopg cursor per statement were a noticeable
+    # share of a /v1/track call). Otherwise Django's cursor first: it opens the connection.
+    raw = connection.connection if connection.in_atomic_block else None
+    if raw is not None:
+        cached = getattr(connection, "_throughline_prepared", None)
+        if cached is None or cached[0] is not raw or cached[1].closed:
+            _allow_prepare(raw)
+            cached = (raw, psycopg.Cursor(raw))
+            connection._throughline_prepared = cached  # type: ignore[attr-defined]
+        yield _PreparedCursor(cached[1])
+        return
     with connection.cursor() as django_cursor:
-        raw: psycopg.Connection[Any] = django_cursor.cursor.connection
-        if raw.prepare_threshold is None:
-            # Django turns automatic preparing off (None), which also refuses prepare=True. A
-            # threshold no statement reaches keeps automatic preparing off and allows it here;
-            # Django's own client-side cursors never prepare whatever the setting.
-            raw.prepare_threshold = 2**31
+        raw = django_cursor.cursor.connection
+        _allow_prepare(raw)
         with psycopg.Cursor(raw) as cursor:
             yield _PreparedCursor(cursor)
+
+
+def _allow_prepare(raw: psycopg.Connection[Any]) -> None:
+    if raw.prepare_threshold is None:
+        # Django turns automatic preparing off (None), which also refuses prepare=True. A
+        # threshold no statement reaches keeps automatic preparing off and allows it here;
+        # Django's own client-side cursors never prepare whatever the setting.
+        raw.prepare_threshold = 2**31
 
 
 class _PostgresStore(_Store):
