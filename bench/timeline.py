@@ -108,8 +108,9 @@ def seed(events: int, noise_events: int, noise_customers: int) -> dict[str, Any]
     from django.core.management import call_command
 
     from config.core.auth import api_token_create
+    from orchestration.sessions.models import SessionRecord
     from profiles.merging import customer_merge
-    from profiles.models import Customer, Identity, Session
+    from profiles.models import Customer, Identity
     from profiles.privacy.conventions import ConsentChoice
     from profiles.privacy.services import consent_set
     from profiles.services import source_create
@@ -144,17 +145,22 @@ def seed(events: int, noise_events: int, noise_customers: int) -> dict[str, Any]
     for i in range(40):
         started = start + timedelta(seconds=rng.random() * span)
         ended = started + timedelta(minutes=rng.randint(1, 90)) if i % 8 else None
+        channel = rng.choice(CHANNELS)
+        # Orchestration's session records: the timeline's session entries come from them.
         sessions.append(
-            Session(
+            SessionRecord(
                 customer=person,
-                channel=rng.choice(CHANNELS),
+                channel=channel,
+                started_channel=channel,
+                channels=[channel],
                 device="bench",
                 started_at=started,
                 last_seen_at=ended or started,
                 ended_at=ended,
+                end_reason="ended" if ended else "",
             )
         )
-    Session.objects.bulk_create(sessions)
+    SessionRecord.objects.bulk_create(sessions)
     for i in range(20):
         consent_set(
             customer_id=person.id,
