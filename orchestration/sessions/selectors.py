@@ -80,9 +80,11 @@ def customer_sessions(*, customer_id: UUID | str, active: bool, limit: int = 50)
 
 
 def session_list(*, customer_id: UUID | None, active: bool | None, limit: int) -> list[SessionDoc]:
+    """Newest first; a customer's are those of its live profile and every profile merged into it,
+    whichever of their ids is asked for."""
     records = SessionRecord.objects.order_by("-last_seen_at")
     if customer_id is not None:
-        records = records.filter(customer_id=customer_id)
+        records = records.filter(customer_id__in=customer_cluster(customer_id=customer_id))
     if active is not None:
         records = records.filter(ended_at__isnull=active)
     return [to_doc(r) for r in records[:limit]]

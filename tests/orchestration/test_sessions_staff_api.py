@@ -5,7 +5,10 @@ from typing import Any
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from profiles.merging import customer_merge
+from profiles.selectors import customer_find
 from tests.conftest import SessionsClient
+from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,3 +92,17 @@ def test_every_session_operation_is_in_the_schema() -> None:
         "/api/v1/sessions/{session_id}/tokens/revoke",
         "/api/v1/session-tokens/{token_id}/revoke",
     } <= set(paths)
+
+
+def test_staff_list_by_any_id_of_a_merged_customer_has_every_session(
+    staff: Any, client: Any, sessions_for: Any, session: dict[str, Any]
+) -> None:
+    kiosk: Any = SourceFactory.create(channel="pos")
+    other = sessions_for(kiosk).start({"anonymousId": "kiosk-visitor"}).json()
+    first = customer_find(kind="user_id", value="u-1")
+    second = customer_find(kind="anonymous_id", value="kiosk-visitor")
+    assert first is not None and second is not None
+    customer_merge(customer_ids=[first.id, second.id], reason="same person", actor="test")
+    for customer_id in (first.id, second.id):
+        body = staff.get("/api/v1/sessions", customer_id=str(customer_id)).json()
+        assert {s["id"] for s in body["sessions"]} == {session["id"], other["id"]}
