@@ -58,7 +58,13 @@ def test_embedded_mode_starts_ingests_and_routes_in_process(tmp_path: Path) -> N
         status, body = response.status_code, response.text
     finally:
         os.killpg(serve.pid, signal.SIGINT)
-        output, _ = serve.communicate(timeout=30)
+        try:
+            output, _ = serve.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Never leave a server behind: a stuck one would hold its port and files after the run.
+            os.killpg(serve.pid, signal.SIGKILL)
+            output, _ = serve.communicate()
+            raise AssertionError(f"serve did not stop within 60 s of SIGINT\n{output}") from None
     assert status == 200, f"{status} {body}\n--- serve output ---\n{output}"
     assert "Mode: embedded (SQLite database, tasks run in-process" in output, output
     with sqlite3.connect(database) as db:
