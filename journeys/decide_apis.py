@@ -11,7 +11,7 @@ from uuid import UUID
 import orjson
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -20,11 +20,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from config.core.views import SourceFacingApi
 from journeys.decide import DecisionResult, Identity, UnknownPlacement, decision_get, decision_make
 from profiles.contracts import SourceInfo
 from profiles.writekey import source_enabled, write_key_from_header
 
-_JSON_ACCEPTS = ("application/json", "*/*", "application/*")
 _MAX_ID = 512
 _MAX_NAME = 100
 
@@ -108,26 +108,11 @@ class DecideOutput(serializers.Serializer):
     )
 
 
-class DecideApi(APIView):
-    authentication_classes = []
-    permission_classes = []
-    throttle_classes = []
+class DecideApi(SourceFacingApi):
+    fast_methods = frozenset({"POST"})
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """As the ingestion views: a JSON POST is answered without DRF's per-request work;
-        errors, other methods and other Accept headers go through DRF."""
-        accept = request.META.get("HTTP_ACCEPT", "")
-        if request.method != "POST" or (accept and not any(kind in accept for kind in _JSON_ACCEPTS)):
-            return super().dispatch(request, *args, **kwargs)
-        self.args, self.kwargs = args, kwargs
-        self.headers = self.default_response_headers
-        try:
-            response = self.handle_post(request)
-        except Exception as exc:  # noqa: BLE001 - as DRF does; handle_exception re-raises the unknown
-            drf_request = self.initialize_request(request, *args, **kwargs)
-            self.request = drf_request
-            return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
-        return self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
+    def fast_post(self, http: HttpRequest, **kwargs: Any) -> HttpResponse:
+        return self.handle_post(http)
 
     @extend_schema(
         operation_id="decide",

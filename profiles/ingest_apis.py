@@ -12,21 +12,18 @@ from typing import Any, ClassVar
 import orjson
 import structlog
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
 from config.core import metrics
 from config.core.errors import ApplicationError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from config.core.views import SourceFacingApi
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
 from profiles.writekey import source_authenticate, write_key_from_header
-
-# Accept values DRF's negotiation matches to the JSON renderer (an absent header matches too).
-_JSON_ACCEPTS = ("application/json", "*/*", "application/*")
 
 
 def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -142,32 +139,14 @@ _MESSAGE_SHAPES: dict[str, dict[str, serializers.Field]] = {
 }
 
 
-class _IngestView(APIView):
+class _IngestView(SourceFacingApi):
     # Write-key auth and the per-source rate limit are applied in post(), after the body is
     # known, because clients may put the write key in the body.
-    authentication_classes = []
-    permission_classes = []
-    throttle_classes = []
+    fast_methods = frozenset({"POST"})
     call_type: ClassVar[str | None] = None
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """A POST that accepts JSON skips DRF's per-request work (its Request wrapper, content
-        negotiation, empty authentication, permission and throttle passes), which cost more
-        than a tenth of a /v1/track call; it reads the Django request directly as post() did.
-        Errors, other methods (405, OPTIONS) and other Accept headers (406) still go through
-        DRF, so every answer is the one DRF gave."""
-        accept = request.META.get("HTTP_ACCEPT", "")
-        if request.method != "POST" or (accept and not any(kind in accept for kind in _JSON_ACCEPTS)):
-            return super().dispatch(request, *args, **kwargs)
-        self.args, self.kwargs = args, kwargs
-        self.headers = self.default_response_headers
-        try:
-            response = self.handle_post(request)
-        except Exception as exc:  # noqa: BLE001 - as DRF does; handle_exception re-raises the unknown
-            drf_request = self.initialize_request(request, *args, **kwargs)
-            self.request = drf_request
-            return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
-        return self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
+    def fast_post(self, http: HttpRequest, **kwargs: Any) -> HttpResponse:
+        return self.handle_post(http)
 
     def post(self, request: Request) -> HttpResponse:
         return self.handle_post(request._request)

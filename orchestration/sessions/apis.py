@@ -9,15 +9,15 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge, PreconditionRequired, UnsupportedMediaType
+from config.core.views import SourceFacingApi
 from orchestration.sessions import selectors, services
 from orchestration.sessions.auth import source_for_read, source_for_write
 from orchestration.sessions.concurrency import PreconditionError, etag, matches_none, parse_if_match
@@ -155,36 +155,9 @@ ETAG_HEADER = OpenApiParameter("ETag", OpenApiTypes.STR, OpenApiParameter.HEADER
 AUTH: Any = [{"writeKey": []}]
 
 
-# Accept values DRF's negotiation matches to the JSON renderer (an absent header matches too).
-_JSON_ACCEPTS = ("application/json", "*/*", "application/*")
-
-
-class _SourceApi(APIView):
-    authentication_classes = []
-    permission_classes = []
-    throttle_classes = []
-    # Methods served by `fast_<method>(http, **kwargs)` without DRF's per-request machinery.
-    fast_methods: frozenset[str] = frozenset()
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """A session read or write that accepts JSON skips DRF's per-request work (its Request
-        wrapper, content negotiation, the empty authentication, permission and throttle passes):
-        these views read the Django request and answer HttpResponses anyway, and that work was a
-        large share of a GET's CPU. Errors, other methods (405, OPTIONS) and other Accept headers
-        (406) still go through DRF, so every answer is the one DRF gave (as the ingestion views do)."""
-        method = request.method or ""
-        accept = request.META.get("HTTP_ACCEPT", "")
-        if method not in self.fast_methods or (accept and not any(kind in accept for kind in _JSON_ACCEPTS)):
-            return super().dispatch(request, *args, **kwargs)
-        self.args, self.kwargs = args, kwargs
-        self.headers = self.default_response_headers
-        try:
-            response = getattr(self, f"fast_{method.lower()}")(request, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - as DRF does; handle_exception re-raises the unknown
-            drf_request = self.initialize_request(request, *args, **kwargs)
-            self.request = drf_request
-            return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
-        return self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
+class _SourceApi(SourceFacingApi):
+    """Session reads and writes listed in `fast_methods` are served by `fast_<method>` without
+    DRF's per-request machinery (see SourceFacingApi)."""
 
 
 # --- views --------------------------------------------------------------------------------
