@@ -278,7 +278,7 @@ class DbWorld:
             # Unsigned, a receiver could not tell our POST from anyone's: not sent.
             return WebhookResult(ok=False, error="refused: JOURNEYS_WEBHOOK_SECRET is not set")
         try:
-            destination_check(url, allow_private=settings.JOURNEYS_WEBHOOK_ALLOW_PRIVATE)
+            destination_check(url, allow_private=settings.OUTBOUND_ALLOW_PRIVATE_HOSTS)
         except ForbiddenDestination as refused:
             return WebhookResult(ok=False, error=f"refused: {refused}"[:200])
         payload = orjson.dumps(body)

@@ -160,9 +160,10 @@ JOURNEYS_FALLBACK_TIMEZONE = env.str("JOURNEYS_FALLBACK_TIMEZONE", default="UTC"
 # Webhook steps sign their POSTs (Throughline-Signature: t=..,v1=HMAC-SHA256) with this secret.
 JOURNEYS_WEBHOOK_SECRET = env.str("JOURNEYS_WEBHOOK_SECRET", default="")
 JOURNEYS_WEBHOOK_TIMEOUT_SECONDS = env.float("JOURNEYS_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# Webhook steps refuse hosts that resolve to private, loopback or link-local addresses unless
-# this is on (a service on the same private network; the tests' local servers).
-JOURNEYS_WEBHOOK_ALLOW_PRIVATE = env.bool("JOURNEYS_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Webhooks to URLs that users or customers configure (journey webhook steps, the webhook channel's
+# `webhook_url` trait, which any write key can set) refuse hosts resolving to private, loopback
+# or link-local addresses unless this is on (config/core/netguard.py).
+OUTBOUND_ALLOW_PRIVATE_HOSTS = env.bool("OUTBOUND_ALLOW_PRIVATE_HOSTS", default=False)
 # Extra ticks a timer tick enqueues when more timers are due than one batch (run in parallel by
 # the journeys workers' processes).
 JOURNEYS_TICK_HELPERS = env.int("JOURNEYS_TICK_HELPERS", default=1)

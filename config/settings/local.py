@@ -4,5 +4,7 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "local-only-not-secret")
 os.environ.setdefault("DJANGO_DEBUG", "true")
+# A laptop's receivers are on localhost.
+os.environ.setdefault("OUTBOUND_ALLOW_PRIVATE_HOSTS", "true")
 
 from config.settings.base import *  # noqa: F403

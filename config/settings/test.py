@@ -18,7 +18,7 @@ SOURCE_CACHE_SECONDS = 0.0
 SUPPRESSION_CHECK_SECONDS = 0.0
 SCHEMAS_REFRESH_SECONDS = 0.0
 # The stand-in providers and webhook receivers listen on 127.0.0.1.
-JOURNEYS_WEBHOOK_ALLOW_PRIVATE = True
+OUTBOUND_ALLOW_PRIVATE_HOSTS = True
 JOURNEYS_WEBHOOK_SECRET = "test-only-webhook-secret"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 assert BROKER_CONFIGURED and not EMBEDDED_MODE, "tests run against real PostgreSQL, Redis and a broker"

@@ -48,6 +48,20 @@ def test_webhook_is_signed_by_throughline(providers: Any, http_sink: HttpSink) -
     assert request.headers["Idempotency-Key"] == "w1"
 
 
+def test_a_webhook_url_on_a_private_address_is_refused(providers: Any, http_sink: HttpSink, settings: Any) -> None:
+    # Any write key can set the webhook_url trait: in production it must not reach our network.
+    settings.OUTBOUND_ALLOW_PRIVATE_HOSTS = False
+    customer = customer_with(user_id="u1", traits={"webhook_url": f"{http_sink.url}/hook"})
+    delivery = deliver(channel="webhook", customer_id=customer.id, content={"a": 1}, idempotency_key="w-private")
+
+    attempted = delivery_attempt(delivery_id=delivery.id)
+
+    assert http_sink.requests == []
+    assert attempted.status == DeliveryStatus.FAILED  # permanent: not retried
+    delivery.refresh_from_db()
+    assert "private address" in delivery.last_error
+
+
 def test_email_goes_over_smtp(providers: Any, smtp: Any) -> None:
     controller, recorder = smtp
     providers["smtp"]["port"] = str(controller.port)

@@ -550,7 +550,7 @@ def test_a_template_that_fails_to_render_sends_the_default_content(ingest: Any, 
 
 
 def test_a_webhook_to_a_private_address_is_refused(ingest: Any, sink: HttpSink, settings: Any) -> None:
-    settings.JOURNEYS_WEBHOOK_ALLOW_PRIVATE = False  # as in production: the sink is on 127.0.0.1
+    settings.OUTBOUND_ALLOW_PRIVATE_HOSTS = False  # as in production: the sink is on 127.0.0.1
     customer = _customer(ingest)
     enrollment = _run(
         _api(
