@@ -15,7 +15,7 @@ functions that take the time.
 `--schemas warn|enforce` publishes a schema for every event, page and identify the traffic sends
 (bench/traffic.py: SCHEMAS) and sets the source's policy, so validation runs on every message.
 
-It creates (and drops first) the database throughline_bench_profile.
+It creates (and drops first) the database throughline_bench_profile (BENCH_PROFILE_DB overrides it).
 """
 
 import argparse
@@ -35,7 +35,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG = "postgres://postgres@127.0.0.1:5432"
-DB_NAME = "throughline_bench_profile"
+# Overridable so two profiling runs do not drop each other's database.
+DB_NAME = os.environ.get("BENCH_PROFILE_DB", "throughline_bench_profile")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 import orjson  # noqa: E402
