@@ -19,7 +19,11 @@ from profiles.selectors import source_for_write_key
 
 def write_key_from_header(request: HttpRequest) -> str | None:
     """The write key from a Basic Authorization header; None when there is no header."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
+    return write_key_from_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
+
+
+def write_key_from_authorization(header: str) -> str | None:
+    """The write key from an Authorization header's value (for callers without a Django request)."""
     if not header:
         return None
     scheme, _, credentials = header.partition(" ")

@@ -13,8 +13,12 @@ import orjson
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
+from django.http import HttpResponse
 from django.test import Client
+from django.test.client import ClientHandler
 
 from tests.factories import ApiTokenFactory, SourceFactory
 
@@ -142,6 +146,41 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
     raise AssertionError(f"timed out after {timeout}s waiting for: {message or predicate}")
 
 
+class FastPathClientHandler(ClientHandler):
+    """Django's test handler with the sessions WSGI fast path in front, as production serves
+    /v1 (config.core.wsgi): session GETs and PATCHes are answered by the fast path, the rest
+    by Django. Like ClientHandler, it keeps the request signals from closing the test's
+    database connection."""
+
+    def __call__(self, environ: dict[str, Any]) -> Any:
+        from config.core.wsgi import source_api_middleware
+        from orchestration.sessions.fast_path import SessionFastPath
+
+        fast = SessionFastPath(lambda environ, start_response: [], source_api_middleware())
+        session_id = fast.session_id(environ)
+        if session_id is None:
+            return super().__call__(environ)
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            answer = fast.answer(environ, session_id)
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
+        response = HttpResponse(answer.body, status=answer.status)
+        del response["Content-Type"]
+        for name, value in answer.headers:
+            response[name] = value
+        response.wsgi_request = WSGIRequest(environ)  # type: ignore[attr-defined]
+        return response
+
+
+class FastPathClient(Client):
+    def __init__(self, **defaults: Any):
+        super().__init__(**defaults)
+        self.handler = FastPathClientHandler(enforce_csrf_checks=False)
+
+
 class SessionsClient:
     """Calls the sessions API (/v1/sessions...) as a source: Basic auth with its write key."""
 
@@ -185,7 +224,7 @@ class SessionsClient:
 @pytest.fixture
 def sessions_for() -> Callable[[Any], SessionsClient]:
     """A sessions API client for any source: `sessions_for(SourceFactory(channel="pos"))`."""
-    return lambda source: SessionsClient(Client(), source.write_key)
+    return lambda source: SessionsClient(FastPathClient(), source.write_key)
 
 
 @pytest.fixture

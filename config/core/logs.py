@@ -138,6 +138,11 @@ def logging_config(*, level: str, fmt: str, redact: bool) -> dict[str, Any]:
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
+def request_id_for(given: str) -> str:
+    """The id a request is logged under: the X-Request-ID it came with when that is a sane token."""
+    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 class RequestIdMiddleware:
     """Binds the request's id (the client's or proxy's X-Request-ID when it is a sane token,
     else a new one) for every log line of the request, and echoes it on the response."""
@@ -146,8 +151,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        given = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID", ""))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:

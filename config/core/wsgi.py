@@ -7,7 +7,9 @@ measurable share of each call's CPU (bench/profile_ingest.py). So /v1 is served 
 Django handler built from settings.MIDDLEWARE minus those; everything else (the admin, the
 management API, the docs) goes through settings.MIDDLEWARE unchanged. Both share the URLconf,
 so a route answers the same through either; middleware added to settings later (request ids,
-metrics) applies to /v1 too unless it is listed here.
+metrics) applies to /v1 too unless it is listed here. In front of the lean handler, session
+GETs and PATCHes are answered without Django's request machinery
+(orchestration/sessions/fast_path.py), with the same answers.
 """
 
 from collections.abc import Callable, Iterable
@@ -55,7 +57,7 @@ class SourceApiHandler(WSGIHandler):
 class Dispatcher:
     """Routes each request by path to the lean or the full handler."""
 
-    def __init__(self, full: WSGIHandler, lean: WSGIHandler) -> None:
+    def __init__(self, full: WSGIHandler, lean: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
         self.full = full
         self.lean = lean
 
@@ -69,4 +71,6 @@ def application() -> Dispatcher:
     import django
 
     django.setup(set_prefix=False)
-    return Dispatcher(WSGIHandler(), SourceApiHandler())
+    from orchestration.sessions.fast_path import SessionFastPath
+
+    return Dispatcher(WSGIHandler(), SessionFastPath(SourceApiHandler(), source_api_middleware()))

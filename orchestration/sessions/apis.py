@@ -5,6 +5,7 @@ the session and its version as ETag. Bodies are decoded here (not by DRF's parse
 PATCH takes application/merge-patch+json and every body is capped before it is read.
 """
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -32,21 +33,26 @@ JSON_TYPES = ("application/json", "application/merge-patch+json")
 def read_json(request: HttpRequest, *, empty: Any = None) -> Any:
     """The decoded JSON body, refused with 413 past SESSIONS_MAX_BODY_BYTES; `empty` when the
     body is empty (None: a body is required)."""
+    return decode_body(request.META, request.read, empty=empty)
+
+
+def decode_body(meta: Mapping[str, Any], read: Callable[[int], bytes], *, empty: Any = None) -> Any:
+    """read_json on a WSGI environ and a read(n) of the body (at most Content-Length bytes)."""
     limit = settings.SESSIONS_MAX_BODY_BYTES
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise BadRequest("invalid Content-Length") from None
     if declared > limit:
         raise PayloadTooLarge(f"body is over the {limit} byte limit", code="body_too_large")
-    raw = request.read(limit + 1)
+    raw = read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is over the {limit} byte limit", code="body_too_large")
     if not raw.strip():
         if empty is None:
             raise BadRequest("a JSON body is required", code="invalid_body")
         return empty
-    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    content_type = meta.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type and content_type not in JSON_TYPES:
         raise UnsupportedMediaType(f"send {' or '.join(JSON_TYPES)}, not {content_type}")
     try:
@@ -64,8 +70,8 @@ def validated(serializer_class: type[serializers.Serializer], payload: Any) -> d
 
 
 def session_response(doc: SessionDoc, *, status: int = 200, extra: dict[str, Any] | None = None) -> HttpResponse:
-    body = doc.public() if extra is None else {**doc.public(), **extra}
-    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    body = session_body(doc) if extra is None else orjson.dumps({**doc.public(), **extra})
+    response = HttpResponse(body, status=status, content_type="application/json")
     response["ETag"] = etag(doc.version)
     response["Cache-Control"] = "no-store"
     return response
@@ -77,9 +83,9 @@ def json_response(body: Any, status: int = 200) -> HttpResponse:
     return response
 
 
-def if_match(request: HttpRequest, *, required: bool) -> Any:
+def if_match(meta: Mapping[str, Any], *, required: bool) -> Any:
     try:
-        expected = parse_if_match(request.META.get("HTTP_IF_MATCH"))
+        expected = parse_if_match(meta.get("HTTP_IF_MATCH"))
     except PreconditionError as error:
         raise BadRequest(str(error), code="invalid_if_match") from None
     if expected is None and required:
@@ -88,6 +94,30 @@ def if_match(request: HttpRequest, *, required: bool) -> Any:
             code="if_match_required",
         )
     return expected
+
+
+# --- the two hot operations, shared with the WSGI fast path (fast_path.py) -------------------
+
+
+def session_read(meta: Mapping[str, Any], session_id: str) -> tuple[SessionDoc, bool]:
+    """GET: the session, and whether If-None-Match names its version (answer 304)."""
+    source, rate = source_for_read(meta)
+    doc = selectors.session_for_source(source=source, session_id=session_id, rate=rate)
+    return doc, matches_none(meta.get("HTTP_IF_NONE_MATCH"), doc.version)
+
+
+def session_write(meta: Mapping[str, Any], read: Callable[[int], bytes], session_id: str) -> SessionDoc:
+    """PATCH: the merge patch in the body applied if If-Match still holds."""
+    source, rate = source_for_read(meta)
+    expected = if_match(meta, required=True)
+    patch = decode_body(meta, read)
+    return services.session_patch(
+        source=source, session_id=session_id, patch=patch, expected=expected, now=timezone.now(), rate=rate
+    )
+
+
+def session_body(doc: SessionDoc) -> bytes:
+    return orjson.dumps(doc.public())
 
 
 # --- schema shapes ------------------------------------------------------------------------
@@ -179,7 +209,7 @@ class SessionStartApi(_SourceApi):
     )
     def post(self, request: Request) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http)
+        source = source_for_write(http.META)
         data = validated(StartInput, read_json(http))
         doc, created = services.session_start(
             source=source,
@@ -214,9 +244,8 @@ class SessionApi(_SourceApi):
         return self.fast_get(request._request, session_id=session_id)
 
     def fast_get(self, http: HttpRequest, *, session_id: str) -> HttpResponse:
-        source, rate = source_for_read(http)
-        doc = selectors.session_for_source(source=source, session_id=str(session_id), rate=rate)
-        if matches_none(http.META.get("HTTP_IF_NONE_MATCH"), doc.version):
+        doc, not_modified = session_read(http.META, str(session_id))
+        if not_modified:
             response = HttpResponse(status=304)
             response["ETag"] = etag(doc.version)
             return response
@@ -249,13 +278,7 @@ class SessionApi(_SourceApi):
         return self.fast_patch(request._request, session_id=session_id)
 
     def fast_patch(self, http: HttpRequest, *, session_id: str) -> HttpResponse:
-        source, rate = source_for_read(http)
-        expected = if_match(http, required=True)
-        patch = read_json(http)
-        doc = services.session_patch(
-            source=source, session_id=str(session_id), patch=patch, expected=expected, now=timezone.now(), rate=rate
-        )
-        return session_response(doc)
+        return session_response(session_write(http.META, http.read, str(session_id)))
 
 
 class SessionEndApi(_SourceApi):
@@ -270,8 +293,8 @@ class SessionEndApi(_SourceApi):
     )
     def post(self, request: Request, session_id: str) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http)
-        expected = if_match(http, required=False)
+        source = source_for_write(http.META)
+        expected = if_match(http.META, required=False)
         data = validated(EndInput, read_json(http, empty={}))
         doc = services.session_end(
             session_id=str(session_id),
@@ -302,7 +325,7 @@ class SessionHandoffApi(_SourceApi):
     )
     def post(self, request: Request, session_id: str) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http)
+        source = source_for_write(http.META)
         data = validated(HandoffInput, read_json(http, empty={}))
         secret, token = services.session_handoff(
             source=source, session_id=str(session_id), ttl_seconds=data.get("ttlSeconds"), now=timezone.now()
@@ -346,7 +369,7 @@ class SessionResumeApi(_SourceApi):
     )
     def post(self, request: Request) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http)
+        source = source_for_write(http.META)
         data = validated(ResumeInput, read_json(http))
         now = timezone.now()
         given = [k for k in ("token", "userId", "anonymousId") if data.get(k)]
@@ -389,7 +412,7 @@ class CustomerSessionsApi(_SourceApi):
     )
     def get(self, request: Request) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http)
+        source = source_for_write(http.META)
         params = http.GET
         given = [(k, params[k]) for k in ("user_id", "anonymous_id") if params.get(k)]
         if len(given) != 1:

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client
 
-from tests.conftest import SessionsClient
+from tests.conftest import FastPathClient, SessionsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,7 +35,7 @@ def _race(clients: list[SessionsClient], session_id: str, patches: list[dict[str
 
 @pytest.fixture
 def two_channels(source: Any) -> tuple[SessionsClient, SessionsClient]:
-    return SessionsClient(Client(), source.write_key), SessionsClient(Client(), source.write_key)
+    return SessionsClient(FastPathClient(), source.write_key), SessionsClient(FastPathClient(), source.write_key)
 
 
 def test_concurrent_conflicting_patches_one_wins_one_412_nothing_lost(
