@@ -17,7 +17,9 @@ the shared one: here every command counted is ours. Then it prints:
   PATCH p99 <= 10 ms;
 - CPU per request in each paced run (gunicorn processes, the PostgreSQL backends of the bench
   database, the private Redis), a cost that does not move with the neighbours' load;
-- the saturation throughput at that moment of /healthz (the bare stack) and of a session GET;
+- the saturation throughput at that moment, with gunicorn's CPU per request, of a WSGI callable
+  that does nothing (gunicorn's own cost, same worker settings), of /healthz (a plain Django view
+  behind settings.MIDDLEWARE) and of a session GET;
 - the load on the machine before and after (other agents share its 2 cores).
 
 Latency is wrk's: from a request's send to its response, on loopback. Results also go to
@@ -379,21 +381,68 @@ def postgres_backends() -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-def ceilings(port: int, write_key: str, ids: list[str], workdir: Path) -> dict[str, float]:
-    """Saturation throughput, closed loop, right now: the bare stack (/healthz, a plain Django
-    view behind the same middleware and gunicorn) and a session GET."""
+def bare_application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A WSGI callable that does nothing: what gunicorn itself costs per request."""
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
+
+
+def _closed_loop(url: str, pids: list[int]) -> tuple[float, float]:
+    """wrk for 5 s, 16 connections: requests/s, and CPU ms per request of `pids`."""
+    before = cpu_seconds(pids)
+    out = subprocess.run(
+        [require("wrk"), "-t", "1", "-c", "16", "-d", "5s", url], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    used = cpu_seconds(pids) - before
+    served = int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
+    rps = float(next(line for line in out.splitlines() if line.startswith("Requests/sec:")).split()[1])
+    return rps, round(used * 1000 / max(1, served), 3)
+
+
+def ceilings(
+    args: argparse.Namespace, port: int, write_key: str, ids: list[str], workdir: Path, web_pid: int
+) -> dict[str, float]:
+    """Saturation throughput and gunicorn CPU per request, closed loop, right now: a WSGI
+    callable that does nothing under the same gunicorn settings (gunicorn's own cost), /healthz
+    (a plain Django view behind settings.MIDDLEWARE) and a session GET."""
     ids_file = workdir / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
-    plain = subprocess.run(
-        [require("wrk"), "-t", "1", "-c", "16", "-d", "5s", f"http://127.0.0.1:{port}/healthz"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    healthz = float(next(line for line in plain.splitlines() if line.startswith("Requests/sec:")).split()[1])
+    bare_port = free_port()
+    argv = [
+        PYTHON, "-m", "gunicorn", "bench.sessions:bare_application", "--bind", f"127.0.0.1:{bare_port}",
+        "--workers", str(args.workers), "--worker-class", args.worker_class, "--backlog", "2048",
+    ]  # fmt: skip
+    if args.worker_class == "gthread":
+        argv += ["--threads", str(args.threads)]
+    bare = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bare_port), timeout=0.2):
+                break
+            time.sleep(0.1)
+        time.sleep(1)  # the workers booted
+        bare_rps, bare_cpu = _closed_loop(f"http://127.0.0.1:{bare_port}/", [bare.pid, *children(bare.pid)])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bare.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            bare.wait(timeout=15)
+    web = [web_pid, *children(web_pid)]
+    healthz_rps, healthz_cpu = _closed_loop(f"http://127.0.0.1:{port}/healthz", web)
+    before = cpu_seconds(web)
     get = wrk_result(run_wrk(port, "get", 1e6, 5, 16, ids_file, write_key, workdir))
-    return {"healthz_rps": healthz, "session_get_rps": get["rps"]}
+    get_cpu = round((cpu_seconds(web) - before) * 1000 / max(1, get["requests"]), 3)
+    return {
+        "bare_wsgi_rps": bare_rps,
+        "bare_wsgi_cpu_ms": bare_cpu,
+        "healthz_rps": healthz_rps,
+        "healthz_cpu_ms": healthz_cpu,
+        "session_get_rps": get["rps"],
+        "session_get_cpu_ms": get_cpu,
+    }
 
 
 def mixed_load(
@@ -504,7 +553,7 @@ def main() -> None:
             log("counting Redis round trips per call")
             round_trips = count_round_trips(redis_port, port, write_key, ids)
             log("saturation ceilings (closed loop, 5 s each)")
-            ceiling = ceilings(port, write_key, ids, workdir)
+            ceiling = ceilings(args, port, write_key, ids, workdir, gunicorn.pid)
             pids = {"web": [gunicorn.pid], "redis": [redis_pid]}
             loads = [
                 mixed_load(args, float(rate), port, write_key, ids, workdir, pids) for rate in args.rates.split(",")
@@ -550,8 +599,10 @@ def print_report(report: dict[str, Any]) -> None:
         )
     ceiling = report["ceilings"]
     print(
-        f"Saturation now: /healthz {ceiling['healthz_rps']:,.0f} req/s, "
-        f"session GET {ceiling['session_get_rps']:,.0f} req/s"
+        f"Saturation now (gunicorn CPU per request): bare WSGI {ceiling['bare_wsgi_rps']:,.0f} req/s "
+        f"({ceiling['bare_wsgi_cpu_ms']} ms), /healthz {ceiling['healthz_rps']:,.0f} req/s "
+        f"({ceiling['healthz_cpu_ms']} ms), session GET {ceiling['session_get_rps']:,.0f} req/s "
+        f"({ceiling['session_get_cpu_ms']} ms)"
     )
     for mixed in report["mixed"]:
         print(f"Mixed load: offered {mixed['offered_rps']}, achieved {mixed['achieved_rps']} req/s")
