@@ -157,6 +157,11 @@ def main() -> int:
 
     routing._handlers[:] = [timed(h) for h in routing._handlers]
     run = f"pr{int(time.time())}"
+    statements: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(" ".join(sql.split())[:110])
+        return execute(sql, params, many, context)
     route_all(ingest(f"{run}w", args.warmup), 20)
     connection.ensure_connection()
     with connection.cursor() as cursor:
@@ -168,11 +173,7 @@ def main() -> int:
     print(f"{'chunk':>6} {'SQL/chunk':>10} {'routed':>7} {'py µs/event':>12} {'pg µs/event':>12} {'wall µs/event':>14}")
     for i, size in enumerate(args.chunks):
         ids = ingest(f"{run}-{size}", args.n)
-        statements: list[str] = []
-
-        def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-            statements.append(" ".join(sql.split())[:110])
-            return execute(sql, params, many, context)
+        statements.clear()
 
         # Statements of the second chunk (the first may load per-process caches).
         with connection.execute_wrapper(count):
@@ -203,6 +204,7 @@ def main() -> int:
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(str(ROOT), args.top)
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
             print(out.getvalue())
     return 0
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from config.core import metrics, observability
@@ -78,8 +78,19 @@ def _record_metrics(events: list[StoredEvent]) -> None:
 
 
 def record_routed(events: list[StoredEvent]) -> None:
+    """One RouteLog row per event, written by one statement from the ids and receipt times (the
+    ORM's bulk_create built a model per event, the largest per-event cost of a chunk)."""
     now = timezone.now()
-    RouteLog.objects.bulk_create(
-        RouteLog(event_id=e.id, routed_at=now, lag_ms=max(0, int((now - e.received_at).total_seconds() * 1000)))
-        for e in events
-    )
+    if connection.vendor != "postgresql":
+        RouteLog.objects.bulk_create(
+            RouteLog(event_id=e.id, routed_at=now, lag_ms=max(0, int((now - e.received_at).total_seconds() * 1000)))
+            for e in events
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {RouteLog._meta.db_table} (event_id, routed_at, lag_ms) "  # noqa: S608 - our table
+            "SELECT id, %s, GREATEST(0, floor(extract(epoch FROM %s - received) * 1000))::int "
+            "FROM unnest(%s::bigint[], %s::timestamptz[]) AS e(id, received)",
+            [now, now, [e.id for e in events], [e.received_at for e in events]],
+        )
