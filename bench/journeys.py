@@ -51,9 +51,11 @@ from bench.ingest import (
     ROOT,
     Services,
     bench_env,
+    cpu_usage,
     log,
     machine,
     manage,
+    per_unit,
     reset_stores,
     row,
     table,
@@ -326,8 +328,11 @@ def main() -> int:
             events = int(args.rate * args.seconds)
             bodies = e2e_bodies(run, events, args.people)
             log(f"end to end: {events} events at {args.rate}/s")
-            took = sender.run(bodies, args.rate / BATCH)
-            drain = wait_drained(conn, 180)
+            # CPU per role over the load and the drain: per event sent, the web tier's ingestion
+            # and the worker's routing of it (and of the events routing itself ingests).
+            with cpu_usage(services.groups) as cpu:
+                took = sender.run(bodies, args.rate / BATCH)
+                drain = wait_drained(conn, 180)
             results["e2e"] = {
                 "events": events,
                 "seconds": round(took, 2),
@@ -336,6 +341,7 @@ def main() -> int:
                 "late_sends": sender.late,
                 "outbox_drain_s": None if drain is None else round(drain, 2),
                 **e2e_latency(conn, run),
+                "cpu": per_unit(cpu, events),
             }
             e2e = results["e2e"]
             log(

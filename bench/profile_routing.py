@@ -119,7 +119,12 @@ def main() -> int:
             "wsgi.version": (1, 0),
         }
         status: list[str] = []
-        response = application(environ, lambda s, h, e=None: status.append(s) or (lambda data: None))
+
+        def start_response(value: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(value)
+            return lambda data: None
+
+        response = application(environ, start_response)
         b"".join(response)
         assert status[0].startswith("200"), status
 
@@ -162,6 +167,7 @@ def main() -> int:
     def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         statements.append(" ".join(sql.split())[:110])
         return execute(sql, params, many, context)
+
     route_all(ingest(f"{run}w", args.warmup), 20)
     connection.ensure_connection()
     with connection.cursor() as cursor:
