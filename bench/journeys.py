@@ -11,8 +11,10 @@ measures:
    Product Viewed that triggers nothing). For every enrollment one of the run's events started,
    the latency is from the event's receipt (profiles_event.received_at) to its first step run
    (journeys_steprun.at, written in the routing transaction). Also: the routing lag of the same
-   events (orchestration_routelog) as the floor that journeys add to, and whether the outbox
-   drained.
+   events (orchestration_routelog) as the floor that journeys add to, whether the outbox
+   drained, and the CPU each role (web, worker, PostgreSQL backends, Redis) used per event sent
+   over the load and the drain (the worker's share includes routing the events routing itself
+   ingests: Session Started, Segment Entered). bench/profile_routing.py profiles routing alone.
 2. Timers: N customers (default 10,000) enter a bench journey whose first step waits until a
    local time window opens, so every timer is due at the same minute boundary. A watcher polls
    the count of fired timers every 20 ms: each timer's lag is when its firing became visible

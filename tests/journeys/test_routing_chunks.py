@@ -22,7 +22,7 @@ __all__ = ["fresh_contact_policy", "providers"]
 
 def _statements_routing(ingest: Any, people: int, prefix: str) -> int:
     """Statements run by routing one chunk of `people` new customers' events of the demo mix."""
-    batch = []
+    batch: list[dict[str, Any]] = []
     for i in range(people):
         user = f"{prefix}-{i}"
         batch += [
