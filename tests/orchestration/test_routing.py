@@ -4,7 +4,7 @@ import threading
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 
 from orchestration import routing
@@ -122,3 +122,31 @@ def test_a_failed_chunk_counts_an_attempt_against_every_event_it_claimed(
     with pytest.raises(RuntimeError):
         route(ids[:1])
     assert sorted(EventOutbox.objects.values_list("event_id", "attempts")) == [(i, 1) for i in ids]
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(ROUTING_CLAIM_BACKLOG=500)
+def test_a_router_taking_the_backlog_skips_events_another_router_holds(ingest: Any) -> None:
+    ids = _ingest_batch(ingest, 5)
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                list(EventOutbox.objects.select_for_update().filter(event_id__in=ids[:2]))
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(timeout=30)
+    try:
+        routed = route(ids)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    assert routed == 3
+    assert sorted(EventOutbox.objects.filter(event_id__in=ids).values_list("event_id", flat=True)) == ids[:2]
