@@ -171,7 +171,7 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
     past = selectors.past_entries(pairs=candidates)
     entered: dict[tuple[UUID, UUID], datetime] = {}
     # Enrollments this chunk starts, inserted together before the chunk's history is written.
-    pending: list[Enrollment] = []
+    pending: dict[tuple[UUID, UUID], Enrollment] = {}
 
     for view in views:
         # Steps run for this event (and what they enqueue: deliveries) join the event's trace.
@@ -187,7 +187,7 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
                 changed=changed,
                 pending=pending,
             )
-    enrollments_insert(pending)
+    enrollments_insert(list(pending.values()))
     world.flush()
     enrollments_save([(row.status, state) for row, state in changed.values()])
 
@@ -202,7 +202,7 @@ def _on_event(
     past: dict[tuple[UUID, UUID], selectors.PastEntries],
     entered: dict[tuple[UUID, UUID], datetime],
     changed: dict[UUID, tuple[Enrollment, EnrollmentState]],
-    pending: list[Enrollment],
+    pending: dict[tuple[UUID, UUID], Enrollment],
 ) -> None:
     """One event: advance the customer's active enrollments, then start those it triggers."""
     customer_id = UUID(view.customer_id)
@@ -232,7 +232,7 @@ def _start(
     past: dict[tuple[UUID, UUID], selectors.PastEntries],
     entered: dict[tuple[UUID, UUID], datetime],
     active: list[tuple[Enrollment, EnrollmentState]],
-    pending: list[Enrollment],
+    pending: dict[tuple[UUID, UUID], Enrollment],
 ) -> tuple[Enrollment, EnrollmentState] | None:
     journey = live.compiled
     customer_id = UUID(view.customer_id)
@@ -350,11 +350,11 @@ def enrollment_create(
     world: DbWorld,
     event: EventView | None,
     entered: dict[tuple[UUID, UUID], datetime] | None = None,
-    pending: list[Enrollment] | None = None,
+    pending: dict[tuple[UUID, UUID], Enrollment] | None = None,
 ) -> tuple[Enrollment, EnrollmentState] | None:
     """Insert an active enrollment and run it from the start; None when the customer is
     already in the journey (a concurrent start won the unique constraint). With `pending`
-    (PostgreSQL), the row is added to it for `enrollments_insert` instead: the caller already
+    (PostgreSQL; by journey and customer), the row is added to it for `enrollments_insert` instead: the caller already
     holds the customers' active enrollments locked, so only a concurrent start can conflict."""
     now = world.now()
     row = Enrollment(
@@ -374,9 +374,9 @@ def enrollment_create(
     if pending is not None and connection.vendor == "postgresql":
         # Inserted one by one, a second start of the journey in the same chunk met the first
         # one's row (still active until the chunk's end) and did not start: the same here.
-        if any(p.journey_id == row.journey_id and p.customer_id == customer_id for p in pending):
+        if (live.journey_id, customer_id) in pending:
             return None
-        pending.append(row)
+        pending[(live.journey_id, customer_id)] = row
     elif not _insert_enrollment(row):
         return None
     if entered is not None:
