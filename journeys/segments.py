@@ -48,6 +48,7 @@ from journeys.conditions import (
 from journeys.models import Segment, SegmentMembership
 from profiles import services as profile_services
 from profiles.computed_traits import computed_traits_from_state
+from profiles.computed_traits import definitions as computed_definitions
 from profiles.contracts import SourceInfo, StoredEvent
 from profiles.models import Customer, Event, Identity
 from profiles.privacy.selectors import consent_allows_many
@@ -613,7 +614,16 @@ def segments_update(
     """Bring these customers' memberships in line with every enabled segment; emits the
     Segment Entered/Exited events. Atomic; returns the changes made. `hints` may be a callable,
     called only when there are segment events to emit."""
-    segments = live_segments()
+    return _update(live_segments(), customer_ids=customer_ids, now=now, hints=hints)
+
+
+def _update(
+    segments: tuple[LiveSegment, ...],
+    *,
+    customer_ids: Collection[UUID],
+    now: datetime | None,
+    hints: Mapping[UUID, tuple[str, str]] | Callable[[], Mapping[UUID, tuple[str, str]]] | None,
+) -> list[tuple[Change, int]]:
     if not segments or not customer_ids:
         return []
     at = now or timezone.now()
@@ -628,20 +638,46 @@ def segments_update(
     return made
 
 
+# Events that only say a session started, ended or resumed (names registered by the sessions
+# wiring): they change no trait, consent or computed trait by themselves, so routing them does
+# not re-evaluate segments unless a segment reads sessions, counts them in its history, or reads
+# a computed trait that counts them. (A time-based condition that came due is picked up by
+# segments_recheck or the customer's next event, as without them.)
+_session_events: set[str] = set()
+
+
+def register_session_events(names: Iterable[str]) -> None:
+    _session_events.update(names)
+
+
+def _unread_session_events(segments: tuple[LiveSegment, ...]) -> frozenset[str]:
+    if not _session_events or any("session" in s.condition.needs for s in segments):
+        return frozenset()
+    read: set[str] = set().union(*(s.history_names for s in segments))
+    if any("computed" in s.condition.needs for s in segments):
+        read |= {d.event_name for d in computed_definitions()}
+    return frozenset(_session_events - read)
+
+
 def segments_on_routed(events: list[StoredEvent]) -> None:
     """Routing handler: update the segments of the customers these events are about. Our own
     Segment Entered/Exited events are skipped (the pass that emitted them already evaluated every
-    segment for that customer), so a change never feeds on itself."""
+    segment for that customer), so a change never feeds on itself; so are session lifecycle
+    events no segment reads (_unread_session_events)."""
+    segments = live_segments()
+    if not segments:
+        return
+    skipped = SEGMENT_EVENTS | _unread_session_events(segments)
     customer_events: dict[UUID, StoredEvent] = {}
     for event in events:
-        if event.name in SEGMENT_EVENTS and event.type == "track":
+        if event.name in skipped and event.type == "track":
             continue
         latest = customer_events.get(event.customer_id)
         if latest is None or (event.timestamp, event.id) > (latest.timestamp, latest.id):
             customer_events[event.customer_id] = event
     if not customer_events:
         return
-    segments_update(customer_ids=list(customer_events), hints=lambda: _hints(customer_events))
+    _update(segments, customer_ids=list(customer_events), now=None, hints=lambda: _hints(customer_events))
 
 
 def _hints(customer_events: Mapping[UUID, StoredEvent]) -> dict[UUID, tuple[str, str]]:
