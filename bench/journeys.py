@@ -11,8 +11,10 @@ measures:
    Product Viewed that triggers nothing). For every enrollment one of the run's events started,
    the latency is from the event's receipt (profiles_event.received_at) to its first step run
    (journeys_steprun.at, written in the routing transaction). Also: the routing lag of the same
-   events (orchestration_routelog) as the floor that journeys add to, and whether the outbox
-   drained.
+   events (orchestration_routelog) as the floor that journeys add to, whether the outbox
+   drained, and the CPU each role (web, worker, PostgreSQL backends, Redis) used per event sent
+   over the load and the drain (the worker's share includes routing the events routing itself
+   ingests: Session Started, Segment Entered). bench/profile_routing.py profiles routing alone.
 2. Timers: N customers (default 10,000) enter a bench journey whose first step waits until a
    local time window opens, so every timer is due at the same minute boundary. A watcher polls
    the count of fired timers every 20 ms: each timer's lag is when its firing became visible
@@ -51,9 +53,11 @@ from bench.ingest import (
     ROOT,
     Services,
     bench_env,
+    cpu_usage,
     log,
     machine,
     manage,
+    per_unit,
     reset_stores,
     row,
     table,
@@ -326,8 +330,11 @@ def main() -> int:
             events = int(args.rate * args.seconds)
             bodies = e2e_bodies(run, events, args.people)
             log(f"end to end: {events} events at {args.rate}/s")
-            took = sender.run(bodies, args.rate / BATCH)
-            drain = wait_drained(conn, 180)
+            # CPU per role over the load and the drain: per event sent, the web tier's ingestion
+            # and the worker's routing of it (and of the events routing itself ingests).
+            with cpu_usage(services.groups) as cpu:
+                took = sender.run(bodies, args.rate / BATCH)
+                drain = wait_drained(conn, 180)
             results["e2e"] = {
                 "events": events,
                 "seconds": round(took, 2),
@@ -336,6 +343,7 @@ def main() -> int:
                 "late_sends": sender.late,
                 "outbox_drain_s": None if drain is None else round(drain, 2),
                 **e2e_latency(conn, run),
+                "cpu": per_unit(cpu, events),
             }
             e2e = results["e2e"]
             log(

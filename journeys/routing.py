@@ -17,8 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from config.core import metrics, observability
 from journeys import selectors
@@ -66,9 +65,16 @@ _cache = _Cache()
 
 
 def publish_generation() -> tuple[Any, ...]:
-    """Changes whenever a version is published or archived: one small aggregate query."""
-    row = JourneyVersion.objects.filter(status=VersionStatus.PUBLISHED).aggregate(n=Count("id"), last=Max("updated_at"))
-    return (row["n"], row["last"])
+    """Changes whenever a version is published or archived: one small aggregate query, in SQL
+    rather than the ORM because it runs for every routed chunk."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(id), max(updated_at) FROM {JourneyVersion._meta.db_table} WHERE status = %s",  # noqa: S608
+            [VersionStatus.PUBLISHED.value],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return (row[0], row[1])
 
 
 def invalidate() -> None:
@@ -117,13 +123,13 @@ def trigger_index() -> TriggerIndex:
     return index
 
 
-def event_view(event: StoredEvent, details: dict[str, Any] | None) -> EventView:
+def event_view(event: StoredEvent, properties: dict[str, Any] | None) -> EventView:
     return EventView(
         id=event.id,
         name=event.name,
         type=event.type,
         channel=event.channel,
-        properties=(details or {}).get("properties") or {},
+        properties=properties or {},
         timestamp=event.timestamp,
         customer_id=str(event.customer_id),
     )
@@ -143,12 +149,17 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
         .filter(customer_id__in=customers, status=EnrollmentStatus.ACTIVE)
         .order_by("id")
     )
-    names = {e.name for e in ordered}
-    triggering = bool(names & set(index.by_event)) or SEGMENT_ENTERED in names
-    if not rows and not triggering:
+    # Only the events of customers with an active enrollment, or with an event that may start
+    # one, can do anything here: the rest (most page views, our own lifecycle events) are left
+    # out before their properties are read.
+    concerned = {row.customer_id for row in rows} | {
+        e.customer_id for e in ordered if e.name in index.by_event or e.name == SEGMENT_ENTERED
+    }
+    if not concerned:
         return
-    details = selectors.event_details(event_ids=[e.id for e in ordered])
-    views = [event_view(e, details.get(e.id)) for e in ordered]
+    ordered = [e for e in ordered if e.customer_id in concerned]
+    properties = selectors.event_properties(event_ids=[e.id for e in ordered])
+    views = [event_view(e, properties.get(e.id)) for e in ordered]
     versions = live_versions({row.version_id for row in rows})
     world = DbWorld(now=now)
     active: dict[UUID, list[tuple[Enrollment, EnrollmentState]]] = defaultdict(list)
@@ -159,6 +170,8 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
     candidates = {(live.journey_id, UUID(view.customer_id)) for view in views for live in index.triggered_by(view)}
     past = selectors.past_entries(pairs=candidates)
     entered: dict[tuple[UUID, UUID], datetime] = {}
+    # Enrollments this chunk starts, inserted together before the chunk's history is written.
+    pending: dict[tuple[UUID, UUID], Enrollment] = {}
 
     for view in views:
         # Steps run for this event (and what they enqueue: deliveries) join the event's trace.
@@ -172,7 +185,9 @@ def journeys_on_routed(events: list[StoredEvent], *, now: datetime | None = None
                 past=past,
                 entered=entered,
                 changed=changed,
+                pending=pending,
             )
+    enrollments_insert(list(pending.values()))
     world.flush()
     enrollments_save([(row.status, state) for row, state in changed.values()])
 
@@ -187,6 +202,7 @@ def _on_event(
     past: dict[tuple[UUID, UUID], selectors.PastEntries],
     entered: dict[tuple[UUID, UUID], datetime],
     changed: dict[UUID, tuple[Enrollment, EnrollmentState]],
+    pending: dict[tuple[UUID, UUID], Enrollment],
 ) -> None:
     """One event: advance the customer's active enrollments, then start those it triggers."""
     customer_id = UUID(view.customer_id)
@@ -200,7 +216,9 @@ def _on_event(
         if state.status != ACTIVE:
             active[customer_id].remove((row, state))
     for live in index.triggered_by(view):
-        started = _start(live, view, world=world, past=past, entered=entered, active=active[customer_id])
+        started = _start(
+            live, view, world=world, past=past, entered=entered, active=active[customer_id], pending=pending
+        )
         if started is not None:
             active[customer_id].append(started)
             changed[started[0].id] = started
@@ -214,6 +232,7 @@ def _start(
     past: dict[tuple[UUID, UUID], selectors.PastEntries],
     entered: dict[tuple[UUID, UUID], datetime],
     active: list[tuple[Enrollment, EnrollmentState]],
+    pending: dict[tuple[UUID, UUID], Enrollment],
 ) -> tuple[Enrollment, EnrollmentState] | None:
     journey = live.compiled
     customer_id = UUID(view.customer_id)
@@ -237,7 +256,9 @@ def _start(
     allowed, _why = machine.reentry_allows(journey, previous=previous, now=world.now())
     if not allowed:
         return None
-    return enrollment_create(live=live, customer_id=customer_id, world=world, event=view, entered=entered)
+    return enrollment_create(
+        live=live, customer_id=customer_id, world=world, event=view, entered=entered, pending=pending
+    )
 
 
 def enrollment_id(journey_id: UUID, customer_id: UUID, event: EventView | None) -> UUID:
@@ -281,6 +302,47 @@ def _insert_enrollment(row: Enrollment) -> bool:
         return cursor.fetchone() is not None
 
 
+class EnrollmentStartConflict(OperationalError):
+    """Another transaction started one of this chunk's enrollments first (the same customer's
+    events routed at the same time, or an entry through the API). The chunk's steps already
+    ran on the assumption that it had not, so the chunk rolls back; routing's task retries it
+    (a transient database error), and the retry sees the other enrollment under its lock."""
+
+
+def enrollments_insert(rows: list[Enrollment]) -> None:
+    """Insert the enrollments a chunk started, in one statement (ON CONFLICT DO NOTHING: a
+    conflict raises EnrollmentStartConflict)."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO journeys_enrollment (id, created_at, updated_at, journey_id, version_id, customer_id, "
+            "status, step, visit, waiting_for, state, trigger_event_id, entered_at, ended_at, end_reason, converted) "
+            "SELECT id, created_at, updated_at, journey_id, version_id, customer_id, status, step, 0, NULL, '{}', "
+            "trigger_event_id, entered_at, NULL, '', false "
+            "FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[], %s::uuid[], %s::uuid[], %s::uuid[], "
+            "%s::text[], %s::text[], %s::bigint[], %s::timestamptz[]) "
+            "AS r(id, created_at, updated_at, journey_id, version_id, customer_id, status, step, trigger_event_id, "
+            "entered_at) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            [
+                [r.id for r in rows],
+                [r.created_at for r in rows],
+                [r.updated_at for r in rows],
+                [r.journey_id for r in rows],
+                [r.version_id for r in rows],
+                [r.customer_id for r in rows],
+                [r.status for r in rows],
+                [r.step for r in rows],
+                [r.trigger_event_id for r in rows],
+                [r.entered_at for r in rows],
+            ],
+        )
+        inserted = len(cursor.fetchall())
+    if inserted != len(rows):
+        raise EnrollmentStartConflict(f"{len(rows) - inserted} of this chunk's enrollments were started concurrently")
+
+
 def enrollment_create(
     *,
     live: LiveVersion,
@@ -288,9 +350,12 @@ def enrollment_create(
     world: DbWorld,
     event: EventView | None,
     entered: dict[tuple[UUID, UUID], datetime] | None = None,
+    pending: dict[tuple[UUID, UUID], Enrollment] | None = None,
 ) -> tuple[Enrollment, EnrollmentState] | None:
     """Insert an active enrollment and run it from the start; None when the customer is
-    already in the journey (a concurrent start won the unique constraint)."""
+    already in the journey (a concurrent start won the unique constraint). With `pending`
+    (PostgreSQL; by journey and customer), the row is added to it for `enrollments_insert` instead: the caller already
+    holds the customers' active enrollments locked, so only a concurrent start can conflict."""
     now = world.now()
     row = Enrollment(
         id=enrollment_id(live.journey_id, customer_id, event),
@@ -306,7 +371,13 @@ def enrollment_create(
         created_at=now,
         updated_at=now,
     )
-    if not _insert_enrollment(row):
+    if pending is not None and connection.vendor == "postgresql":
+        # Inserted one by one, a second start of the journey in the same chunk met the first
+        # one's row (still active until the chunk's end) and did not start: the same here.
+        if (live.journey_id, customer_id) in pending:
+            return None
+        pending[(live.journey_id, customer_id)] = row
+    elif not _insert_enrollment(row):
         return None
     if entered is not None:
         entered[(live.journey_id, customer_id)] = now

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,6 @@ from uuid import UUID
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max
 from django.utils import timezone
 
 from config.core import metrics
@@ -48,7 +47,8 @@ from journeys.conditions import (
 )
 from journeys.models import Segment, SegmentMembership
 from profiles import services as profile_services
-from profiles.computed_traits import computed_traits_of
+from profiles.computed_traits import computed_traits_from_state
+from profiles.computed_traits import definitions as computed_definitions
 from profiles.contracts import SourceInfo, StoredEvent
 from profiles.models import Customer, Event, Identity
 from profiles.privacy.selectors import consent_allows_many
@@ -87,9 +87,13 @@ _loaded: _Loaded | None = None
 
 
 def segments_generation() -> tuple[Any, ...]:
-    """Moves whenever a segment is created, changed or deleted: one small aggregate query."""
-    row = Segment.objects.aggregate(n=Count("id"), last=Max("updated_at"))
-    return (row["n"], row["last"])
+    """Moves whenever a segment is created, changed or deleted: one small aggregate query, in
+    SQL rather than the ORM because it runs for every routed chunk."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(id), max(updated_at) FROM {Segment._meta.db_table}")  # noqa: S608 - our table
+        row = cursor.fetchone()
+    assert row is not None
+    return (row[0], row[1])
 
 
 def segments_changed() -> None:
@@ -353,29 +357,27 @@ class _Profile:
 
 def _profiles(customer_ids: Iterable[UUID], *, computed: bool) -> dict[UUID, _Profile]:
     """The live profile behind each id (merged ids map to their survivor): two queries at most.
-    Computed traits are worked out only when `computed` (a segment reads them)."""
+    Computed traits are worked out only when `computed` (a segment reads them). Plain rows, not
+    model instances: this runs for every routed chunk."""
     asked = set(customer_ids)
-    rows = {
-        c.id: c for c in Customer.objects.filter(id__in=asked).only("id", "traits", "computed_state", "merged_into")
-    }
-    survivors = {c.merged_into_id for c in rows.values() if c.merged_into_id is not None} - rows.keys()
+    fields = ("id", "traits", "computed_state", "merged_into_id")
+    rows = {row[0]: row for row in Customer.objects.filter(id__in=asked).values_list(*fields)}
+    survivors = {row[3] for row in rows.values() if row[3] is not None} - rows.keys()
     if survivors:
-        rows.update(
-            {
-                c.id: c
-                for c in Customer.objects.filter(id__in=survivors).only("id", "traits", "computed_state", "merged_into")
-            }
-        )
+        rows.update({row[0]: row for row in Customer.objects.filter(id__in=survivors).values_list(*fields)})
+    today = timezone.now().date()
     profiles: dict[UUID, _Profile] = {}
     for customer_id in asked:
         row = rows.get(customer_id)
         if row is None:
             continue
-        live = rows.get(row.merged_into_id) if row.merged_into_id else row
-        if live is None or live.merged_into_id is not None:
+        live = rows.get(row[3]) if row[3] is not None else row
+        if live is None or live[3] is not None:
             continue
-        if live.id not in profiles:
-            profiles[live.id] = _Profile(live.id, live.traits or {}, computed_traits_of(live) if computed else {})
+        if live[0] not in profiles:
+            profiles[live[0]] = _Profile(
+                live[0], live[1] or {}, computed_traits_from_state(live[2] or {}, today) if computed else {}
+            )
     return profiles
 
 
@@ -604,36 +606,78 @@ def _count_changes(made: list[tuple[Change, int]]) -> None:
 
 
 def segments_update(
-    *, customer_ids: Collection[UUID], now: datetime | None = None, hints: Mapping[UUID, tuple[str, str]] | None = None
+    *,
+    customer_ids: Collection[UUID],
+    now: datetime | None = None,
+    hints: Mapping[UUID, tuple[str, str]] | Callable[[], Mapping[UUID, tuple[str, str]]] | None = None,
 ) -> list[tuple[Change, int]]:
     """Bring these customers' memberships in line with every enabled segment; emits the
-    Segment Entered/Exited events. Atomic; returns the changes made."""
-    segments = live_segments()
+    Segment Entered/Exited events. Atomic; returns the changes made. `hints` may be a callable,
+    called only when there are segment events to emit."""
+    return _update(live_segments(), customer_ids=customer_ids, now=now, hints=hints)
+
+
+def _update(
+    segments: tuple[LiveSegment, ...],
+    *,
+    customer_ids: Collection[UUID],
+    now: datetime | None,
+    hints: Mapping[UUID, tuple[str, str]] | Callable[[], Mapping[UUID, tuple[str, str]]] | None,
+) -> list[tuple[Change, int]]:
     if not segments or not customer_ids:
         return []
     at = now or timezone.now()
-    with transaction.atomic():
+    # Inside routing's transaction no savepoint is needed (a failure fails the chunk); alone,
+    # this opens the transaction.
+    with transaction.atomic(savepoint=False):
         changes, _ = evaluate(segments, customer_ids, at)
         made = memberships_apply(changes=changes, now=at)
-        segment_events_emit(made=made, now=at, hints=hints)
-        _count_changes(made)
+        if made:
+            segment_events_emit(made=made, now=at, hints=hints() if callable(hints) else hints)
+            _count_changes(made)
     return made
+
+
+# Events that only say a session started, ended or resumed (names registered by the sessions
+# wiring): they change no trait, consent or computed trait by themselves, so routing them does
+# not re-evaluate segments unless a segment reads sessions, counts them in its history, or reads
+# a computed trait that counts them. (A time-based condition that came due is picked up by
+# segments_recheck or the customer's next event, as without them.)
+_session_events: set[str] = set()
+
+
+def register_session_events(names: Iterable[str]) -> None:
+    _session_events.update(names)
+
+
+def _unread_session_events(segments: tuple[LiveSegment, ...]) -> frozenset[str]:
+    if not _session_events or any("session" in s.condition.needs for s in segments):
+        return frozenset()
+    read: set[str] = set().union(*(s.history_names for s in segments))
+    if any("computed" in s.condition.needs for s in segments):
+        read |= {d.event_name for d in computed_definitions()}
+    return frozenset(_session_events - read)
 
 
 def segments_on_routed(events: list[StoredEvent]) -> None:
     """Routing handler: update the segments of the customers these events are about. Our own
     Segment Entered/Exited events are skipped (the pass that emitted them already evaluated every
-    segment for that customer), so a change never feeds on itself."""
+    segment for that customer), so a change never feeds on itself; so are session lifecycle
+    events no segment reads (_unread_session_events)."""
+    segments = live_segments()
+    if not segments:
+        return
+    skipped = SEGMENT_EVENTS | _unread_session_events(segments)
     customer_events: dict[UUID, StoredEvent] = {}
     for event in events:
-        if event.name in SEGMENT_EVENTS and event.type == "track":
+        if event.name in skipped and event.type == "track":
             continue
         latest = customer_events.get(event.customer_id)
         if latest is None or (event.timestamp, event.id) > (latest.timestamp, latest.id):
             customer_events[event.customer_id] = event
     if not customer_events:
         return
-    segments_update(customer_ids=list(customer_events), hints=_hints(customer_events))
+    _update(segments, customer_ids=list(customer_events), now=None, hints=lambda: _hints(customer_events))
 
 
 def _hints(customer_events: Mapping[UUID, StoredEvent]) -> dict[UUID, tuple[str, str]]:

@@ -17,9 +17,11 @@ class OrchestrationConfig(AppConfig):
         routing.register_handler(computed_traits_on_routed)
         # Segments after computed traits (conditions read them), before journeys (which trigger on
         # Segment Entered and read membership).
-        from journeys.segments import segments_on_routed
+        from journeys.segments import register_session_events, segments_on_routed
+        from orchestration.sessions.selectors import LIFECYCLE_EVENTS
 
         routing.register_handler(segments_on_routed)
+        register_session_events(LIFECYCLE_EVENTS)
         # Journeys last: segment membership and computed traits are current when they decide.
         from journeys.routing import journeys_on_routed
 

@@ -113,8 +113,13 @@ def _lock_live(ids: set[UUID]) -> dict[UUID, Customer]:
 
 
 def computed_traits_of(customer: Customer, today: date | None = None) -> dict[str, Any]:
+    return computed_traits_from_state(customer.computed_state, today)
+
+
+def computed_traits_from_state(state: dict[str, Any], today: date | None = None) -> dict[str, Any]:
+    """The computed traits of a profile whose `computed_state` this is."""
     today = today or timezone.now().date()
-    return {d.name: computed.value(d, customer.computed_state.get(d.name), today) for d in definitions()}
+    return {d.name: computed.value(d, state.get(d.name), today) for d in definitions()}
 
 
 def computed_states_merged(states: list[dict[str, Any]]) -> dict[str, Any]:

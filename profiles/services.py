@@ -68,17 +68,60 @@ ORDER BY e.id
 """
 
 
-def outbox_claim(*, event_ids: list[int]) -> list[StoredEvent]:
-    """Take events off the outbox for routing, in the caller's transaction.
+# The same, for a router that also takes the backlog: named rows another router holds are
+# skipped rather than waited for. That router took them as its backlog and is routing them; had
+# this one waited, two routers behind the same queue would take turns instead of working side by
+# side. (Should that router fail, they stay on the outbox for the sweeper.)
+_CLAIM_SKIP_LOCKED_SQL = """
+WITH claimed AS (
+    DELETE FROM profiles_eventoutbox WHERE event_id IN (
+        SELECT event_id FROM profiles_eventoutbox WHERE event_id = ANY(%s) FOR UPDATE SKIP LOCKED
+    ) RETURNING event_id
+)
+SELECT e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at
+FROM profiles_event e JOIN claimed c ON c.event_id = e.id
+ORDER BY e.id
+"""
+
+
+# The backlog: other rows waiting on the outbox, oldest first, that no router holds (SKIP LOCKED:
+# this statement never waits) and that never failed a routing attempt (attempts = 0, so one
+# event that makes a handler fail cannot drag every other chunk down with it).
+_CLAIM_BACKLOG_SQL = """
+WITH claimed AS (
+    DELETE FROM profiles_eventoutbox WHERE event_id IN (
+        SELECT event_id FROM profiles_eventoutbox
+        WHERE attempts = 0 AND event_id <> ALL(%s)
+        ORDER BY enqueued_at LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    ) RETURNING event_id
+)
+SELECT e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at
+FROM profiles_event e JOIN claimed c ON c.event_id = e.id
+"""
+
+
+def outbox_claim(*, event_ids: list[int], backlog: int = 0) -> list[StoredEvent]:
+    """Take events off the outbox for routing, in the caller's transaction, in id order.
 
     Must run inside transaction.atomic(): the rows stay locked until the caller commits the
     routing's effects, so a concurrent router of the same ids waits and then finds nothing.
+    With `backlog`, up to that many other waiting events come along (see _CLAIM_BACKLOG_SQL):
+    a router that has fallen behind routes the queue in large chunks, whose fixed cost is
+    shared, and the tasks that named those events find nothing left to do. In that mode no
+    statement waits for another router's rows (SKIP LOCKED), so routers never wait on each other.
     """
     assert connection.in_atomic_block, "outbox_claim needs the caller's transaction"
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [event_ids])
-            return [StoredEvent(*row) for row in cursor.fetchall()]
+            cursor.execute(_CLAIM_SKIP_LOCKED_SQL if backlog > 0 else _CLAIM_SQL, [event_ids])
+            events = [StoredEvent(*row) for row in cursor.fetchall()]
+            if backlog > 0:
+                cursor.execute(_CLAIM_BACKLOG_SQL, [event_ids, backlog])
+                more = cursor.fetchall()
+                if more:
+                    events = sorted(events + [StoredEvent(*row) for row in more], key=lambda e: e.id)
+            return events
     claimed = list(
         EventOutbox.objects.select_for_update().filter(event_id__in=event_ids).values_list("event_id", flat=True)
     )
@@ -88,6 +131,13 @@ def outbox_claim(*, event_ids: list[int]) -> list[StoredEvent]:
         StoredEvent(e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at)
         for e in rows
     ]
+
+
+def outbox_failed(*, event_ids: list[int]) -> None:
+    """Count a failed routing attempt against these events (still on the outbox after the
+    rollback): they are no longer taken as another chunk's backlog, only by their own task's
+    retry or the sweeper."""
+    EventOutbox.objects.filter(event_id__in=event_ids).update(attempts=F("attempts") + 1)
 
 
 def outbox_reclaim_stale(*, older_than: timedelta, limit: int, now: datetime | None = None) -> list[int]:

@@ -198,6 +198,10 @@ DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="") or None
 ROUTING_DISPATCH_LINGER_MS = env.int("ROUTING_DISPATCH_LINGER_MS", default=25)
 ROUTING_DISPATCH_MAX_CHUNK = env.int("ROUTING_DISPATCH_MAX_CHUNK", default=500)
 ROUTING_SWEEP_AFTER_SECONDS = env.int("ROUTING_SWEEP_AFTER_SECONDS", default=60)
+# A routing task also routes other events waiting on the outbox, up to this many in all, so a
+# worker that has fallen behind catches up in large chunks (per-chunk work shared) instead of
+# one small task at a time; when it keeps up, chunks stay as dispatched. 0: only the task's own.
+ROUTING_CLAIM_BACKLOG = env.int("ROUTING_CLAIM_BACKLOG", default=500)
 
 # --- Cross-channel sessions (orchestration/sessions) ------------------------------------------
 # "redis" when REDIS_URL is set (written through to the database), else "database".

@@ -12,6 +12,8 @@ from config.settings.base import BROKER_CONFIGURED, EMBEDDED_MODE
 
 # Tests decide when chunks are dispatched: at commit, synchronously.
 ROUTING_DISPATCH_LINGER_MS = 0
+# Tests route exactly the events they name; the backlog claim has its own tests.
+ROUTING_CLAIM_BACKLOG = 0
 INGEST_RATE_LIMIT_PER_SECOND = 100_000
 API_RATE_LIMIT_PER_SECOND = 100_000
 SOURCE_CACHE_SECONDS = 0.0

@@ -124,14 +124,18 @@ def _guard(source: SourceInfo) -> Callable[[SessionDoc], None]:
     return check
 
 
-def _record_started_over(docs: list[SessionDoc], now: datetime) -> None:
+def _record_started_over(
+    docs: list[SessionDoc], now: datetime, clusters: dict[UUID, tuple[UUID, list[UUID]]] | None = None
+) -> None:
     """A new session while the customer was recently on another channel: a continuation that
-    started over instead of resuming (the denominator of context retention)."""
+    started over instead of resuming (the denominator of context retention). `clusters`: the
+    docs' customers' clusters when the caller has them already."""
     if not docs:
         return
     window = now - timedelta(seconds=settings.SESSIONS_CONTINUATION_WINDOW_SECONDS)
     new_ids = [d.id for d in docs]
-    clusters = customer_clusters(customer_ids={d.customer_id for d in docs})
+    if clusters is None:
+        clusters = customer_clusters(customer_ids={d.customer_id for d in docs})
     live_of = {member: live for live, members in clusters.values() for member in members}
     recent: dict[UUID, SessionRecord] = {}
     for record in (
@@ -538,7 +542,8 @@ def sessions_from_events(events: list[StoredEvent]) -> None:
         )
     created = store.create_many(docs, origin="events")
     now = max(e.received_at for e in starting.values())
-    _record_started_over(created, now)
+    # The docs belong to live profiles, whose clusters were read above.
+    _record_started_over(created, now, {live: (live, members) for live, members in clusters.values()})
     by_source: dict[str, list[tuple[SessionDoc, dict[str, Any]]]] = defaultdict(list)
     for doc in created:
         by_source[doc.source_ids[0]].append((doc, {"channel": doc.channel, "origin": "events"}))

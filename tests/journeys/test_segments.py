@@ -390,3 +390,29 @@ def test_orm_merge_gives_the_survivor_the_losers_memberships() -> None:
     rows = sorted(SegmentMembership.objects.values_list("segment__key", "customer_id"))
     assert rows == [("other", older.customer_id), ("vip", older.customer_id)]
     assert SegmentMembership.objects.get(id=shared.id).entered_at == min(shared.entered_at, newer.entered_at)
+
+
+def _vip_outside_routing(ingest: Any, user_id: str) -> Customer:
+    """A customer whose traits say vip, written without routing (so no segment saw it yet)."""
+    ingest.post("identify", {"userId": user_id, "traits": {"tier": "basic"}})
+    route_all()
+    Customer.objects.filter(id=customer(user_id).id).update(traits={"tier": "vip"})
+    return customer(user_id)
+
+
+def test_session_lifecycle_events_no_segment_reads_do_not_re_evaluate(ingest: Any, vip: Segment) -> None:
+    ann = _vip_outside_routing(ingest, "ann")
+    ingest.post("track", {"userId": "ann", "event": "Session Started"})
+    route_all()
+    assert not SegmentMembership.objects.exists()
+    ingest.post("track", {"userId": "ann", "event": "Product Viewed"})
+    route_all()
+    assert list(SegmentMembership.objects.values_list("customer_id", flat=True)) == [ann.id]
+
+
+def test_session_lifecycle_events_a_segment_counts_re_evaluate(ingest: Any, vip: Segment) -> None:
+    SegmentFactory.create(key="sessions", condition={"performed": {"event": "Session Started", "times": {"gte": 0}}})
+    ann = _vip_outside_routing(ingest, "ann")
+    ingest.post("track", {"userId": "ann", "event": "Session Started"})
+    route_all()
+    assert SegmentMembership.objects.filter(segment=vip, customer_id=ann.id).exists()
