@@ -284,29 +284,32 @@ def timers_tick(
     """Fire the timers due at `now` (default: the clock), each batch in its own transaction;
     returns how many fired. Safe to run concurrently: timers are claimed FOR UPDATE SKIP
     LOCKED and their enrollments locked (skipping any a router holds; the next tick takes them).
-    `on_backlog` is called once when the first batch comes back full: more are due than one
-    batch, and the caller may start more ticks to share them."""
+    `on_backlog` is called once, as soon as the first claim comes back full: more are due than
+    one batch, and the caller may start more ticks to share them. It is called before this batch
+    is fired, so the other ticks claim the next batches while this one works on its own."""
     fired = 0
     for number in range(max_batches):
-        count, claimed = _tick_batch(now or timezone.now(), batch)
+        count, claimed = _tick_batch(now or timezone.now(), batch, on_full=on_backlog if number == 0 else None)
         fired += count
         if claimed < batch or count == 0:
             break
-        if number == 0 and on_backlog is not None:
-            on_backlog()
     return fired
 
 
-def _tick_batch(now: datetime, batch: int) -> tuple[int, int]:
+def _tick_batch(now: datetime, batch: int, on_full: Callable[[], None] | None = None) -> tuple[int, int]:
     with transaction.atomic():
+        # Oldest first, in the order of the due-time index: a tie-break on id would make every
+        # claim sort all the due timers (10,000 falling due together) to take the first 500.
         timers = list(
             Timer.objects.select_for_update(skip_locked=True)
             .filter(fired_at__isnull=True, due_at__lte=now)
-            .order_by("due_at", "id")
+            .order_by("due_at")
             .values_list("id", "enrollment_id", "step", "visit", "kind", "due_at")[:batch]
         )
         if not timers:
             return 0, 0
+        if on_full is not None and len(timers) == batch:
+            on_full()
         states = _enrollments_lock({t[1] for t in timers})
         mine = [t for t in timers if t[1] in states]
         if not mine:

@@ -64,6 +64,12 @@ class _Customer:
         self.history: EventHistory | None = None
 
 
+_GUARD_INSERT = (
+    "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
+    "VALUES (%s, %s, %s, %s, %s, %s, 'running', '{}') ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+
+
 class DbWorld:
     def __init__(self, *, now: datetime | None = None) -> None:
         self._now = now
@@ -169,13 +175,17 @@ class DbWorld:
                 "detail": {},
             }
             return True
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 'running', '{}') ON CONFLICT (key) DO NOTHING RETURNING id",
-                [enrollment.id, key, step, kind, enrollment.visit, self.now()],
-            )
-            row = cursor.fetchone()
+        if connection.vendor == "postgresql":
+            # Prepared once per connection: a timer batch of message steps runs this hundreds of times.
+            with _array_cursor() as cursor:
+                cursor.execute(
+                    _GUARD_INSERT, [UUID(enrollment.id), key, step, kind, enrollment.visit, self.now()], prepare=True
+                )
+                row = cursor.fetchone()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(_GUARD_INSERT, [enrollment.id, key, step, kind, enrollment.visit, self.now()])
+                row = cursor.fetchone()
         if row is None:
             return False
         self._inserted[key] = row[0]
@@ -210,8 +220,7 @@ class DbWorld:
                 raise HistoryConflict(f"{len(self._runs) - inserted} step(s) of this chunk were already recorded")
             self._runs.clear()
         if self._outcomes:
-            rows = [StepRun(id=pk, outcome=outcome, detail=detail) for pk, (outcome, detail) in self._outcomes.items()]
-            StepRun.objects.bulk_update(rows, ["outcome", "detail"])
+            _outcomes_update(self._outcomes, postgres=postgres)
             self._outcomes.clear()
         self._inserted.clear()
         for (journey, kind, outcome), count in self._steps.items():
@@ -385,6 +394,23 @@ def _timers_upsert(timers: dict[tuple[str, str, int, str], datetime], *, postgre
                 "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
                 [UUID(enrollment_id).hex, step, visit, kind, due_at],
             )
+
+
+def _outcomes_update(outcomes: dict[int, tuple[str, dict[str, Any]]], *, postgres: bool) -> None:
+    """The outcomes of the history rows inserted early, in one statement (bulk_update's CASE
+    WHEN per row took over a millisecond a row for a batch of 500 message steps)."""
+    if not postgres:
+        rows = [StepRun(id=pk, outcome=outcome, detail=detail) for pk, (outcome, detail) in outcomes.items()]
+        StepRun.objects.bulk_update(rows, ["outcome", "detail"])
+        return
+    ids = list(outcomes)
+    with _array_cursor() as cursor:
+        cursor.execute(
+            "UPDATE journeys_steprun AS r SET outcome = t.o, detail = t.d::jsonb "
+            "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS t(id, o, d) WHERE r.id = t.id",
+            [ids, [outcomes[pk][0] for pk in ids], [orjson.dumps(outcomes[pk][1]).decode() for pk in ids]],
+            prepare=True,
+        )
 
 
 def _history_insert(runs: dict[str, dict[str, Any]], *, postgres: bool) -> int:
