@@ -298,33 +298,28 @@ def timers_tick(
 
 def _tick_batch(now: datetime, batch: int, on_full: Callable[[], None] | None = None) -> tuple[int, int]:
     with transaction.atomic():
-        # Oldest first, in the order of the due-time index: a tie-break on id would make every
-        # claim sort all the due timers (10,000 falling due together) to take the first 500.
-        timers = list(
-            Timer.objects.select_for_update(skip_locked=True)
-            .filter(fired_at__isnull=True, due_at__lte=now)
-            .order_by("due_at")
-            .values_list("id", "enrollment_id", "step", "visit", "kind", "due_at")[:batch]
-        )
+        timers = _timers_claim(now, batch)
         if not timers:
             return 0, 0
         if on_full is not None and len(timers) == batch:
             on_full()
         states = _enrollments_lock({t[1] for t in timers})
         mine = [t for t in timers if t[1] in states]
+        if len(mine) < len(timers):
+            _timers_unclaim([t[0] for t in timers if t[1] not in states])
         if not mine:
             return 0, len(timers)
-        _timers_mark_fired([t[0] for t in mine], now)
         wall = timezone.now()
         for timer in mine:
             metrics.TIMER_LAG.observe(max(0.0, (wall - timer[5]).total_seconds()))
-        versions = routing.live_versions({UUID(state.version) for state, _ in states.values()})
+        live_by_id = routing.live_versions({UUID(v) for v in {state.version for state, _ in states.values()}})
+        versions = {str(pk): live for pk, live in live_by_id.items()}
         world = DbWorld(now=now)
         tracing = observability.enabled()
         touched: dict[UUID, EnrollmentState] = {}
         for _, enrollment_id, step, visit, kind, _due in mine:
             state, before = states[enrollment_id]
-            live = versions.get(UUID(state.version))
+            live = versions.get(state.version)
             if before != EnrollmentStatus.ACTIVE or live is None:
                 continue
             touched[enrollment_id] = state
@@ -396,12 +391,36 @@ def _enrollments_lock(ids: set[UUID]) -> dict[UUID, tuple[EnrollmentState, str]]
     }
 
 
-def _timers_mark_fired(ids: list[int], now: datetime) -> None:
+# Claims and marks fired in one statement: the UPDATE takes the row locks the claim needs, where
+# a SELECT ... FOR UPDATE followed by an UPDATE wrote each timer row twice. Oldest first, in the
+# due-time index's order: a tie-break on id would make every claim sort all the due timers
+# (10,000 falling due together) to take the first 500.
+_TIMERS_CLAIM = (
+    "UPDATE journeys_timer SET fired_at = %b WHERE id IN ("
+    "SELECT id FROM journeys_timer WHERE fired_at IS NULL AND due_at <= %b ORDER BY due_at LIMIT %b "
+    "FOR UPDATE SKIP LOCKED) RETURNING id, enrollment_id, step, visit, kind, due_at"
+)
+
+
+def _timers_claim(now: datetime, batch: int) -> list[tuple[int, UUID, str, int, str, datetime]]:
+    """Up to `batch` due timers that no other tick holds, locked and marked fired at `now`."""
     if connection.vendor != "postgresql":
-        Timer.objects.filter(id__in=ids).update(fired_at=now)
-        return
+        timers = list(
+            Timer.objects.select_for_update(skip_locked=True)
+            .filter(fired_at__isnull=True, due_at__lte=now)
+            .order_by("due_at")
+            .values_list("id", "enrollment_id", "step", "visit", "kind", "due_at")[:batch]
+        )
+        Timer.objects.filter(id__in=[t[0] for t in timers]).update(fired_at=now)
+        return timers
     with _array_cursor() as cursor:
-        cursor.execute("UPDATE journeys_timer SET fired_at = %b WHERE id = ANY(%b::bigint[])", [now, ids], prepare=True)
+        cursor.execute(_TIMERS_CLAIM, [now, now, batch], prepare=True)
+        return cursor.fetchall()
+
+
+def _timers_unclaim(ids: list[int]) -> None:
+    """Timers whose enrollment another transaction holds are not fired: the next tick takes them."""
+    Timer.objects.filter(id__in=ids).update(fired_at=None)
 
 
 # --- privacy and merges --------------------------------------------------------------------------
