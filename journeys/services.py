@@ -343,7 +343,7 @@ def _tick_batch(now: datetime, batch: int, on_full: Callable[[], None] | None = 
 
 
 # The enrollments of a batch's timers, locked; those another transaction holds are skipped (a
-# router is moving them; their timers stay claimed by no one and the next tick takes them).
+# router is moving them; their timers are put back unfired and the next tick takes them).
 _ENROLLMENTS_LOCK = (
     "SELECT e.id, j.key, e.version_id, e.customer_id, e.entered_at, e.step, e.visit, e.status, "
     "e.waiting_for::text, e.state::text, e.converted, e.end_reason, e.ended_at "
