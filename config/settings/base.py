@@ -103,6 +103,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set: a new PostgreSQL backend (and statements prepared afresh) for every task, four timer
+# ticks a second and every routing chunk. Set, the fixup closes them only every 2 x this many
+# tasks, and config/celery.py closes them as Django does after a request: when unusable or older
+# than CONN_MAX_AGE.
+CELERY_DB_REUSE_MAX = 100_000
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 120
 # Redis broker: an unacknowledged task comes back after this. It must exceed the longest task
