@@ -16,6 +16,7 @@ from journeys.models import (
     JourneyVersion,
     SegmentMembership,
     StepRun,
+    Timer,
     VersionStatus,
 )
 from profiles.models import Customer, Event, Identity
@@ -175,3 +176,13 @@ def waiting_counts(*, version: JourneyVersion) -> dict[str, int]:
         .annotate(n=Count("id"))
     )
     return {row["step"]: row["n"] for row in rows}
+
+
+def timers_next_due(*, after: datetime, until: datetime) -> datetime | None:
+    """The due time of the first unfired timer due in (after, until], if any (the due-time index)."""
+    return (
+        Timer.objects.filter(fired_at__isnull=True, due_at__gt=after, due_at__lte=until)
+        .order_by("due_at")
+        .values_list("due_at", flat=True)
+        .first()
+    )

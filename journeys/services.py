@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+import orjson
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.core import metrics, observability
@@ -27,7 +28,14 @@ from journeys.models import (
     Timer,
     VersionStatus,
 )
-from journeys.world import ENROLLMENT_VALUES, DbWorld, enrollment_state, enrollment_state_of, enrollments_save
+from journeys.world import (
+    ENROLLMENT_VALUES,
+    DbWorld,
+    _array_cursor,
+    enrollment_state,
+    enrollment_state_of,
+    enrollments_save,
+)
 
 TICK_BATCH = 500
 TICK_MAX_BATCHES = 40
@@ -276,55 +284,49 @@ def timers_tick(
     """Fire the timers due at `now` (default: the clock), each batch in its own transaction;
     returns how many fired. Safe to run concurrently: timers are claimed FOR UPDATE SKIP
     LOCKED and their enrollments locked (skipping any a router holds; the next tick takes them).
-    `on_backlog` is called once when the first batch comes back full: more are due than one
-    batch, and the caller may start more ticks to share them."""
+    `on_backlog` is called once, as soon as the first claim comes back full: more are due than
+    one batch, and the caller may start more ticks to share them. It is called before this batch
+    is fired, so the other ticks claim the next batches while this one works on its own."""
     fired = 0
     for number in range(max_batches):
-        count, claimed = _tick_batch(now or timezone.now(), batch)
+        count, claimed = _tick_batch(now or timezone.now(), batch, on_full=on_backlog if number == 0 else None)
         fired += count
         if claimed < batch or count == 0:
             break
-        if number == 0 and on_backlog is not None:
-            on_backlog()
     return fired
 
 
-def _tick_batch(now: datetime, batch: int) -> tuple[int, int]:
+def _tick_batch(now: datetime, batch: int, on_full: Callable[[], None] | None = None) -> tuple[int, int]:
     with transaction.atomic():
-        timers = list(
-            Timer.objects.select_for_update(skip_locked=True)
-            .filter(fired_at__isnull=True, due_at__lte=now)
-            .order_by("due_at", "id")
-            .values_list("id", "enrollment_id", "step", "visit", "kind", "due_at")[:batch]
-        )
+        timers = _timers_claim(now, batch)
         if not timers:
             return 0, 0
-        # Rows as values: the tick touches thousands, and model instances cost more than the SQL.
-        rows = {
-            values["id"]: values
-            for values in Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in={t[1] for t in timers})
-            .order_by("id")
-            .values(*ENROLLMENT_VALUES)
-        }
-        mine = [t for t in timers if t[1] in rows]
+        if on_full is not None and len(timers) == batch:
+            on_full()
+        states = _enrollments_lock({t[1] for t in timers})
+        mine = [t for t in timers if t[1] in states]
+        if len(mine) < len(timers):
+            _timers_unclaim([t[0] for t in timers if t[1] not in states])
         if not mine:
             return 0, len(timers)
-        Timer.objects.filter(id__in=[t[0] for t in mine]).update(fired_at=now)
         wall = timezone.now()
         for timer in mine:
             metrics.TIMER_LAG.observe(max(0.0, (wall - timer[5]).total_seconds()))
-        versions = routing.live_versions({values["version_id"] for values in rows.values()})
+        live_by_id = routing.live_versions({UUID(v) for v in {state.version for state, _ in states.values()}})
+        versions = {str(pk): live for pk, live in live_by_id.items()}
         world = DbWorld(now=now)
-        states: dict[UUID, EnrollmentState] = {}
+        tracing = observability.enabled()
+        touched: dict[UUID, EnrollmentState] = {}
         for _, enrollment_id, step, visit, kind, _due in mine:
-            values = rows[enrollment_id]
-            if values["status"] != EnrollmentStatus.ACTIVE or values["version_id"] not in versions:
+            state, before = states[enrollment_id]
+            live = versions.get(state.version)
+            if before != EnrollmentStatus.ACTIVE or live is None:
                 continue
-            state = states.get(enrollment_id)
-            if state is None:
-                state = states[enrollment_id] = enrollment_state_of(values)
-            # In the trace of the event that started the enrollment, while tracing is on.
+            touched[enrollment_id] = state
+            if not tracing:
+                machine.on_timer(live.compiled, state, world, kind=kind, step=step, visit=visit)
+                continue
+            # In the trace of the event that started the enrollment.
             with observability.span_from(
                 "throughline.journey_timer",
                 state.state.get("traceparent", ""),
@@ -334,12 +336,91 @@ def _tick_batch(now: datetime, batch: int) -> tuple[int, int]:
                 step=step,
                 timer=kind,
             ):
-                machine.on_timer(
-                    versions[values["version_id"]].compiled, state, world, kind=kind, step=step, visit=visit
-                )
+                machine.on_timer(live.compiled, state, world, kind=kind, step=step, visit=visit)
         world.flush()
-        enrollments_save([(EnrollmentStatus.ACTIVE, state) for state in states.values()])
+        enrollments_save([(EnrollmentStatus.ACTIVE, state) for state in touched.values()])
         return len(mine), len(timers)
+
+
+# The enrollments of a batch's timers, locked; those another transaction holds are skipped (a
+# router is moving them; their timers are put back unfired and the next tick takes them).
+_ENROLLMENTS_LOCK = (
+    "SELECT e.id, j.key, e.version_id, e.customer_id, e.entered_at, e.step, e.visit, e.status, "
+    "e.waiting_for::text, e.state::text, e.converted, e.end_reason, e.ended_at "
+    "FROM journeys_enrollment e JOIN journeys_journey j ON j.id = e.journey_id "
+    "WHERE e.id = ANY(%b::uuid[]) ORDER BY e.id FOR UPDATE OF e SKIP LOCKED"
+)
+
+
+def _enrollments_lock(ids: set[UUID]) -> dict[UUID, tuple[EnrollmentState, str]]:
+    """Lock the enrollments (skipping those held elsewhere) and read them as the machine's
+    states, with each one's status before the machine runs. One statement with the ids as a
+    binary array: the ORM would quote 500 UUIDs into the SQL text and build 500 model dicts."""
+    if connection.vendor != "postgresql":
+        rows = {
+            values["id"]: values
+            for values in Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=ids)
+            .order_by("id")
+            .values(*ENROLLMENT_VALUES)
+        }
+        return {pk: (enrollment_state_of(values), values["status"]) for pk, values in rows.items()}
+    with _array_cursor() as cursor:
+        cursor.execute(_ENROLLMENTS_LOCK, [list(ids)], prepare=True)
+        found = cursor.fetchall()
+    return {
+        row[0]: (
+            EnrollmentState(
+                id=str(row[0]),
+                journey=row[1],
+                version=str(row[2]),
+                customer_id=str(row[3]),
+                entered_at=row[4],
+                step=row[5],
+                visit=row[6],
+                status=row[7],
+                waiting_for=None if row[8] is None else orjson.loads(row[8]),
+                state=orjson.loads(row[9]) or {},
+                converted=row[10],
+                end_reason=row[11],
+                ended_at=row[12],
+            ),
+            row[7],
+        )
+        for row in found
+    }
+
+
+# Claims and marks fired in one statement: the UPDATE takes the row locks the claim needs, where
+# a SELECT ... FOR UPDATE followed by an UPDATE wrote each timer row twice. Oldest first, in the
+# due-time index's order: a tie-break on id would make every claim sort all the due timers
+# (10,000 falling due together) to take the first 500.
+_TIMERS_CLAIM = (
+    "UPDATE journeys_timer SET fired_at = %b WHERE id IN ("
+    "SELECT id FROM journeys_timer WHERE fired_at IS NULL AND due_at <= %b ORDER BY due_at LIMIT %b "
+    "FOR UPDATE SKIP LOCKED) RETURNING id, enrollment_id, step, visit, kind, due_at"
+)
+
+
+def _timers_claim(now: datetime, batch: int) -> list[tuple[int, UUID, str, int, str, datetime]]:
+    """Up to `batch` due timers that no other tick holds, locked and marked fired at `now`."""
+    if connection.vendor != "postgresql":
+        timers = list(
+            Timer.objects.select_for_update(skip_locked=True)
+            .filter(fired_at__isnull=True, due_at__lte=now)
+            .order_by("due_at")
+            .values_list("id", "enrollment_id", "step", "visit", "kind", "due_at")[:batch]
+        )
+        Timer.objects.filter(id__in=[t[0] for t in timers]).update(fired_at=now)
+        return timers
+    with _array_cursor() as cursor:
+        cursor.execute(_TIMERS_CLAIM, [now, now, batch], prepare=True)
+        return cursor.fetchall()
+
+
+def _timers_unclaim(ids: list[int]) -> None:
+    """Timers whose enrollment another transaction holds are not fired: the next tick takes them."""
+    Timer.objects.filter(id__in=ids).update(fired_at=None)
 
 
 # --- privacy and merges --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -63,17 +64,26 @@ class _Customer:
         self.history: EventHistory | None = None
 
 
+_GUARD_INSERT = (
+    "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
+    "VALUES (%s, %s, %s, %s, %s, %s, 'running', '{}') ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+
+
 class DbWorld:
     def __init__(self, *, now: datetime | None = None) -> None:
         self._now = now
         self._customers: dict[str, _Customer] = {}
         # Buffered until flush(): history rows by key, outcomes of rows inserted early (by id),
-        # timers to set by (enrollment, step, visit, kind), enrollments whose timers to clear.
+        # timers to set by enrollment and (step, visit, kind), enrollments whose timers to clear.
         self._runs: dict[str, dict[str, Any]] = {}
         self._inserted: dict[str, int] = {}
         self._outcomes: dict[int, tuple[str, dict[str, Any]]] = {}
-        self._timers: dict[tuple[str, str, int, str], datetime] = {}
+        self._timers: dict[str, dict[tuple[str, int, str], datetime]] = {}
         self._clear: set[str] = set()
+        # Step counts by (journey, kind, outcome), added to the metric once per chunk: a labelled
+        # increment costs microseconds, and a timer batch or routing chunk runs thousands of steps.
+        self._steps: Counter[tuple[str, str, str]] = Counter()
 
     # --- time and context ------------------------------------------------------------------
     def now(self) -> datetime:
@@ -165,13 +175,17 @@ class DbWorld:
                 "detail": {},
             }
             return True
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 'running', '{}') ON CONFLICT (key) DO NOTHING RETURNING id",
-                [enrollment.id, key, step, kind, enrollment.visit, self.now()],
-            )
-            row = cursor.fetchone()
+        if connection.vendor == "postgresql":
+            # Prepared once per connection: a timer batch of message steps runs this hundreds of times.
+            with _array_cursor() as cursor:
+                cursor.execute(
+                    _GUARD_INSERT, [UUID(enrollment.id), key, step, kind, enrollment.visit, self.now()], prepare=True
+                )
+                row = cursor.fetchone()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(_GUARD_INSERT, [enrollment.id, key, step, kind, enrollment.visit, self.now()])
+                row = cursor.fetchone()
         if row is None:
             return False
         self._inserted[key] = row[0]
@@ -186,17 +200,19 @@ class DbWorld:
             buffered["detail"] = detail
         else:
             self._outcomes[self._inserted[key]] = (outcome, detail)
-        metrics.JOURNEY_STEPS.labels(journey=enrollment.journey, kind=kind, outcome=outcome).inc()
+        self._steps[(enrollment.journey, kind, outcome)] += 1
 
     def flush(self) -> None:
         """Write what the chunk buffered: timers cleared and set, history rows, outcomes of the
         rows inserted early. Called once at the end of a chunk, inside its transaction."""
         postgres = connection.vendor == "postgresql"
         if self._clear:
-            Timer.objects.filter(enrollment_id__in=list(self._clear), fired_at__isnull=True).delete()
+            _timers_clear(self._clear, postgres=postgres)
             self._clear.clear()
         if self._timers:
-            _timers_upsert(self._timers, postgres=postgres)
+            timers = {(pk, *key): due for pk, set_ in self._timers.items() for key, due in set_.items()}
+            if timers:
+                _timers_upsert(timers, postgres=postgres)
             self._timers.clear()
         if self._runs:
             inserted = _history_insert(self._runs, postgres=postgres)
@@ -204,10 +220,12 @@ class DbWorld:
                 raise HistoryConflict(f"{len(self._runs) - inserted} step(s) of this chunk were already recorded")
             self._runs.clear()
         if self._outcomes:
-            rows = [StepRun(id=pk, outcome=outcome, detail=detail) for pk, (outcome, detail) in self._outcomes.items()]
-            StepRun.objects.bulk_update(rows, ["outcome", "detail"])
+            _outcomes_update(self._outcomes, postgres=postgres)
             self._outcomes.clear()
         self._inserted.clear()
+        for (journey, kind, outcome), count in self._steps.items():
+            metrics.JOURNEY_STEPS.labels(journey=journey, kind=kind, outcome=outcome).inc(count)
+        self._steps.clear()
 
     # --- messages --------------------------------------------------------------------------------
     def channels_available(
@@ -306,11 +324,11 @@ class DbWorld:
 
     # --- timers ----------------------------------------------------------------------------------
     def set_timer(self, enrollment: EnrollmentState, *, kind: str, due_at: datetime) -> None:
-        self._timers[(enrollment.id, enrollment.step, enrollment.visit, kind)] = due_at
+        self._timers.setdefault(enrollment.id, {})[(enrollment.step, enrollment.visit, kind)] = due_at
 
     def clear_timers(self, enrollment: EnrollmentState) -> None:
-        for timer in [t for t in self._timers if t[0] == enrollment.id]:
-            del self._timers[timer]
+        # By enrollment: a chunk of thousands must not scan every buffered timer per clear.
+        self._timers.pop(enrollment.id, None)
         self._clear.add(enrollment.id)
 
 
@@ -318,7 +336,9 @@ class DbWorld:
 def _array_cursor() -> Iterator[Any]:
     """A server-side-binding cursor for the set-based statements over unnest()-ed arrays:
     Django's cursors quote every array element into the SQL text in Python; here the arrays
-    travel as parameters and each statement is prepared once per connection (as ingestion does)."""
+    travel as parameters and each statement is prepared once per connection (as ingestion does).
+    Arrays go as `%b` (binary): in text format psycopg escapes every element with a regular
+    expression, about 20 ms for a 500-row statement against 1.5 ms in binary."""
     with connection.cursor() as django_cursor:
         raw: psycopg.Connection[Any] = django_cursor.cursor.connection
         if raw.prepare_threshold is None:
@@ -333,14 +353,27 @@ class HistoryConflict(Exception):
     stale. The transaction rolls back and the task is retried."""
 
 
+def _timers_clear(enrollment_ids: set[str], *, postgres: bool) -> None:
+    """Delete the enrollments' timers that have not fired (those of the waits they left)."""
+    if not postgres:
+        Timer.objects.filter(enrollment_id__in=list(enrollment_ids), fired_at__isnull=True).delete()
+        return
+    with _array_cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM journeys_timer WHERE enrollment_id = ANY(%b::uuid[]) AND fired_at IS NULL",
+            [[UUID(pk) for pk in enrollment_ids]],
+            prepare=True,
+        )
+
+
 def _timers_upsert(timers: dict[tuple[str, str, int, str], datetime], *, postgres: bool) -> None:
     if postgres:
         keys = list(timers)
         with _array_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO journeys_timer (enrollment_id, step, visit, kind, due_at, fired_at) "
-                "SELECT e, s, v, k, d, NULL FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], "
-                "%s::timestamptz[]) AS t(e, s, v, k, d) "
+                "SELECT e, s, v, k, d, NULL FROM unnest(%b::uuid[], %b::text[], %b::int[], %b::text[], "
+                "%b::timestamptz[]) AS t(e, s, v, k, d) "
                 "ON CONFLICT (enrollment_id, step, visit, kind) "
                 "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
                 [
@@ -363,6 +396,23 @@ def _timers_upsert(timers: dict[tuple[str, str, int, str], datetime], *, postgre
             )
 
 
+def _outcomes_update(outcomes: dict[int, tuple[str, dict[str, Any]]], *, postgres: bool) -> None:
+    """The outcomes of the history rows inserted early, in one statement (bulk_update's CASE
+    WHEN per row took over a millisecond a row for a batch of 500 message steps)."""
+    if not postgres:
+        rows = [StepRun(id=pk, outcome=outcome, detail=detail) for pk, (outcome, detail) in outcomes.items()]
+        StepRun.objects.bulk_update(rows, ["outcome", "detail"])
+        return
+    ids = list(outcomes)
+    with _array_cursor() as cursor:
+        cursor.execute(
+            "UPDATE journeys_steprun AS r SET outcome = t.o, detail = t.d::jsonb "
+            "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS t(id, o, d) WHERE r.id = t.id",
+            [ids, [outcomes[pk][0] for pk in ids], [orjson.dumps(outcomes[pk][1]).decode() for pk in ids]],
+            prepare=True,
+        )
+
+
 def _history_insert(runs: dict[str, dict[str, Any]], *, postgres: bool) -> int:
     """Insert history rows ON CONFLICT (key) DO NOTHING; returns how many went in."""
     if not postgres:
@@ -373,8 +423,8 @@ def _history_insert(runs: dict[str, dict[str, Any]], *, postgres: bool) -> int:
     with _array_cursor() as cursor:
         cursor.execute(
             "INSERT INTO journeys_steprun (enrollment_id, key, step, kind, visit, at, outcome, detail) "
-            "SELECT e, k, s, kd, v, a, o, d::jsonb FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
-            "%s::int[], %s::timestamptz[], %s::text[], %s::text[]) AS t(e, k, s, kd, v, a, o, d) "
+            "SELECT e, k, s, kd, v, a, o, d::jsonb FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], "
+            "%b::int[], %b::timestamptz[], %b::text[], %b::text[]) AS t(e, k, s, kd, v, a, o, d) "
             "ON CONFLICT (key) DO NOTHING RETURNING id",
             [
                 [UUID(runs[k]["enrollment_id"]) for k in keys],
@@ -489,9 +539,11 @@ def enrollments_save(changes: list[tuple[str, EnrollmentState]]) -> None:
         return
     now = timezone.now()
     states = [state for _, state in changes]
-    for before, state in changes:
-        if before == "active" and state.status != "active":
-            metrics.JOURNEY_EXITS.labels(journey=state.journey, status=state.status).inc()
+    ended = Counter(
+        (state.journey, state.status) for before, state in changes if before == "active" and state.status != "active"
+    )
+    for (journey, status), count in ended.items():
+        metrics.JOURNEY_EXITS.labels(journey=journey, status=status).inc(count)
     if connection.vendor != "postgresql":
         for state in states:
             Enrollment.objects.filter(id=state.id).update(
@@ -511,8 +563,8 @@ def enrollments_save(changes: list[tuple[str, EnrollmentState]]) -> None:
             "UPDATE journeys_enrollment AS e SET step = t.step, visit = t.visit, status = t.status, "
             "waiting_for = t.waiting_for::jsonb, state = t.state::jsonb, converted = t.converted, "
             "end_reason = t.end_reason, ended_at = t.ended_at, updated_at = %s "
-            "FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::bool[], "
-            "%s::text[], %s::timestamptz[]) AS t(id, step, visit, status, waiting_for, state, converted, "
+            "FROM unnest(%b::uuid[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::bool[], "
+            "%b::text[], %b::timestamptz[]) AS t(id, step, visit, status, waiting_for, state, converted, "
             "end_reason, ended_at) WHERE e.id = t.id",
             [
                 now,

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from journeys.models import Enrollment, StepRun, Timer
 from journeys.services import enrollment_start, timers_tick
+from tests.conftest import wait_until
 from tests.factories import CustomerFactory
 from tests.journeys.engine_support import publish
 
@@ -117,3 +118,39 @@ def test_a_backlog_larger_than_a_batch_asks_for_helpers_once() -> None:
     assert (fired, calls) == (5, [1])
     assert timers_tick(now=timezone.now() + timedelta(minutes=6), batch=2, on_backlog=lambda: calls.append(1)) == 0
     assert calls == [1]
+
+
+@pytest.mark.django_db
+def test_the_next_due_timer_is_the_first_unfired_one_inside_the_window() -> None:
+    from journeys.selectors import timers_next_due
+
+    _waiting(3)
+    now = timezone.now()
+    timers = list(Timer.objects.order_by("id"))
+    Timer.objects.filter(id=timers[0].id).update(due_at=now + timedelta(seconds=0.1), fired_at=now)
+    Timer.objects.filter(id=timers[1].id).update(due_at=now + timedelta(seconds=0.2))
+    Timer.objects.filter(id=timers[2].id).update(due_at=now + timedelta(seconds=0.5))
+    assert timers_next_due(after=now, until=now + timedelta(seconds=0.25)) == now + timedelta(seconds=0.2)
+    assert timers_next_due(after=now, until=now + timedelta(seconds=0.15)) is None
+
+
+def test_a_beat_tick_sends_a_tick_for_a_timer_due_before_the_next_beat(worker_factory: Any, settings: Any) -> None:
+    from journeys.tasks import tick_timers
+
+    settings.JOURNEYS_TICK_INTERVAL_SECONDS = 30.0
+    version = publish(WAIT, key="timers")
+    enrollment = enrollment_start(
+        journey=version.journey,
+        customer_id=CustomerFactory.create().id,
+        now=timezone.now() - timedelta(minutes=5) + timedelta(seconds=3),
+    )
+    timer = Timer.objects.get(enrollment=enrollment)
+    assert tick_timers.apply().get() == 0  # nothing due yet; the next beat would be 30 s away
+    worker_factory(queues="journeys")
+    wait_until(
+        lambda: Enrollment.objects.filter(id=enrollment.id, status="completed").exists(),
+        timeout=60,
+        message="the timer fires from the tick sent for its due time, with no beat running",
+    )
+    timer.refresh_from_db()
+    assert timer.fired_at is not None and timer.fired_at >= timer.due_at
