@@ -167,6 +167,11 @@ OUTBOUND_ALLOW_PRIVATE_HOSTS = env.bool("OUTBOUND_ALLOW_PRIVATE_HOSTS", default=
 # Extra ticks a timer tick enqueues when more timers are due than one batch (run in parallel by
 # the journeys workers' processes).
 JOURNEYS_TICK_HELPERS = env.int("JOURNEYS_TICK_HELPERS", default=1)
+# Decide's Decision rows are written by a per-process thread in one INSERT when the oldest has
+# waited this long (or DECIDE_RECORD_MAX_BATCH wait); a clean exit writes what is held, a killed
+# process loses it (docs/journeys.md, "The decide API"). 0 writes each row in its request.
+DECIDE_RECORD_LINGER_MS = env.int("DECIDE_RECORD_LINGER_MS", default=20)
+DECIDE_RECORD_MAX_BATCH = env.int("DECIDE_RECORD_MAX_BATCH", default=500)
 
 # --- Ingestion --------------------------------------------------------------------------------
 INGEST_MAX_MESSAGE_BYTES = 32 * 1024
