@@ -77,7 +77,7 @@ def redis_ticks() -> int:
     return total
 
 
-def main() -> int:  # noqa: PLR0915 - one script, top to bottom
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=2000, help="measured requests")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first")
@@ -111,22 +111,20 @@ def main() -> int:  # noqa: PLR0915 - one script, top to bottom
 
     django.setup()
     from django.db import connection
+    from django.utils import timezone
 
     from config.core import redis as tl_redis
     from config.core.wsgi import application as source_api_application
-    from django.utils import timezone
-
     from journeys.models import Segment, SegmentMembership
     from profiles.models import Customer, Identity
+
     application: Any = source_api_application()
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
     statuses: dict[str, int] = {}
 
     # The population, written directly (ingestion is not what this measures): user-1..N, every
     # VIP_EVERY-th with trait vip, as bench/decide.py identifies them through /v1/batch.
-    customers = [
-        Customer(traits={"vip": p % VIP_EVERY == 0, "name": f"Person {p}"}) for p in range(1, args.people + 1)
-    ]
+    customers = [Customer(traits={"vip": p % VIP_EVERY == 0, "name": f"Person {p}"}) for p in range(1, args.people + 1)]
     Customer.objects.bulk_create(customers, batch_size=1000)
     Identity.objects.bulk_create(
         [Identity(customer=c, kind="user_id", value=f"user-{p}") for p, c in enumerate(customers, start=1)],

@@ -42,7 +42,7 @@ import orjson
 import psycopg
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, IntegrityError, connection
 from django.utils import timezone
 
 from config.core import metrics, ratelimit
@@ -116,6 +116,32 @@ class DecideJourney:
     conditions: Mapping[tuple[str, int], Condition]
     default_decision: Mapping[str, Any]
     needs: frozenset[str]
+    # Route or default content holding Liquid ("{" in a string), and which of the costly template
+    # roots it mentions (read only then, as the engine does for message content).
+    templated: bool = False
+    template_roots: frozenset[str] = frozenset()
+
+
+def _template_text(steps: Mapping[str, Mapping[str, Any]], default_decision: Mapping[str, Any]) -> str:
+    """Every string of the journey's route and default content that could be a template."""
+    found: list[str] = []
+
+    def strings(value: Any) -> None:
+        if isinstance(value, str):
+            if "{" in value:
+                found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                strings(item)
+
+    for step in steps.values():
+        if step.get("type") == "route":
+            strings(step.get("content"))
+    strings(default_decision.get("content"))
+    return "\n".join(found)
 
 
 def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
@@ -131,6 +157,9 @@ def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
             compiled = compile_condition(branch.get("condition"))
             conditions[(step_id, index)] = compiled
             needs |= compiled.needs
+    default_decision = definition.get("default_decision") or {}
+    text = _template_text(steps, default_decision)
+    roots = frozenset(root for root in ("session", "links") if root in text)
     return DecideJourney(
         journey_id=version.journey_id,
         journey_key=version.journey.key,
@@ -140,8 +169,11 @@ def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
         start=definition["start"],
         steps=steps,
         conditions=conditions,
-        default_decision=definition.get("default_decision") or {},
-        needs=frozenset(needs),
+        default_decision=default_decision,
+        # A template reading the live session needs it loaded, as a condition would.
+        needs=frozenset(needs | (roots & {"session"})),
+        templated=bool(text),
+        template_roots=roots,
     )
 
 
@@ -261,7 +293,9 @@ class _Statement:
 class _PreparedCursor(psycopg.Cursor[Any]):
     """A server-side binding cursor whose statements are prepared on the connection."""
 
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
         result = super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
         # Django's query log (connection.queries, CaptureQueriesContext) reads the statement from
         # `_query`, which psycopg leaves unset when it runs a prepared one.
@@ -284,7 +318,7 @@ def _prepared_cursor() -> Any:
     if raw.prepare_threshold is None:
         raw.prepare_threshold = _NEVER_BY_COUNT
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(_PreparedCursor(raw))  # noqa: SLF001 - Django's own wrapping of a cursor
+        return connection._prepare_cursor(_PreparedCursor(raw))  # type: ignore[attr-defined]
 
 
 def _json(value: Any) -> Any:
@@ -333,6 +367,11 @@ def _history(customer_id: UUID) -> EventHistory:
     return history
 
 
+def request_event(channel: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as conditions and templates read it: the event `Decide`."""
+    return {"name": "Decide", "type": "decide", "channel": channel, "properties": dict(context)}
+
+
 class SessionUnavailable(Exception):
     pass
 
@@ -367,7 +406,7 @@ def load_context(
     return (
         EvalContext(
             now=now,
-            event={"name": "Decide", "type": "decide", "channel": channel, "properties": dict(context)},
+            event=request_event(channel, context),
             traits=traits,
             computed=computed,
             segments=segments,
@@ -509,6 +548,8 @@ _ROW_SQL = "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
 # After a failed write, the recorder waits this long before trying again (each attempt against
 # an unreachable database blocks for the connection timeout).
 _RETRY_SECONDS = 1.0
+# The recorder's thread closes its database connection after this long without a decision.
+IDLE_CLOSE_SECONDS = 1.0
 
 DecisionRow = tuple[UUID, str, UUID | None, UUID | None, datetime, bool, str, str]
 
@@ -524,14 +565,26 @@ def _dumps(value: Any) -> str:
 
 
 def _insert_rows(rows: list[DecisionRow]) -> None:
-    """One multi-row INSERT (autocommit). Table and columns are the model's own; every value is a
-    parameter. A row already written (a retry after an unclear failure) is skipped."""
+    """The rows in one statement (autocommit): COPY, whose per-row cost is a fraction of a
+    multi-row INSERT's parameter handling. A COPY that meets a row already written (a retry after
+    a failure that came after the commit) fails whole; the rows then go in with an INSERT that
+    skips the ones present. Table and columns are the model's own; every value is data."""
     table = Decision._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(Decision._meta.get_field(name).column) for name in _COLUMNS)
-    values = ", ".join([_ROW_SQL] * len(rows))
-    sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [item for row in rows for item in row])
+    column = {field.name: field.column for field in Decision._meta.concrete_fields}
+    columns = ", ".join(connection.ops.quote_name(column[name]) for name in _COLUMNS)
+    try:
+        with (
+            connection.cursor() as cursor,
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+    except IntegrityError:
+        values = ", ".join([_ROW_SQL] * len(rows))
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [item for row in rows for item in row])
 
 
 class DecisionRecorder:
@@ -542,6 +595,7 @@ class DecisionRecorder:
         self._pending: list[DecisionRow] = []
         self._oldest = 0.0
         self._writing = False  # the thread is writing rows it took
+        self._connected = False
         self._thread: threading.Thread | None = None
         self._pid = 0
 
@@ -604,17 +658,26 @@ class DecisionRecorder:
             self._thread = threading.Thread(target=self._run, name="decide-recorder", daemon=True)
             self._thread.start()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the thread holds a database connection (it closes it when idle)."""
+        return self._connected
+
     def _run(self) -> None:
         while True:
             linger = settings.DECIDE_RECORD_LINGER_MS / 1000
             with self._lock:
                 while not self._pending:
-                    self._lock.wait()
+                    if not self._lock.wait(IDLE_CLOSE_SECONDS) and self._connected:
+                        # No decisions for a while: give the connection back.
+                        connection.close()
+                        self._connected = False
                 wait = self._oldest + linger - time.monotonic()
                 if wait > 0 and len(self._pending) < settings.DECIDE_RECORD_MAX_BATCH:
                     self._lock.wait(wait)
                 rows, self._pending = self._pending, []
                 self._writing = True
+                self._connected = True
             written = self._write(rows)
             with self._lock:
                 self._writing = False
@@ -659,6 +722,47 @@ def _default(
     return default.get("route"), default.get("content") or {}
 
 
+def _render(
+    journey: DecideJourney,
+    content: Mapping[str, Any],
+    *,
+    ctx: EvalContext | None,
+    event: Mapping[str, Any],
+    customer_id: UUID | None,
+    step: str | None,
+    explanation: dict[str, Any],
+) -> Mapping[str, Any]:
+    """The answer's content rendered with Liquid as message content is (journeys.templates):
+    over `profile` (traits), `event` (the request), `session`, `journey` and `links`; when a
+    variable is missing or rendering fails, the journey's default_decision content rendered
+    instead, never a half-rendered answer; the explanation says what was missing. A default
+    answer (degraded too) renders the default content over what could be read."""
+    from journeys.templates import render_content
+
+    links: Mapping[str, Any] = {}
+    if "links" in journey.template_roots and customer_id is not None:
+        try:
+            links = journey_contracts.links_for(customer_id)
+        except Exception:  # a provider that fails leaves its link missing: the default content
+            logger.warning("decide: links unavailable for %s", customer_id, exc_info=True)
+    context = {
+        "profile": dict(ctx.traits) if ctx is not None else {},
+        "event": dict(event),
+        "session": dict(ctx.session or {}) if ctx is not None else {},
+        "journey": {"key": journey.journey_key, "step": step},
+        "links": dict(links),
+    }
+    default = journey.default_decision.get("content") or {}
+    rendered = render_content(content, context, None if step is None else default)
+    if not rendered.ok:
+        explanation["content"] = {
+            "missing": rendered.missing,
+            "errors": rendered.errors,
+            "used_default": rendered.used_default,
+        }
+    return rendered.content
+
+
 def decision_make(
     *,
     source_id: UUID | None,
@@ -695,6 +799,8 @@ def decision_make(
     route: str | None = None
     content: Mapping[str, Any] = {}
     answered_by: DecideJourney | None = None
+    ctx: EvalContext | None = None
+    route_step: str | None = None
     if reason is None:
         needs = frozenset().union(*(j.needs for j in journeys))
         explanation["loaded"] = sorted(needs)
@@ -718,6 +824,7 @@ def decision_make(
                 )
                 if result.outcome == "route":
                     route, content, answered_by = result.route, result.content, journey
+                    route_step = result.path[-1]["step"]
                     break
             if answered_by is None:
                 answered_by = journeys[0]
@@ -727,6 +834,16 @@ def decision_make(
         route, content = _default(answered_by, reason, explanation)
         explanation["degraded"] = reason
         metrics.DECIDE_DEGRADED.labels(placement=label, reason=reason).inc()
+    if answered_by is not None and answered_by.templated:
+        content = _render(
+            answered_by,
+            content,
+            ctx=ctx,
+            event=ctx.event or {} if ctx is not None else request_event(channel, context),
+            customer_id=customer_id,
+            step=route_step,
+            explanation=explanation,
+        )
     result_body = {"route": route, "content": dict(content)}
     decision_id = new_decision_id()
     recorder.submit(
