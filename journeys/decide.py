@@ -570,7 +570,7 @@ def _insert_rows(rows: list[DecisionRow]) -> None:
     a failure that came after the commit) fails whole; the rows then go in with an INSERT that
     skips the ones present. Table and columns are the model's own; every value is data."""
     table = Decision._meta.db_table
-    column = {field.name: field.column for field in Decision._meta.concrete_fields}
+    column = {field.attname: field.column for field in Decision._meta.concrete_fields}
     columns = ", ".join(connection.ops.quote_name(column[name]) for name in _COLUMNS)
     try:
         with (
