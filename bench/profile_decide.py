@@ -9,6 +9,9 @@ request, and with --cprofile the functions that take the time.
 
     .venv/bin/python bench/profile_decide.py -n 3000
     .venv/bin/python bench/profile_decide.py -n 2000 --cprofile
+    valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/profile_decide.py -n 500 --callgrind
+      (instructions of the measured requests only, the same whatever else the machine runs:
+      callgrind_annotate callgrind.out.<pid> | head)
 
 It creates (and drops first) the database throughline_bench_profile_decide (BENCH_PROFILE_DB
 overrides it) and flushes the Redis databases BENCH_REDIS_CACHE_DB / BENCH_REDIS_BROKER_DB
@@ -83,6 +86,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first")
     parser.add_argument("--people", type=int, default=2000, help="customers identified before the run")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instrument only the measured requests when run under valgrind --tool=callgrind --instr-atstart=no",
+    )
     parser.add_argument("--top", type=int, default=35)
     args = parser.parse_args()
 
@@ -141,10 +149,10 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
 
-    def request(body: bytes) -> tuple[str, bytes]:
+    def request(body: bytes, path: str = "/v1/decide") -> tuple[str, bytes]:
         environ = {
             "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/v1/decide",
+            "PATH_INFO": path,
             "SCRIPT_NAME": "",
             "QUERY_STRING": "",
             "SERVER_NAME": "127.0.0.1",
@@ -227,14 +235,28 @@ def main() -> int:
         print(f"  {times} x {head}")
     print(f"Redis round trips for one request: {len(commands)} {commands}")
 
+    # The same process's cost for the bench's no-op DRF view (through the full middleware stack):
+    # what any request costs here before decide does anything, taken just before, under the
+    # same machine load.
+    for _ in range(200):
+        request(b"{}", "/bench/noop")
+    noop0 = time.process_time()
+    for _ in range(args.n):
+        request(b"{}", "/bench/noop")
+    noop_ms = (time.process_time() - noop0) * 1000 / args.n
+
     bodies = [body() for _ in range(args.n)]
     statuses.clear()
     profiler = cProfile.Profile(time.process_time) if args.cprofile else None  # CPU, not waiting
     pg0, redis0, cpu0, wall0 = backends_ticks(DB_NAME), redis_ticks(), time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
     for payload in bodies:
         request(payload)
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
     if profiler:
         profiler.disable()
     cpu1, wall1 = time.process_time(), time.perf_counter()
@@ -248,6 +270,7 @@ def main() -> int:
         f"redis {redis_ms / args.n:.3f}; total {(python_ms + pg_ms + redis_ms) / args.n:.3f}"
     )
     print(f"wall ms per request {(wall1 - wall0) * 1000 / args.n:.3f}{' (under cProfile)' if profiler else ''}")
+    print(f"the no-op DRF view in this process: python {noop_ms:.3f} ms per request")
     from journeys.decide import recorder
     from journeys.models import Decision
 

@@ -4,11 +4,13 @@
 `{"type": "decide", "placement": ...}`) synchronously: it walks their branch, random split and
 route steps with conditions compiled once per published version, over only the parts of the
 customer the compiled conditions need (traits, computed traits, segments, consent, the live
-session, history), and records a Decision row that says why.
+session, history), renders the answer's content with Liquid (as message content is), and records
+a Decision row that says why.
 
 Speed: a request costs one Redis round trip (the source's rate limit, as ingestion counts it),
-one identity lookup, one query per other root the conditions need (segments, consent; computed
-traits come from the profile row), and one INSERT for the Decision. Compiled journeys are cached
+one identity lookup (prepared once per connection, the segment keys in the same statement), one
+query per other root the conditions need (consent; computed traits come from the profile row),
+and a share of a bulk COPY of Decision rows. Compiled journeys are cached
 per process and reloaded when routing's publish generation (journeys.routing.publish_generation,
 the same one the routing handler checks per chunk) has moved; decide reads it at most once per
 GENERATION_CHECK_SECONDS, so a publish or archive reaches every process within that.
@@ -19,10 +21,9 @@ the session provider fails, the answer is the journey's `default_decision`, 200,
 `degraded` with the reason. The broker is never on this path, so a broker outage alone does not
 change answers: they stay whole.
 
-The Decision row is written in the request, before the answer, in one INSERT (autocommit): an
-answered decision is on disk when the client sees it. When that INSERT fails (the database is
-down) the row waits in a per-process buffer, flushed in one bulk INSERT by the next request that
-reaches the database; only a process that dies before then loses its buffer.
+The Decision row is written behind the answer by the process's recorder, in bulk, within
+DECIDE_RECORD_LINGER_MS (0: in the request, before the answer); see "Recording decisions" below
+for what that trades and how an answered id still resolves.
 """
 
 import atexit
@@ -75,11 +76,23 @@ def _rate(source_id: str) -> None:
         ratelimit.hit(RATE_BUCKET, source_id, limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
         return
     key = tl_redis.Keys.rate(RATE_BUCKET, source_id, int(time.time()))
-    pipe = tl_redis.client().pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, 5)
-    if int(pipe.execute()[0]) > settings.INGEST_RATE_LIMIT_PER_SECOND:
+    if int(_count_script()(keys=[key], args=[5])) > settings.INGEST_RATE_LIMIT_PER_SECOND:
         raise RateLimited(f"more than {settings.INGEST_RATE_LIMIT_PER_SECOND} requests per second", retry_after=1)
+
+
+# INCR, and EXPIRE on the window's first hit, as one command: redis-py's pipeline machinery cost
+# more of a request than the round trip's own work.
+_COUNT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+_count: tuple[Any, Any] = (None, None)
+
+
+def _count_script() -> Any:
+    """The counting script on the app's current client (EVALSHA; loaded again if Redis lost it)."""
+    global _count  # noqa: PLW0603 - one per client
+    client = tl_redis.client()
+    if _count[0] is not client:
+        _count = (client, client.register_script(_COUNT))
+    return _count[1]
 
 
 # Routing's publish generation (one aggregate query over the published versions), read at most
@@ -325,7 +338,30 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> tuple[Customer | None, frozenset[str]]:
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """The live customer as decide reads it. The lookup row is not made a model instance unless
+    a selector that takes one (computed traits, consent) is needed: building one cost more than
+    the rest of the row's handling."""
+
+    id: UUID
+    traits: Mapping[str, Any]
+    computed_state: Mapping[str, Any]
+    model: Customer | None = None
+
+    def as_customer(self) -> Customer:
+        if self.model is not None:
+            return self.model
+        return Customer(id=self.id, traits=dict(self.traits), computed_state=dict(self.computed_state))
+
+
+def _found(customer: Customer | None) -> _Found | None:
+    if customer is None:
+        return None
+    return _Found(customer.id, customer.traits or {}, customer.computed_state or {}, customer)
+
+
+def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> tuple[_Found | None, frozenset[str]]:
     """The live customer holding the userId (else the anonymousId), and its segment keys when
     asked: on PostgreSQL one statement (this is the decide hot path), through the profiles
     selector otherwise and for a merged profile."""
@@ -349,9 +385,9 @@ def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> t
         if row is None:
             return None, frozenset()
         if row[3] is None:
-            live = Customer(id=row[0], traits=_json(row[1]) or {}, computed_state=_json(row[2]) or {})
+            live = _Found(row[0], _json(row[1]) or {}, _json(row[2]) or {})
             return live, frozenset(row[4]) if with_segments else frozenset()
-    found = _find_customer(identity)
+    found = _found(_find_customer(identity))
     if found is None or not with_segments:
         return found, frozenset()
     return found, frozenset(
@@ -388,11 +424,11 @@ def load_context(
     session: Mapping[str, Any] | None = None
     kwargs: dict[str, Any] = {}
     if customer is not None:
-        traits = customer.traits or {}
+        traits = customer.traits
         if "computed" in needs:
-            computed = computed_traits_of(customer)
+            computed = computed_traits_of(customer.as_customer())
         if "consent" in needs:
-            consent = customer_consent(customer=customer)
+            consent = customer_consent(customer=customer.as_customer())
         if "session" in needs:
             try:
                 session = journey_contracts.session_for(customer.id)
