@@ -178,6 +178,7 @@ def main() -> int:
         log(f"no-op: {noop.rps:.0f} req/s; at {args.rate}/s p50 {noop_paced.p50_ms:.2f} p99 {noop_paced.p99_ms:.2f} ms")
 
         load.run("decide", seconds=args.warmup, connections=connections)
+        time.sleep(1)  # the warm-up's decisions still held by the web processes' recorders
         before = decisions_recorded(conn)
         with cpu_usage(services.groups) as cpu:
             saturated = load.run("decide", seconds=args.seconds, connections=connections)
@@ -191,7 +192,7 @@ def main() -> int:
             f"decide at {args.rate}/s: got {paced.rps:.0f} req/s, p50 {paced.p50_ms:.2f} p95 {paced.p95_ms:.2f} "
             f"p99 {paced.p99_ms:.2f} ms"
         )
-        time.sleep(1)  # requests in flight when the load stopped
+        time.sleep(1)  # requests in flight when the load stopped, decisions the recorders hold
         answered = saturated.requests + paced.requests - saturated.errors["status"] - paced.errors["status"]
         results["recorded"] = {
             "decisions_recorded": decisions_recorded(conn) - before,
