@@ -319,7 +319,7 @@ class _PreparedCursor(psycopg.Cursor[Any]):
 # psycopg prepares only when the connection's threshold is set; Django leaves it None (for
 # connection poolers), and its own cursors bind client-side and never prepare, so a threshold
 # this high changes nothing but what _PreparedCursor asks for.
-_NEVER_BY_COUNT = 1 << 30
+_NEVER_BY_COUNT = 2**31  # as profiles.ingest and journeys.world set it
 
 
 def _prepared_cursor() -> Any:
