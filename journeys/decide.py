@@ -334,6 +334,28 @@ def _prepared_cursor() -> Any:
         return connection._prepare_cursor(_PreparedCursor(raw))  # type: ignore[attr-defined]
 
 
+def _fetch_one(sql: str, params: list[Any]) -> Any:
+    """One row of a prepared statement on the request's connection. Unless queries are being
+    logged (DEBUG, the tests' CaptureQueriesContext) or wrapped, through a psycopg cursor kept
+    per connection: a Django cursor wrapper and a psycopg cursor built per call cost as much of
+    the lookup's Python as the statement did (as ingestion found, profiles/ingest.py)."""
+    if connection.queries_logged or connection.execute_wrappers:
+        with _prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.ensure_connection()
+    raw = connection.connection
+    cached = getattr(connection, "_decide_cursor", None)
+    if cached is None or cached[0] is not raw or cached[1].closed:
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = _NEVER_BY_COUNT
+        cached = (raw, psycopg.Cursor(raw))
+        connection._decide_cursor = cached  # type: ignore[attr-defined]
+    with connection.wrap_database_errors:
+        cached[1].execute(sql, params, prepare=True)
+        return cached[1].fetchone()
+
+
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
@@ -379,9 +401,7 @@ def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> t
             ),
         ]
         params = [item for kind, value in keys for item in (kind, value or "")]
-        with _prepared_cursor() as cursor:
-            cursor.execute(_lookup_sql(with_segments), params)
-            row = cursor.fetchone()
+        row = _fetch_one(_lookup_sql(with_segments), params)
         if row is None:
             return None, frozenset()
         if row[3] is None:
