@@ -7,7 +7,8 @@ customers through /v1/batch (every tenth with trait `vip`), then drives the load
 process (wrk, or bench/loadgen.py) and prints:
 
 - the ceiling, measured in the same run under the same gunicorn: req/s of the no-op DRF view
-  (closed loop), and its p50/p95/p99 at the target rate (open loop);
+  (closed loop) and the CPU per request of each role while it ran, and its p50/p95/p99 at the
+  target rate (open loop);
 - /v1/decide: saturation req/s (closed loop), then p50/p95/p99 and the achieved rate at the
   target rate (open loop, default 1,000 req/s; the issue's bar is p99 <= 10 ms);
 - that every answered decision was recorded (Decision rows against 200 answers).
@@ -168,13 +169,16 @@ def main() -> int:
         load = Load(services.url, write_key, wrk, logdir)
 
         load.run("noop", seconds=args.warmup, connections=connections)
-        noop = load.run("noop", seconds=args.seconds, connections=connections)
+        with cpu_usage(services.groups) as cpu:
+            noop = load.run("noop", seconds=args.seconds, connections=connections)
+        noop_cpu = per_unit(cpu, noop.requests)
         noop_paced = load.run("noop", seconds=args.seconds, connections=args.open_connections, rate=args.rate)
-        results["noop"] = latency(noop)
+        results["noop"] = {**latency(noop), "cpu": noop_cpu}
         results["noop_open_loop"] = latency(noop_paced)
         log(f"no-op: {noop.rps:.0f} req/s; at {args.rate}/s p50 {noop_paced.p50_ms:.2f} p99 {noop_paced.p99_ms:.2f} ms")
 
         load.run("decide", seconds=args.warmup, connections=connections)
+        time.sleep(1)  # the warm-up's decisions still held by the web processes' recorders
         before = decisions_recorded(conn)
         with cpu_usage(services.groups) as cpu:
             saturated = load.run("decide", seconds=args.seconds, connections=connections)
@@ -188,7 +192,7 @@ def main() -> int:
             f"decide at {args.rate}/s: got {paced.rps:.0f} req/s, p50 {paced.p50_ms:.2f} p95 {paced.p95_ms:.2f} "
             f"p99 {paced.p99_ms:.2f} ms"
         )
-        time.sleep(1)  # requests in flight when the load stopped
+        time.sleep(1)  # requests in flight when the load stopped, decisions the recorders hold
         answered = saturated.requests + paced.requests - saturated.errors["status"] - paced.errors["status"]
         results["recorded"] = {
             "decisions_recorded": decisions_recorded(conn) - before,
@@ -210,6 +214,11 @@ def main() -> int:
     return 0
 
 
+def _cpu(run: dict[str, Any]) -> str:
+    per = run["cpu"]["cpu_ms_per_unit"]
+    return f"{per.get('web', 0):.2f} / {per.get('postgres', 0):.2f} / {per['total']:.2f}"
+
+
 def summarize(results: dict[str, Any]) -> list[list[str]]:
     noop, noop_paced = results["noop"], results["noop_open_loop"]
     decide, paced = results["decide"], results["decide_open_loop"]
@@ -218,6 +227,14 @@ def summarize(results: dict[str, Any]) -> list[list[str]]:
     return [
         row("load generator", "wrk" if generator == "wrk" else "python fallback (lower bounds)", "", "", "", None),
         row("no-op DRF view (req/s)", f"{noop['rps']:,}", "", "", "", None),
+        row(
+            "CPU ms per request, saturated: web / PostgreSQL / all",
+            _cpu(decide),
+            "",
+            f"{_cpu(noop)} (no-op)",
+            f"{decide['cpu']['cpu_ms_per_unit']['total'] / max(0.001, noop['cpu']['cpu_ms_per_unit']['total']):.2f}",
+            None,
+        ),
         row(
             "/v1/decide saturation (req/s)",
             f"{decide['rps']:,}",

@@ -4,11 +4,13 @@
 `{"type": "decide", "placement": ...}`) synchronously: it walks their branch, random split and
 route steps with conditions compiled once per published version, over only the parts of the
 customer the compiled conditions need (traits, computed traits, segments, consent, the live
-session, history), and records a Decision row that says why.
+session, history), renders the answer's content with Liquid (as message content is), and records
+a Decision row that says why.
 
 Speed: a request costs one Redis round trip (the source's rate limit, as ingestion counts it),
-one identity lookup, one query per other root the conditions need (segments, consent; computed
-traits come from the profile row), and one INSERT for the Decision. Compiled journeys are cached
+one identity lookup (prepared once per connection, the segment keys in the same statement), one
+query per other root the conditions need (consent; computed traits come from the profile row),
+and a share of a bulk COPY of Decision rows. Compiled journeys are cached
 per process and reloaded when routing's publish generation (journeys.routing.publish_generation,
 the same one the routing handler checks per chunk) has moved; decide reads it at most once per
 GENERATION_CHECK_SECONDS, so a publish or archive reaches every process within that.
@@ -19,17 +21,18 @@ the session provider fails, the answer is the journey's `default_decision`, 200,
 `degraded` with the reason. The broker is never on this path, so a broker outage alone does not
 change answers: they stay whole.
 
-The Decision row is written in the request, before the answer, in one INSERT (autocommit): an
-answered decision is on disk when the client sees it. When that INSERT fails (the database is
-down) the row waits in a per-process buffer, flushed in one bulk INSERT by the next request that
-reaches the database; only a process that dies before then loses its buffer.
+The Decision row is written behind the answer by the process's recorder, in bulk, within
+DECIDE_RECORD_LINGER_MS (0: in the request, before the answer); see "Recording decisions" below
+for what that trades and how an answered id still resolves.
 """
 
+import atexit
+import functools
 import hashlib
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,9 +40,10 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+import psycopg
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, IntegrityError, connection
 from django.utils import timezone
 
 from config.core import metrics, ratelimit
@@ -72,11 +76,23 @@ def _rate(source_id: str) -> None:
         ratelimit.hit(RATE_BUCKET, source_id, limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
         return
     key = tl_redis.Keys.rate(RATE_BUCKET, source_id, int(time.time()))
-    pipe = tl_redis.client().pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, 5)
-    if int(pipe.execute()[0]) > settings.INGEST_RATE_LIMIT_PER_SECOND:
+    if int(_count_script()(keys=[key], args=[5])) > settings.INGEST_RATE_LIMIT_PER_SECOND:
         raise RateLimited(f"more than {settings.INGEST_RATE_LIMIT_PER_SECOND} requests per second", retry_after=1)
+
+
+# INCR, and EXPIRE on the window's first hit, as one command: redis-py's pipeline machinery cost
+# more of a request than the round trip's own work.
+_COUNT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+_count: tuple[Any, Any] = (None, None)
+
+
+def _count_script() -> Any:
+    """The counting script on the app's current client (EVALSHA; loaded again if Redis lost it)."""
+    global _count  # noqa: PLW0603 - one per client
+    client = tl_redis.client()
+    if _count[0] is not client:
+        _count = (client, client.register_script(_COUNT))
+    return _count[1]
 
 
 # Routing's publish generation (one aggregate query over the published versions), read at most
@@ -113,6 +129,32 @@ class DecideJourney:
     conditions: Mapping[tuple[str, int], Condition]
     default_decision: Mapping[str, Any]
     needs: frozenset[str]
+    # Route or default content holding Liquid ("{" in a string), and which of the costly template
+    # roots it mentions (read only then, as the engine does for message content).
+    templated: bool = False
+    template_roots: frozenset[str] = frozenset()
+
+
+def _template_text(steps: Mapping[str, Mapping[str, Any]], default_decision: Mapping[str, Any]) -> str:
+    """Every string of the journey's route and default content that could be a template."""
+    found: list[str] = []
+
+    def strings(value: Any) -> None:
+        if isinstance(value, str):
+            if "{" in value:
+                found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                strings(item)
+
+    for step in steps.values():
+        if step.get("type") == "route":
+            strings(step.get("content"))
+    strings(default_decision.get("content"))
+    return "\n".join(found)
 
 
 def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
@@ -128,6 +170,9 @@ def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
             compiled = compile_condition(branch.get("condition"))
             conditions[(step_id, index)] = compiled
             needs |= compiled.needs
+    default_decision = definition.get("default_decision") or {}
+    text = _template_text(steps, default_decision)
+    roots = frozenset(root for root in ("session", "links") if root in text)
     return DecideJourney(
         journey_id=version.journey_id,
         journey_key=version.journey.key,
@@ -137,8 +182,11 @@ def compile_decide_journey(version: JourneyVersion) -> DecideJourney:
         start=definition["start"],
         steps=steps,
         conditions=conditions,
-        default_decision=definition.get("default_decision") or {},
-        needs=frozenset(needs),
+        default_decision=default_decision,
+        # A template reading the live session needs it loaded, as a condition would.
+        needs=frozenset(needs | (roots & {"session"})),
+        templated=bool(text),
+        template_roots=roots,
     )
 
 
@@ -235,6 +283,7 @@ _SEGMENTS_SQL = """,
 """
 
 
+@functools.cache
 def _lookup_sql(with_segments: bool) -> str:
     """Table names are the models' own; every value is a parameter."""
     segments = ""
@@ -247,11 +296,94 @@ def _lookup_sql(with_segments: bool) -> str:
     )
 
 
+class _Statement:
+    __slots__ = ("query",)
+
+    def __init__(self, text: str) -> None:
+        self.query = text.encode()
+
+
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """A server-side binding cursor whose statements are prepared on the connection."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        result = super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+        # Django's query log (connection.queries, CaptureQueriesContext) reads the statement from
+        # `_query`, which psycopg leaves unset when it runs a prepared one.
+        self._query = _Statement(str(query))  # type: ignore[assignment]
+        return result
+
+
+# psycopg prepares only when the connection's threshold is set; Django leaves it None (for
+# connection poolers), and its own cursors bind client-side and never prepare, so a threshold
+# this high changes nothing but what _PreparedCursor asks for.
+_NEVER_BY_COUNT = 2**31  # as profiles.ingest and journeys.world set it
+
+
+def _prepared_cursor() -> Any:
+    """A Django cursor (logged, wrapped, its errors Django's) on the request's connection whose
+    statements are prepared once per connection: the identity lookup, planned on every call,
+    cost PostgreSQL about 0.2 ms of a decide request's CPU, and 0.03 ms once prepared."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _NEVER_BY_COUNT
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_PreparedCursor(raw))  # type: ignore[attr-defined]
+
+
+def _fetch_one(sql: str, params: list[Any]) -> Any:
+    """One row of a prepared statement on the request's connection. Unless queries are being
+    logged (DEBUG, the tests' CaptureQueriesContext) or wrapped, through a psycopg cursor kept
+    per connection: a Django cursor wrapper and a psycopg cursor built per call cost as much of
+    the lookup's Python as the statement did (as ingestion found, profiles/ingest.py)."""
+    if connection.queries_logged or connection.execute_wrappers:
+        with _prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.ensure_connection()
+    raw = connection.connection
+    cached = getattr(connection, "_decide_cursor", None)
+    if cached is None or cached[0] is not raw or cached[1].closed:
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = _NEVER_BY_COUNT
+        cached = (raw, psycopg.Cursor(raw))
+        connection._decide_cursor = cached  # type: ignore[attr-defined]
+    with connection.wrap_database_errors:
+        cached[1].execute(sql, params, prepare=True)
+        return cached[1].fetchone()
+
+
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> tuple[Customer | None, frozenset[str]]:
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """The live customer as decide reads it. The lookup row is not made a model instance unless
+    a selector that takes one (computed traits, consent) is needed: building one cost more than
+    the rest of the row's handling."""
+
+    id: UUID
+    traits: Mapping[str, Any]
+    computed_state: Mapping[str, Any]
+    model: Customer | None = None
+
+    def as_customer(self) -> Customer:
+        if self.model is not None:
+            return self.model
+        return Customer(id=self.id, traits=dict(self.traits), computed_state=dict(self.computed_state))
+
+
+def _found(customer: Customer | None) -> _Found | None:
+    if customer is None:
+        return None
+    return _Found(customer.id, customer.traits or {}, customer.computed_state or {}, customer)
+
+
+def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> tuple[_Found | None, frozenset[str]]:
     """The live customer holding the userId (else the anonymousId), and its segment keys when
     asked: on PostgreSQL one statement (this is the decide hot path), through the profiles
     selector otherwise and for a merged profile."""
@@ -269,15 +401,13 @@ def _find_customer_and_segments(identity: Identity, *, with_segments: bool) -> t
             ),
         ]
         params = [item for kind, value in keys for item in (kind, value or "")]
-        with connection.cursor() as cursor:
-            cursor.execute(_lookup_sql(with_segments), params)
-            row = cursor.fetchone()
+        row = _fetch_one(_lookup_sql(with_segments), params)
         if row is None:
             return None, frozenset()
         if row[3] is None:
-            live = Customer(id=row[0], traits=_json(row[1]) or {}, computed_state=_json(row[2]) or {})
+            live = _Found(row[0], _json(row[1]) or {}, _json(row[2]) or {})
             return live, frozenset(row[4]) if with_segments else frozenset()
-    found = _find_customer(identity)
+    found = _found(_find_customer(identity))
     if found is None or not with_segments:
         return found, frozenset()
     return found, frozenset(
@@ -291,6 +421,11 @@ def _history(customer_id: UUID) -> EventHistory:
 
     history: EventHistory = DbEventHistory(customer_id)
     return history
+
+
+def request_event(channel: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as conditions and templates read it: the event `Decide`."""
+    return {"name": "Decide", "type": "decide", "channel": channel, "properties": dict(context)}
 
 
 class SessionUnavailable(Exception):
@@ -309,11 +444,11 @@ def load_context(
     session: Mapping[str, Any] | None = None
     kwargs: dict[str, Any] = {}
     if customer is not None:
-        traits = customer.traits or {}
+        traits = customer.traits
         if "computed" in needs:
-            computed = computed_traits_of(customer)
+            computed = computed_traits_of(customer.as_customer())
         if "consent" in needs:
-            consent = customer_consent(customer=customer)
+            consent = customer_consent(customer=customer.as_customer())
         if "session" in needs:
             try:
                 session = journey_contracts.session_for(customer.id)
@@ -327,7 +462,7 @@ def load_context(
     return (
         EvalContext(
             now=now,
-            event={"name": "Decide", "type": "decide", "channel": channel, "properties": dict(context)},
+            event=request_event(channel, context),
             traits=traits,
             computed=computed,
             segments=segments,
@@ -449,48 +584,188 @@ class UnknownPlacement(Exception):
     pass
 
 
-_pending: list[Decision] = []
-_pending_lock = threading.Lock()
+# --- Recording decisions ------------------------------------------------------------------------
+#
+# A decision is a row the history explains (GET /api/v1/decisions/{id}). Writing it in the request
+# cost most of decide's PostgreSQL time (an INSERT and a commit, with its WAL flush, per request)
+# and a tenth of its web CPU. With DECIDE_RECORD_LINGER_MS > 0 the request instead hands the row to
+# this process's recorder, whose thread writes what has gathered in one multi-row INSERT when the
+# oldest row has waited that long (or DECIDE_RECORD_MAX_BATCH rows wait). The trade-off, bounded by
+# the setting: for up to the linger a decision id may not resolve yet (decision_get waits for a
+# decision that young instead of answering 404), and a process killed without a clean exit
+# (SIGKILL, OOM, power) loses the rows it held, not the answers it gave. A clean exit (gunicorn's
+# graceful stop, interpreter exit) writes them: atexit flushes. 0 writes in the request.
+#
+# Whichever way, a row that cannot be written because the database is down stays in memory (at
+# most _PENDING_LIMIT rows) and is written with the next batch that reaches the database.
+
+_COLUMNS = ("id", "placement", "customer_id", "version_id", "at", "degraded", "result", "explanation")
+_ROW_SQL = "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
+# After a failed write, the recorder waits this long before trying again (each attempt against
+# an unreachable database blocks for the connection timeout).
+_RETRY_SECONDS = 1.0
+# The recorder's thread closes its database connection after this long without a decision.
+IDLE_CLOSE_SECONDS = 1.0
+
+DecisionRow = tuple[UUID, str, UUID | None, UUID | None, datetime, bool, str, str]
 
 
-def _record(decision: Decision) -> None:
-    """Insert the decision, with any that earlier requests could not write."""
-    with _pending_lock:
-        rows = [*_pending, decision]
-        _pending.clear()
+def _dumps(value: Any) -> str:
     try:
-        if len(rows) == 1:
-            _insert(decision)
-        else:
-            Decision.objects.bulk_create(rows, ignore_conflicts=True)
-    except DatabaseError:
-        with _pending_lock:
-            _pending[:0] = rows[-_PENDING_LIMIT:]
-            del _pending[_PENDING_LIMIT:]
-        logger.warning("decision %s kept in memory: the database is unreachable", decision.id)
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        # What orjson refuses and json takes (integers past 64 bits): as the JSONField would.
+        import json
+
+        return json.dumps(value)
 
 
-def _insert(decision: Decision) -> None:
-    """One INSERT without the ORM's per-call compilation (a tenth of a decide request): the
-    statement is built once from the model, the values prepared by each field as save() would."""
-    fields = Decision._meta.concrete_fields
-    global _insert_sql  # noqa: PLW0603 - built once per process
-    if _insert_sql is None:
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
-        table = Decision._meta.db_table
-        _insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 -- the model's own
-    params = [f.get_db_prep_save(getattr(decision, f.attname), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql, params)
+def _insert_rows(rows: list[DecisionRow]) -> None:
+    """The rows in one statement (autocommit): COPY, whose per-row cost is a fraction of a
+    multi-row INSERT's parameter handling. A COPY that meets a row already written (a retry after
+    a failure that came after the commit) fails whole; the rows then go in with an INSERT that
+    skips the ones present. Table and columns are the model's own; every value is data."""
+    table = Decision._meta.db_table
+    column = {field.attname: field.column for field in Decision._meta.concrete_fields}
+    columns = ", ".join(connection.ops.quote_name(column[name]) for name in _COLUMNS)
+    try:
+        with (
+            connection.cursor() as cursor,
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+    except IntegrityError:
+        values = ", ".join([_ROW_SQL] * len(rows))
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [item for row in rows for item in row])
 
 
-_insert_sql: str | None = None
+class DecisionRecorder:
+    """This process's decisions on their way to the database."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pending: list[DecisionRow] = []
+        self._oldest = 0.0
+        self._writing = False  # the thread is writing rows it took
+        self._connected = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def holds(self, decision_id: UUID) -> bool:
+        with self._lock:
+            return any(row[0] == decision_id for row in self._pending)
+
+    def submit(self, row: DecisionRow) -> None:
+        if settings.DECIDE_RECORD_LINGER_MS <= 0:
+            self._write_now(row)
+            return
+        with self._lock:
+            self._ensure_thread()
+            if not self._pending:
+                self._oldest = time.monotonic()
+                self._lock.notify_all()
+            self._pending.append(row)
+            if len(self._pending) >= settings.DECIDE_RECORD_MAX_BATCH:
+                self._lock.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write every row held now, after the thread's write in progress if any: when it
+        returns True every decision answered before the call is in the database. False when the
+        database refused them (they are kept)."""
+        with self._lock:
+            self._lock.wait_for(lambda: not self._writing, timeout)
+            rows, self._pending = self._pending, []
+        return self._write(rows)
+
+    def _write_now(self, row: DecisionRow) -> None:
+        with self._lock:
+            rows, self._pending = [*self._pending, row], []
+        self._write(rows)
+
+    def _write(self, rows: list[DecisionRow]) -> bool:
+        if not rows:
+            return True
+        size = settings.DECIDE_RECORD_MAX_BATCH
+        try:
+            while rows:
+                _insert_rows(rows[:size])
+                del rows[:size]
+        except DatabaseError:
+            with self._lock:
+                self._pending[:0] = rows
+                del self._pending[:-_PENDING_LIMIT]
+            logger.warning("%d decisions kept in memory: the database is unreachable", len(rows))
+            return False
+        return True
+
+    def _ensure_thread(self) -> None:
+        # After a fork (gunicorn workers) the parent's thread does not exist in the child.
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            if self._pid != os.getpid():
+                self._pending = []  # the parent's rows: the parent writes them
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="decide-recorder", daemon=True)
+            self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the thread holds a database connection (it closes it when idle)."""
+        return self._connected
+
+    def _run(self) -> None:
+        while True:
+            linger = settings.DECIDE_RECORD_LINGER_MS / 1000
+            with self._lock:
+                while not self._pending:
+                    if not self._lock.wait(IDLE_CLOSE_SECONDS) and self._connected:
+                        # No decisions for a while: give the connection back.
+                        connection.close()
+                        self._connected = False
+                wait = self._oldest + linger - time.monotonic()
+                if wait > 0 and len(self._pending) < settings.DECIDE_RECORD_MAX_BATCH:
+                    self._lock.wait(wait)
+                rows, self._pending = self._pending, []
+                self._writing = True
+                self._connected = True
+            written = self._write(rows)
+            with self._lock:
+                self._writing = False
+                self._lock.notify_all()
+            if not written:
+                # The connection this thread holds is broken: a fresh one next time.
+                connection.close()
+                time.sleep(_RETRY_SECONDS)
+
+
+recorder = DecisionRecorder()
+atexit.register(recorder.flush)
 
 
 def decisions_pending() -> int:
     """How many answered decisions wait in this process for the database."""
-    return len(_pending)
+    return len(recorder)
+
+
+def new_decision_id() -> UUID:
+    """A UUIDv7 (RFC 9562): the first 48 bits are the Unix time in ms, so a decision's id says
+    when it was made (decision_get waits for a young one that is not written yet) and new rows
+    land at the right edge of the primary key's index."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # the RFC 4122 variant
+    return UUID(int=value)
+
+
+def _made_at(decision_id: UUID) -> float | None:
+    """When a decision id was made (Unix seconds), if it is one of new_decision_id's."""
+    return (decision_id.int >> 80) / 1000 if decision_id.version == 7 else None
 
 
 def _default(
@@ -501,6 +776,47 @@ def _default(
     default = journey.default_decision
     explanation["default_decision"] = {"journey": journey.journey_key, "reason": reason}
     return default.get("route"), default.get("content") or {}
+
+
+def _render(
+    journey: DecideJourney,
+    content: Mapping[str, Any],
+    *,
+    ctx: EvalContext | None,
+    event: Mapping[str, Any],
+    customer_id: UUID | None,
+    step: str | None,
+    explanation: dict[str, Any],
+) -> Mapping[str, Any]:
+    """The answer's content rendered with Liquid as message content is (journeys.templates):
+    over `profile` (traits), `event` (the request), `session`, `journey` and `links`; when a
+    variable is missing or rendering fails, the journey's default_decision content rendered
+    instead, never a half-rendered answer; the explanation says what was missing. A default
+    answer (degraded too) renders the default content over what could be read."""
+    from journeys.templates import render_content
+
+    links: Mapping[str, Any] = {}
+    if "links" in journey.template_roots and customer_id is not None:
+        try:
+            links = journey_contracts.links_for(customer_id)
+        except Exception:  # a provider that fails leaves its link missing: the default content
+            logger.warning("decide: links unavailable for %s", customer_id, exc_info=True)
+    context = {
+        "profile": dict(ctx.traits) if ctx is not None else {},
+        "event": dict(event),
+        "session": dict(ctx.session or {}) if ctx is not None else {},
+        "journey": {"key": journey.journey_key, "step": step},
+        "links": dict(links),
+    }
+    default = journey.default_decision.get("content") or {}
+    rendered = render_content(content, context, None if step is None else default)
+    if not rendered.ok:
+        explanation["content"] = {
+            "missing": rendered.missing,
+            "errors": rendered.errors,
+            "used_default": rendered.used_default,
+        }
+    return rendered.content
 
 
 def decision_make(
@@ -539,6 +855,8 @@ def decision_make(
     route: str | None = None
     content: Mapping[str, Any] = {}
     answered_by: DecideJourney | None = None
+    ctx: EvalContext | None = None
+    route_step: str | None = None
     if reason is None:
         needs = frozenset().union(*(j.needs for j in journeys))
         explanation["loaded"] = sorted(needs)
@@ -562,6 +880,7 @@ def decision_make(
                 )
                 if result.outcome == "route":
                     route, content, answered_by = result.route, result.content, journey
+                    route_step = result.path[-1]["step"]
                     break
             if answered_by is None:
                 answered_by = journeys[0]
@@ -571,21 +890,33 @@ def decision_make(
         route, content = _default(answered_by, reason, explanation)
         explanation["degraded"] = reason
         metrics.DECIDE_DEGRADED.labels(placement=label, reason=reason).inc()
+    if answered_by is not None and answered_by.templated:
+        content = _render(
+            answered_by,
+            content,
+            ctx=ctx,
+            event=ctx.event or {} if ctx is not None else request_event(channel, context),
+            customer_id=customer_id,
+            step=route_step,
+            explanation=explanation,
+        )
     result_body = {"route": route, "content": dict(content)}
-    decision = Decision(
-        id=uuid.uuid4(),
-        placement=placement,
-        customer_id=customer_id,
-        version_id=answered_by.version_id if answered_by else None,
-        at=now,
-        degraded=reason is not None,
-        result={**result_body, "journey": answered_by.journey_key if answered_by else None, "channel": channel},
-        explanation=explanation,
+    decision_id = new_decision_id()
+    recorder.submit(
+        (
+            decision_id,
+            placement,
+            customer_id,
+            answered_by.version_id if answered_by else None,
+            now,
+            reason is not None,
+            _dumps({**result_body, "journey": answered_by.journey_key if answered_by else None, "channel": channel}),
+            _dumps(explanation),
+        )
     )
-    _record(decision)
     metrics.DECIDE_LATENCY.labels(placement=label).observe(time.perf_counter() - started)
     return DecisionResult(
-        decision_id=decision.id,
+        decision_id=decision_id,
         placement=placement,
         route=route,
         content=content,
@@ -596,5 +927,27 @@ def decision_make(
     )
 
 
+# How long past DECIDE_RECORD_LINGER_MS decision_get waits for a young decision to be written.
+GET_WAIT_MARGIN_SECONDS = 1.0
+_GET_POLL_SECONDS = 0.02
+
+
 def decision_get(*, decision_id: UUID) -> Decision | None:
-    return Decision.objects.filter(id=decision_id).select_related("version__journey").first()
+    """The decision, once written. One this process still holds is written first; one another
+    process may still hold (its id is younger than the linger plus GET_WAIT_MARGIN_SECONDS) is
+    waited for, so an id decide answered resolves; any other unknown id is None at once."""
+    decisions = Decision.objects.select_related("version__journey")
+    found = decisions.filter(id=decision_id).first()
+    if found is not None:
+        return found
+    if recorder.holds(decision_id):
+        recorder.flush()
+        return decisions.filter(id=decision_id).first()
+    made_at = _made_at(decision_id)
+    if made_at is None:
+        return None
+    deadline = made_at + settings.DECIDE_RECORD_LINGER_MS / 1000 + GET_WAIT_MARGIN_SECONDS
+    while found is None and time.time() < deadline:
+        time.sleep(_GET_POLL_SECONDS)
+        found = decisions.filter(id=decision_id).first()
+    return found

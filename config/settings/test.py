@@ -14,6 +14,9 @@ from config.settings.base import BROKER_CONFIGURED, EMBEDDED_MODE
 ROUTING_DISPATCH_LINGER_MS = 0
 # Tests route exactly the events they name; the backlog claim has its own tests.
 ROUTING_CLAIM_BACKLOG = 0
+# Decisions are written in the request, inside the test's transaction (the write-behind tests
+# set a linger themselves).
+DECIDE_RECORD_LINGER_MS = 0
 INGEST_RATE_LIMIT_PER_SECOND = 100_000
 API_RATE_LIMIT_PER_SECOND = 100_000
 SOURCE_CACHE_SECONDS = 0.0

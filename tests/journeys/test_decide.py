@@ -570,3 +570,48 @@ def test_an_unknown_placement_is_404_even_with_redis_down(
     vip_journey: Any, post: Callable[..., Any], redis_unreachable: None
 ) -> None:
     assert post(ask(placement="nowhere")).status_code == 404
+
+
+# --- Liquid in the answer's content --------------------------------------------------------------
+
+
+def greeting_journey(content: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trigger": {"type": "decide", "placement": "greeting"},
+        "start": "hello",
+        "steps": {"hello": {"type": "route", "destination": "banner", "content": content}},
+        "default_decision": {"route": "banner", "content": {"headline": "Hello {{ event.channel }} visitor"}},
+    }
+
+
+def test_route_content_is_rendered_with_liquid(db: Any, post: Callable[..., Any]) -> None:
+    publish(
+        greeting_journey({"headline": "Hello {{ profile.first_name }}", "back": "{{ event.properties.page }}"}),
+        key="greeting",
+    )
+    customer_with({"first_name": "Ann"}, user_id="u-ann")
+
+    body = post(ask("u-ann", placement="greeting")).json()
+
+    assert body["content"] == {"headline": "Hello Ann", "back": "/help"}
+
+
+def test_a_missing_variable_answers_the_default_content_and_says_why(db: Any, post: Callable[..., Any]) -> None:
+    publish(greeting_journey({"headline": "Hello {{ profile.first_name }}"}), key="greeting")
+    customer_with({}, user_id="u-nameless")
+
+    body = post(ask("u-nameless", placement="greeting")).json()
+
+    assert (body["route"], body["content"]) == ("banner", {"headline": "Hello web visitor"})
+    explained = Decision.objects.get(id=body["decision_id"]).explanation["content"]
+    assert (explained["missing"], explained["used_default"]) == (["profile.first_name"], True)
+
+
+def test_route_content_may_read_the_live_session(db: Any, post: Callable[..., Any]) -> None:
+    publish(greeting_journey({"headline": "Your cart: {{ session.cart_total }} EUR"}), key="greeting")
+    customer = customer_with({}, user_id="u-cart")
+    SESSIONS[customer.id] = {"cart_total": 42}
+
+    body = post(ask("u-cart", placement="greeting")).json()
+
+    assert body["content"] == {"headline": "Your cart: 42 EUR"}
