@@ -53,6 +53,22 @@ def customer_identities(*, customer: Customer) -> Identities:
     )
 
 
+def customers_identities(*, customers: list[Customer]) -> dict[UUID, Identities]:
+    """customer_identities for many customers in one query, keyed by each customer's id."""
+    ids = [customer.id for customer in customers]
+    found: dict[UUID, Identities] = {cid: [] for cid in ids}
+    if not ids:
+        return found
+    rows = (
+        Identity.objects.filter(Q(customer_id__in=ids) | Q(customer__merged_into_id__in=ids))
+        .order_by("created_at", "id")
+        .values_list("customer_id", "customer__merged_into_id", "kind", "value")
+    )
+    for cid, merged_into, kind, value in rows:
+        found[cid if cid in found or merged_into is None else merged_into].append((kind, value))
+    return found
+
+
 def _newest(identities: Identities, kind: str) -> str:
     return next((value for found, value in reversed(identities) if found == kind), "")
 
@@ -106,6 +122,21 @@ def address_undeliverable(*, channel: str, address: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_UNDELIVERABLE_SQL, [channel, address])
         return cursor.fetchone() is not None
+
+
+def addresses_undeliverable(*, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (channel, address) pairs are marked undeliverable: one query for a batch of sends."""
+    if not pairs:
+        return set()
+    wanted = list(dict.fromkeys(pairs))
+    values = ", ".join(["(%s, %s)"] * len(wanted))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT channel, address FROM {UndeliverableAddress._meta.db_table} "  # noqa: S608 - values bound
+            f"WHERE (channel, address) IN ({values})",
+            [part for pair in wanted for part in pair],
+        )
+        return {(channel, address) for channel, address in cursor.fetchall()}
 
 
 # --- the contact policy -------------------------------------------------------------------------

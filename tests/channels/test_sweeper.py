@@ -71,4 +71,4 @@ def test_the_periodic_task_counts_what_it_did(providers: Any, settings: Any) -> 
     _stuck("sms", minutes_ago=10, kind="phone", address="+14155550100")
     _stuck("email", minutes_ago=10, kind="email", address="ada@example.com")
 
-    assert sweep_stuck_deliveries() == {"requeued": 1, "dead": 1}
+    assert sweep_stuck_deliveries() == {"requeued": 1, "dead": 1, "enqueued": 0}
