@@ -124,18 +124,20 @@ def address_undeliverable(*, channel: str, address: str) -> bool:
         return cursor.fetchone() is not None
 
 
+_UNDELIVERABLE_MANY_SQL = (
+    f"SELECT u.channel, u.address FROM {UndeliverableAddress._meta.db_table} AS u "  # noqa: S608 - values bound
+    "JOIN unnest(%s::text[], %s::text[]) AS q(channel, address) ON u.channel = q.channel AND u.address = q.address"
+)
+
+
 def addresses_undeliverable(*, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (channel, address) pairs are marked undeliverable: one query for a batch of sends."""
+    """Which (channel, address) pairs are marked undeliverable: one query for a batch of sends,
+    of one shape whatever the batch (arrays), on the (channel, address) unique index."""
     if not pairs:
         return set()
     wanted = list(dict.fromkeys(pairs))
-    values = ", ".join(["(%s, %s)"] * len(wanted))
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT channel, address FROM {UndeliverableAddress._meta.db_table} "  # noqa: S608 - values bound
-            f"WHERE (channel, address) IN ({values})",
-            [part for pair in wanted for part in pair],
-        )
+        cursor.execute(_UNDELIVERABLE_MANY_SQL, [[c for c, _ in wanted], [a for _, a in wanted]])
         return {(channel, address) for channel, address in cursor.fetchall()}
 
 

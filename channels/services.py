@@ -170,15 +170,12 @@ def deliveries_attempt(
     runs before the sends when the claim took all `fresh` it could: more may be waiting, and a
     task started then works on them while these are sent."""
     results: dict[UUID, AttemptResult] = {}
-    wanted: list[UUID] = []
-    for delivery_id in delivery_ids:
-        wait = _breakers_wait(delivery_id)
-        if wait is not None:
-            # Every provider for it is known down in this process: wait for the half-open
-            # trial without a write, an attempt, or a request to the provider.
-            results[delivery_id] = AttemptResult(status=DeliveryStatus.QUEUED, retry_in=wait)
-        else:
-            wanted.append(delivery_id)
+    # Those whose providers are all known down in this process wait for the half-open trial
+    # without a write, an attempt, or a request to the provider.
+    waits = _breakers_waits(delivery_ids)
+    for delivery_id, seconds in waits.items():
+        results[delivery_id] = AttemptResult(status=DeliveryStatus.QUEUED, retry_in=seconds)
+    wanted = [delivery_id for delivery_id in delivery_ids if delivery_id not in waits]
     claims = _claim_many(wanted, fresh=fresh, only_fresh=only_fresh) if wanted or fresh else []
     taken = {claim.delivery.id for claim in claims}
     if on_full is not None and fresh and len(claims) - len(taken & set(wanted)) >= fresh:
@@ -236,31 +233,30 @@ def _breaker_delay(wait: float) -> float:
     return max(wait, 0.05) + random.uniform(0, 1.0)  # noqa: S311 - jitter, not a secret
 
 
-def _breakers_wait(delivery_id: UUID) -> float | None:
-    """Seconds to wait when every provider of this queued delivery has an open breaker in this
-    process, else None. Costs nothing while no breaker is open."""
-    if not any_open():
-        return None
-    row = (
-        Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED)
-        .values_list("channel", "fallback", "address", "queued_at")
-        .first()
+def _breakers_waits(delivery_ids: list[UUID]) -> dict[UUID, float]:
+    """Seconds to wait for each of these queued deliveries whose providers all have an open
+    breaker in this process (the others are not in the answer). Costs nothing while no breaker
+    is open, one query for the lot otherwise."""
+    if not any_open() or not delivery_ids:
+        return {}
+    rows = Delivery.objects.filter(id__in=delivery_ids, status=DeliveryStatus.QUEUED).values_list(
+        "id", "channel", "fallback", "address", "queued_at"
     )
-    if row is None:
-        return None
-    channel, fallback, address, queued_at = row
-    if (timezone.now() - queued_at).total_seconds() > settings.CHANNELS_MAX_DEFER_SECONDS:
-        return None  # waited long enough: the claim gives it up
-    names = selectors.providers_for(channel=channel, fallback=fallback)
-    waits = []
-    for name in names:
-        config = settings.CHANNELS_PROVIDERS[name]
-        if not config.get("base_url") and not config.get("host") and not address:
-            return None  # the destination is the address, not known before the first claim
-        waits.append(open_for(name, destination_host(config, address)))
-    if not waits or min(waits) <= 0:
-        return None
-    return _breaker_delay(min(waits))
+    now = timezone.now()
+    answer: dict[UUID, float] = {}
+    for delivery_id, channel, fallback, address, queued_at in rows:
+        if (now - queued_at).total_seconds() > settings.CHANNELS_MAX_DEFER_SECONDS:
+            continue  # waited long enough: the claim gives it up
+        waits = []
+        for name in selectors.providers_for(channel=channel, fallback=fallback):
+            config = settings.CHANNELS_PROVIDERS[name]
+            if not config.get("base_url") and not config.get("host") and not address:
+                break  # the destination is the address, not known before the first claim
+            waits.append(open_for(name, destination_host(config, address)))
+        else:
+            if waits and min(waits) > 0:
+                answer[delivery_id] = _breaker_delay(min(waits))
+    return answer
 
 
 def _claim_many(delivery_ids: list[UUID], *, fresh: int, only_fresh: bool) -> list[_Claim]:
@@ -378,7 +374,7 @@ def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
         breaker = breaker_for(name, host)
         failures: list[TransientError] = []
         try:
-            return name, breaker.call(_recording(SENDERS[config["kind"]], failures), config, outgoing)
+            return name, _guarded(breaker, _recording(SENDERS[config["kind"]], failures), config, outgoing)
         except PermanentError:
             raise
         except (TransientError, pybreaker.CircuitBreakerError) as error:
@@ -395,6 +391,17 @@ def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
     if len(refused) == len(names):
         raise BreakersOpen("; ".join(errors), wait=min(refused))
     raise TransientError("; ".join(errors), retry_after=retry_after)
+
+
+def _guarded(breaker: pybreaker.CircuitBreaker, sender: Sender, config: dict[str, str], outgoing: Outgoing) -> str:
+    """Send through the breaker. pybreaker's call() holds the breaker's lock for the whole call:
+    one send at a time per host and process, whatever the batch's threads. While it is closed
+    the sends run side by side (calling() takes the lock only to check and to count); a
+    half-open breaker keeps the locked call, so one trial at a time probes a host that was down."""
+    if breaker.current_state == pybreaker.STATE_CLOSED:
+        with breaker.calling():
+            return sender(config, outgoing)
+    return breaker.call(sender, config, outgoing)
 
 
 def _recording(sender: Sender, failures: list[TransientError]) -> Sender:
@@ -539,20 +546,22 @@ class _Row:
     finished: bool = True
 
 
+# One statement of one shape whatever the number of rows (arrays, not a VALUES list), so the
+# driver parses it once per process.
 _WRITE_SQL = (
     f"UPDATE {_TABLE} AS d SET status = v.status, attempts = d.attempts - v.given_back, "  # noqa: S608
     "last_error = v.last_error, address = v.address, provider = v.provider, "
     "provider_message_id = v.provider_message_id, sent_at = v.sent_at, finished_at = v.finished_at, "
-    "updated_at = v.now FROM (VALUES {values}) AS v(id, status, given_back, last_error, address, provider, "
-    "provider_message_id, sent_at, finished_at, now) WHERE d.id = v.id AND d.status = 'sending' RETURNING d.id"
+    "updated_at = %s FROM unnest(%s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::timestamptz[], %s::timestamptz[]) AS v(id, status, given_back, last_error, address, provider, "
+    "provider_message_id, sent_at, finished_at) WHERE d.id = v.id AND d.status = 'sending' RETURNING d.id"
 )
-_WRITE_VALUES = "(%s::uuid, %s, %s::integer, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
 
 
 def _write(rows: list[_Row], now: datetime) -> set[UUID]:
     """Move claimed deliveries on in one statement; only those still "sending" (ours) change.
     Returns the ids written."""
-    params: list[Any] = []
+    columns: list[list[Any]] = [[] for _ in range(9)]
     for row in rows:
         delivery = row.delivery
         if row.finished:
@@ -561,7 +570,7 @@ def _write(rows: list[_Row], now: datetime) -> set[UUID]:
             delivery.finished_at = now
             if row.status == DeliveryStatus.SENT:
                 delivery.sent_at = now
-        params += [
+        values = (
             delivery.id,
             row.status,
             row.given_back,
@@ -571,10 +580,11 @@ def _write(rows: list[_Row], now: datetime) -> set[UUID]:
             delivery.provider_message_id,
             delivery.sent_at,
             delivery.finished_at,
-            now,
-        ]
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
     with connection.cursor() as cursor:
-        cursor.execute(_WRITE_SQL.format(values=", ".join([_WRITE_VALUES] * len(rows))), params)
+        cursor.execute(_WRITE_SQL, [now, *columns])
         return {row[0] for row in cursor.fetchall()}
 
 
