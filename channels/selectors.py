@@ -32,13 +32,25 @@ def delivery_by_provider_id(*, channel: str, provider_message_id: str) -> Delive
 
 
 def providers_for(*, channel: str, fallback: list[str]) -> list[str]:
-    """The channel's configured providers in order, then the caller's fallback hints."""
+    """The channel's configured providers in order, then the caller's fallback hints; only those
+    enabled and holding the credentials their kind needs."""
     names = list(settings.CHANNELS_ROUTES.get(channel, ())) + list(fallback)
     return [
         name
         for name in dict.fromkeys(names)
-        if name in settings.CHANNELS_PROVIDERS and settings.CHANNELS_PROVIDERS[name].get("enabled", "true") == "true"
+        if name in settings.CHANNELS_PROVIDERS and _usable(settings.CHANNELS_PROVIDERS[name])
     ]
+
+
+# A provider of these kinds without every one of these settings cannot send: it is not offered
+# (the default Twilio entry exists whether or not the deployment has a Twilio account).
+_REQUIRED_SETTINGS = {"twilio": ("base_url", "account_sid", "auth_token", "from_number")}
+
+
+def _usable(config: dict[str, str]) -> bool:
+    if config.get("enabled", "true") != "true":
+        return False
+    return all(config.get(name) for name in _REQUIRED_SETTINGS.get(config.get("kind", ""), ()))
 
 
 Identities = list[tuple[str, str]]
