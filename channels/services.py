@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pybreaker
 from cryptography.fernet import Fernet
 from django.conf import settings
@@ -118,15 +119,25 @@ def send_enqueue(delivery_id: str) -> None:
     back for long (and the queued sweeper finds what it left)."""
     from channels.tasks import send_delivery
 
+    marked = False
     if tl_redis.is_configured() and settings.CHANNELS_SEND_PENDING_SECONDS > 0:
         try:
-            if not tl_redis.client().set(
-                keys.send_pending(), delivery_id, nx=True, ex=settings.CHANNELS_SEND_PENDING_SECONDS
-            ):
-                return
+            marked = bool(
+                tl_redis.client().set(
+                    keys.send_pending(), delivery_id, nx=True, ex=settings.CHANNELS_SEND_PENDING_SECONDS
+                )
+            )
         except RedisError:
             logger.warning("send marker unavailable: publishing the send task anyway", exc_info=True)
-    send_delivery.delay(delivery_id)
+        else:
+            if not marked:
+                return
+    try:
+        send_delivery.delay(delivery_id)
+    except Exception:
+        if marked:  # no task behind the marker: let the next delivery publish one
+            send_pending_clear()
+        raise
 
 
 def send_pending_clear() -> None:
@@ -607,6 +618,13 @@ def _finish_many(finals: list[tuple[_Claim, str, str]], now: datetime) -> None:
         ]
         if messages:
             event_ingest(source=system_source(), raw_messages=messages, call_type="track", received_at=now)
+    _early_reports_apply(
+        [
+            claim.delivery
+            for claim, status, _ in finals
+            if status == DeliveryStatus.SENT and claim.delivery.id in written
+        ]
+    )
     for claim, status, _ in finals:
         delivery = claim.delivery
         metrics.DELIVERIES.labels(channel=delivery.channel, provider=delivery.provider, status=status).inc()
@@ -881,6 +899,7 @@ def delivery_status_report(
             .first()
         )
         if delivery is None:
+            _report_early(channel, provider_message_id, outcome, reason, dead_address)
             return None
         if outcome == DeliveryStatus.DELIVERED and delivery.status == DeliveryStatus.SENT:
             delivery.status = DeliveryStatus.DELIVERED
@@ -896,6 +915,52 @@ def delivery_status_report(
                 channel=channel, address=delivery.address, defaults={"reason": reason[:2000]}
             )
     return delivery
+
+
+# How long a status report for a message id not recorded yet waits for its send to record it.
+EARLY_REPORT_SECONDS = 600
+
+
+def _report_early(channel: str, provider_message_id: str, outcome: str, reason: str, dead_address: bool) -> None:
+    """A report can beat the send's own write: the provider answers the send with the message id,
+    then reports on it (Twilio's callback for a failed number comes within milliseconds) before
+    the sending worker has recorded that id. Kept for a while; the send applies it when it
+    records the id (_early_reports_apply)."""
+    if not tl_redis.is_configured() or not provider_message_id:
+        return
+    report = orjson.dumps({"outcome": outcome, "reason": reason, "dead_address": dead_address})
+    with contextlib.suppress(RedisError):
+        tl_redis.client().set(keys.status_early(channel, provider_message_id), report, ex=EARLY_REPORT_SECONDS)
+
+
+def _early_reports_apply(deliveries: list[Delivery]) -> None:
+    """Apply the status reports that arrived before these sent deliveries recorded their
+    provider message ids: one Redis round trip for the wave."""
+    sent = [d for d in deliveries if d.provider_message_id and d.channel in EARLY_REPORT_CHANNELS]
+    if not sent or not tl_redis.is_configured():
+        return
+    names = [keys.status_early(d.channel, d.provider_message_id) for d in sent]
+    try:
+        reports = tl_redis.client().mget(names)
+    except RedisError:
+        return
+    for delivery, name, report in zip(sent, names, reports, strict=True):
+        if report is None:
+            continue
+        found = orjson.loads(report)
+        delivery_status_report(
+            channel=delivery.channel,
+            provider_message_id=delivery.provider_message_id,
+            outcome=found["outcome"],
+            reason=found["reason"],
+            dead_address=found["dead_address"],
+        )
+        with contextlib.suppress(RedisError):
+            tl_redis.client().delete(name)
+
+
+# Channels whose providers report on a message by the id they answered the send with.
+EARLY_REPORT_CHANNELS = frozenset({DeliveryChannel.SMS})
 
 
 def _delivery_for(value: str) -> Delivery | None:
