@@ -3,9 +3,10 @@
 from typing import Any
 
 import pytest
+import redis
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import deliver, deliveries_attempt, delivery_attempt
+from channels.services import deliver, deliveries_attempt, delivery_attempt, send_pending_clear
 from profiles.models import Event
 from tests.channels.factories import customer_with, deny
 from tests.channels.servers import HttpSink
@@ -56,3 +57,19 @@ def test_the_task_deliver_enqueued_leaves_a_delivery_waiting_for_its_retry(
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
     assert (len(http_sink.requests), len(second_sink.requests)) == (1, 1), "nothing more until the retry"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliver_publishes_no_task_while_one_that_has_not_started_is_queued(providers: Any, settings: Any) -> None:
+    settings.CHANNELS_SEND_PENDING_SECONDS = 30
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    customer = customer_with(user_id="u1", phone="+14155550101")
+    queued = broker.llen("delivery")
+
+    _sms(customer.id, "p1")
+    _sms(customer.id, "p2")
+    assert broker.llen("delivery") - queued == 1, "the second waits for the first's task"
+    send_pending_clear()  # what a send task does when it starts, before it claims
+    _sms(customer.id, "p3")
+
+    assert broker.llen("delivery") - queued == 2
