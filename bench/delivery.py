@@ -1,9 +1,10 @@
 """`make bench-delivery`: outbound delivery throughput and latency to a local webhook sink.
 
-Runs real Celery workers on the `delivery` queue (prefork) against PostgreSQL and Redis, on its
-own database and Redis databases, with webhook deliveries to a local HTTP sink: a separate
-process (this file with --sink), an asyncio HTTP/1.1 server that reads each request (headers and
-body) and answers at once, keep-alive, counting requests and distinct Idempotency-Key headers.
+Runs a real Celery worker on the `delivery` queue (threads pool by default) against PostgreSQL
+and Redis, on its own database and Redis databases, with webhook deliveries to a local HTTP
+sink: a separate process (this file with --sink), an asyncio HTTP/1.1 server that reads each
+request (headers and body) and answers at once, keep-alive, counting requests and distinct
+Idempotency-Key headers.
 Its own ceiling is measured in the same run (wrk, keep-alive, POSTs the size of a delivery), so
 the figures say whether the sink could have been the bottleneck. Prints, and writes to
 bench/results/delivery-<timestamp>.json:
