@@ -32,13 +32,25 @@ def delivery_by_provider_id(*, channel: str, provider_message_id: str) -> Delive
 
 
 def providers_for(*, channel: str, fallback: list[str]) -> list[str]:
-    """The channel's configured providers in order, then the caller's fallback hints."""
+    """The channel's configured providers in order, then the caller's fallback hints; only those
+    enabled and holding the credentials their kind needs."""
     names = list(settings.CHANNELS_ROUTES.get(channel, ())) + list(fallback)
     return [
         name
         for name in dict.fromkeys(names)
-        if name in settings.CHANNELS_PROVIDERS and settings.CHANNELS_PROVIDERS[name].get("enabled", "true") == "true"
+        if name in settings.CHANNELS_PROVIDERS and _usable(settings.CHANNELS_PROVIDERS[name])
     ]
+
+
+# A provider of these kinds without every one of these settings cannot send: it is not offered
+# (the default Twilio entry exists whether or not the deployment has a Twilio account).
+_REQUIRED_SETTINGS = {"twilio": ("base_url", "account_sid", "auth_token", "from_number")}
+
+
+def _usable(config: dict[str, str]) -> bool:
+    if config.get("enabled", "true") != "true":
+        return False
+    return all(config.get(name) for name in _REQUIRED_SETTINGS.get(config.get("kind", ""), ()))
 
 
 Identities = list[tuple[str, str]]
@@ -51,6 +63,22 @@ def customer_identities(*, customer: Customer) -> Identities:
     return list(
         Identity.objects.filter(customer_id__in=cluster).order_by("created_at", "id").values_list("kind", "value")
     )
+
+
+def customers_identities(*, customers: list[Customer]) -> dict[UUID, Identities]:
+    """customer_identities for many customers in one query, keyed by each customer's id."""
+    ids = [customer.id for customer in customers]
+    found: dict[UUID, Identities] = {cid: [] for cid in ids}
+    if not ids:
+        return found
+    rows = (
+        Identity.objects.filter(Q(customer_id__in=ids) | Q(customer__merged_into_id__in=ids))
+        .order_by("created_at", "id")
+        .values_list("customer_id", "customer__merged_into_id", "kind", "value")
+    )
+    for cid, merged_into, kind, value in rows:
+        found[cid if cid in found or merged_into is None else merged_into].append((kind, value))
+    return found
 
 
 def _newest(identities: Identities, kind: str) -> str:
@@ -106,6 +134,23 @@ def address_undeliverable(*, channel: str, address: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_UNDELIVERABLE_SQL, [channel, address])
         return cursor.fetchone() is not None
+
+
+_UNDELIVERABLE_MANY_SQL = (
+    f"SELECT u.channel, u.address FROM {UndeliverableAddress._meta.db_table} AS u "  # noqa: S608 - values bound
+    "JOIN unnest(%s::text[], %s::text[]) AS q(channel, address) ON u.channel = q.channel AND u.address = q.address"
+)
+
+
+def addresses_undeliverable(*, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (channel, address) pairs are marked undeliverable: one query for a batch of sends,
+    of one shape whatever the batch (arrays), on the (channel, address) unique index."""
+    if not pairs:
+        return set()
+    wanted = list(dict.fromkeys(pairs))
+    with connection.cursor() as cursor:
+        cursor.execute(_UNDELIVERABLE_MANY_SQL, [[c for c, _ in wanted], [a for _, a in wanted]])
+        return {(channel, address) for channel, address in cursor.fetchall()}
 
 
 # --- the contact policy -------------------------------------------------------------------------

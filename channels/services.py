@@ -1,22 +1,28 @@
 """Writes of the channels app: `deliver`, one send attempt, outcome events, webhook secrets."""
 
 import base64
+import contextlib
 import hashlib
 import logging
 import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pybreaker
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from channels import contact, selectors
+from channels import contact, keys, selectors
 from channels.adapters.sendgrid import OPT_OUT, UNDELIVERABLE, Outcome
 from channels.breaker import any_open, breaker_for, destination_host, open_for
 from channels.models import (
@@ -28,9 +34,10 @@ from channels.models import (
     WebhookProvider,
     WebhookSecret,
 )
-from channels.policy import AddressRejected, BreakersOpen, PermanentError, TransientError, backoff_seconds
+from channels.policy import AddressRejected, BreakersOpen, PermanentError, SendError, TransientError, backoff_seconds
 from channels.senders import SENDERS, Outgoing, Sender
 from config.core import metrics, observability
+from config.core import redis as tl_redis
 from config.core.errors import BadRequest, NotFound
 from profiles import services as profile_services
 from profiles.contracts import SourceInfo
@@ -38,9 +45,9 @@ from profiles.ingest import event_ingest
 from profiles.models import Customer
 from profiles.privacy import conventions
 from profiles.privacy.conventions import ConsentChoice
-from profiles.privacy.selectors import consent_allows
+from profiles.privacy.selectors import consent_allows_many
 from profiles.privacy.services import consent_set
-from profiles.selectors import customer_find, customer_get
+from profiles.selectors import customer_find, customer_get, customer_live
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +76,6 @@ def deliver(
 ) -> Delivery:
     """Record a delivery and enqueue its send after commit; the same key returns the same
     delivery and enqueues nothing again."""
-    from channels.tasks import send_delivery
-
     if channel not in DeliveryChannel.values:
         raise BadRequest(f"channel must be one of {DeliveryChannel.values}", code="invalid_channel")
     if not idempotency_key or len(idempotency_key) > 200:
@@ -99,14 +104,50 @@ def deliver(
             )
             # After commit, in the caller's trace (a journey step routing an event): the send
             # joins the event's trace even though the commit happens outside the step.
-            observability.on_commit_in_context(send_delivery.delay, str(delivery.id))
+            observability.on_commit_in_context(send_enqueue, str(delivery.id))
     except IntegrityError:
         # A concurrent call with the same key won the insert: that one is the delivery.
         return Delivery.objects.get(idempotency_key=idempotency_key)
     return delivery
 
 
-# --- one send attempt, as the task runs it ---------------------------------------------------
+def send_enqueue(delivery_id: str) -> None:
+    """Publish the send task of a delivery just committed, unless a send task that has not
+    started yet is queued: that one claims every never-tried delivery, oldest first, this one
+    included, so a burst of deliveries costs a few tasks rather than one each. The marker
+    expires after CHANNELS_SEND_PENDING_SECONDS, so a task lost with the broker holds nothing
+    back for long (and the queued sweeper finds what it left)."""
+    from channels.tasks import send_delivery
+
+    marked = False
+    if tl_redis.is_configured() and settings.CHANNELS_SEND_PENDING_SECONDS > 0:
+        try:
+            marked = bool(
+                tl_redis.client().set(
+                    keys.send_pending(), delivery_id, nx=True, ex=settings.CHANNELS_SEND_PENDING_SECONDS
+                )
+            )
+        except RedisError:
+            logger.warning("send marker unavailable: publishing the send task anyway", exc_info=True)
+        else:
+            if not marked:
+                return
+    try:
+        send_delivery.delay(delivery_id)
+    except Exception:
+        if marked:  # no task behind the marker: let the next delivery publish one
+            send_pending_clear()
+        raise
+
+
+def send_pending_clear() -> None:
+    """A send task started: deliveries committed from now on publish their own task again."""
+    if tl_redis.is_configured():
+        with contextlib.suppress(RedisError):
+            tl_redis.client().delete(keys.send_pending())
+
+
+# --- send attempts, as the task runs them ----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,91 +161,50 @@ def delivery_attempt(*, delivery_id: UUID) -> AttemptResult:
     (skipping any whose breaker is open), then record the outcome. A delivery that is not
     queued (sent, sending elsewhere, finished) is left alone, so a redelivered task never sends
     twice."""
-    wait = _breakers_wait(delivery_id)
-    if wait is not None:
-        # Every provider for it is known down in this process: wait for the half-open trial
-        # without a write, an attempt, or a request to the provider.
-        return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=wait)
-    return _attempt(delivery_id)
+    return deliveries_attempt(delivery_ids=[delivery_id])[delivery_id]
 
 
-def _attempt(delivery_id: UUID) -> AttemptResult:
-    claimed = _claim(delivery_id)
-    if claimed is None:
-        status = Delivery.objects.filter(id=delivery_id).values_list("status", flat=True).first()
-        return AttemptResult(status=status or "missing")
-    delivery, skip_reason, person = claimed
-    if skip_reason:
-        _finish(delivery, DeliveryStatus.SKIPPED, error=skip_reason, person=person)
-        return AttemptResult(status=DeliveryStatus.SKIPPED)
-    outgoing = Outgoing(
-        delivery_id=str(delivery.id),
-        idempotency_key=delivery.idempotency_key,
-        address=delivery.address,
-        content=delivery.content,
-        timeout=settings.CHANNELS_SEND_TIMEOUT_SECONDS,
-    )
-    try:
-        provider, message_id = _send(delivery, outgoing)
-    except PermanentError as error:
-        return _failed(delivery, error, person)
-    except BreakersOpen as error:
-        return _parked(delivery, error, person)
-    except TransientError as error:
-        return _retry_later(delivery, error, person)
-    delivery.provider = provider
-    delivery.provider_message_id = message_id[:200]
-    _finish(delivery, DeliveryStatus.SENT, person=person)
-    return AttemptResult(status=DeliveryStatus.SENT)
-
-
-def _failed(delivery: Delivery, error: PermanentError, person: "_Person | None") -> AttemptResult:
-    if isinstance(error, AddressRejected) and delivery.address:
-        UndeliverableAddress.objects.update_or_create(
-            channel=delivery.channel, address=delivery.address[:512], defaults={"reason": error.reason[:2000]}
-        )
-    _finish(delivery, DeliveryStatus.FAILED, error=error.reason, person=person)
-    return AttemptResult(status=DeliveryStatus.FAILED)
-
-
-def _parked(delivery: Delivery, error: BreakersOpen, person: "_Person | None") -> AttemptResult:
-    """Refused by open breakers, nothing was sent: the attempt does not count and the delivery
-    waits for the half-open trial (dead after CHANNELS_MAX_DEFER_SECONDS since it was queued).
-    The address is kept so the next try sees the breakers are still open before claiming."""
-    waited = (timezone.now() - delivery.queued_at).total_seconds()
-    if waited > settings.CHANNELS_MAX_DEFER_SECONDS:
-        reason = f"providers unavailable for {int(waited)}s: {error.reason}"
-        _finish(delivery, DeliveryStatus.DEAD, error=reason, person=person)
-        return AttemptResult(status=DeliveryStatus.DEAD)
-    Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
-        status=DeliveryStatus.QUEUED,
-        attempts=delivery.attempts - 1,
-        address=delivery.address,
-        last_error=error.reason[:2000],
-        updated_at=timezone.now(),
-    )
-    return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=_breaker_delay(error.wait))
-
-
-def _retry_later(delivery: Delivery, error: TransientError, person: "_Person | None") -> AttemptResult:
-    if delivery.attempts >= settings.CHANNELS_MAX_ATTEMPTS:
-        reason = f"gave up after {delivery.attempts} attempts: {error.reason}"
-        _finish(delivery, DeliveryStatus.DEAD, error=reason, person=person)
-        return AttemptResult(status=DeliveryStatus.DEAD)
-    Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENDING).update(
-        status=DeliveryStatus.QUEUED,
-        address=delivery.address,
-        last_error=error.reason[:2000],
-        updated_at=timezone.now(),
-    )
-    metrics.DELIVERIES.labels(channel=delivery.channel, provider="", status="retrying").inc()
-    delay = backoff_seconds(
-        delivery.attempts,
-        base=settings.CHANNELS_RETRY_BASE_SECONDS,
-        cap=settings.CHANNELS_RETRY_MAX_SECONDS,
-        retry_after=error.retry_after,
-    )
-    return AttemptResult(status=DeliveryStatus.QUEUED, retry_in=delay)
+def deliveries_attempt(
+    *,
+    delivery_ids: list[UUID],
+    fresh: int = 0,
+    only_fresh: bool = False,
+    on_full: Callable[[], None] | None = None,
+) -> dict[UUID, AttemptResult]:
+    """delivery_attempt for the given deliveries and up to `fresh` more that are queued and were
+    never tried (oldest first, SKIP LOCKED): one claim, set-based checks, the sends in parallel
+    over pooled connections, and their outcomes written in as few transactions as the sends
+    take. `only_fresh` leaves the given ones alone unless never tried either (the task that
+    `deliver` enqueued: a delivery another batch already took and put back for a retry waits for
+    its own retry task, so its backoff holds). Returns a result for every delivery it took or
+    was given; those with `retry_in` need a task again that many seconds from now. `on_full`
+    runs before the sends when the claim took all `fresh` it could: more may be waiting, and a
+    task started then works on them while these are sent."""
+    results: dict[UUID, AttemptResult] = {}
+    # Those whose providers are all known down in this process wait for the half-open trial
+    # without a write, an attempt, or a request to the provider.
+    waits = _breakers_waits(delivery_ids)
+    for delivery_id, seconds in waits.items():
+        results[delivery_id] = AttemptResult(status=DeliveryStatus.QUEUED, retry_in=seconds)
+    wanted = [delivery_id for delivery_id in delivery_ids if delivery_id not in waits]
+    claims = _claim_many(wanted, fresh=fresh, only_fresh=only_fresh) if wanted or fresh else []
+    taken = {claim.delivery.id for claim in claims}
+    if on_full is not None and fresh and len(claims) - len(taken & set(wanted)) >= fresh:
+        on_full()
+    left = [delivery_id for delivery_id in wanted if delivery_id not in taken]
+    if left and only_fresh:
+        # The task `deliver` enqueued, for a delivery another batch took: nothing to report.
+        results.update({delivery_id: AttemptResult(status="taken") for delivery_id in left})
+    elif left:
+        statuses = dict(Delivery.objects.filter(id__in=left).values_list("id", "status"))
+        for delivery_id in left:
+            results[delivery_id] = AttemptResult(status=statuses.get(delivery_id) or "missing")
+    skipped = [claim for claim in claims if claim.skip_reason]
+    if skipped:
+        results.update(_record([(claim, DeliveryStatus.SKIPPED, "", None) for claim in skipped]))
+    for outcomes in _send_all([claim for claim in claims if not claim.skip_reason]):
+        results.update(_record(outcomes))
+    return results
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,13 +216,27 @@ class _Person:
     identities: selectors.Identities
 
 
+@dataclass(slots=True)
+class _Claim:
+    delivery: Delivery
+    skip_reason: str
+    person: _Person | None
+
+
+_TABLE = Delivery._meta.db_table
 _DELIVERY_COLUMNS = [field.column for field in Delivery._meta.concrete_fields]
-# The claim as one statement: lock the row, check it is still queued and take it, where an
-# ORM select_for_update + save costs two statements and most of a send's ORM CPU.
+_NEVER_TRIED = "status = 'queued' AND attempts = 0 AND last_error = ''"
+# The claim as one statement: lock the rows, check they are still queued and take them, where
+# an ORM select_for_update + save costs two statements per delivery. The given ids wait for a
+# row lock held elsewhere (and then see it is taken); the fresh ones skip locked rows.
 _CLAIM_SQL = (
-    f"UPDATE {Delivery._meta.db_table} SET status = %s, attempts = attempts + 1, updated_at = %s "  # noqa: S608
-    f"WHERE id = %s AND status = %s RETURNING {', '.join(_DELIVERY_COLUMNS)}"
+    f"WITH fresh AS (SELECT id FROM {_TABLE} WHERE {_NEVER_TRIED} AND NOT id = ANY(%s::uuid[]) "  # noqa: S608
+    "ORDER BY status, created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+    f"UPDATE {_TABLE} SET status = %s, attempts = attempts + 1, updated_at = %s "
+    "WHERE status = 'queued' AND id IN (SELECT unnest(%s::uuid[]) UNION ALL SELECT id FROM fresh) "
+    f"RETURNING {', '.join(_DELIVERY_COLUMNS)}"
 )
+_CLAIM_FRESH_SQL = _CLAIM_SQL.replace("WHERE status = 'queued' AND id IN", f"WHERE {_NEVER_TRIED} AND id IN", 1)
 
 
 def _breaker_delay(wait: float) -> float:
@@ -230,66 +244,100 @@ def _breaker_delay(wait: float) -> float:
     return max(wait, 0.05) + random.uniform(0, 1.0)  # noqa: S311 - jitter, not a secret
 
 
-def _breakers_wait(delivery_id: UUID) -> float | None:
-    """Seconds to wait when every provider of this queued delivery has an open breaker in this
-    process, else None. Costs nothing while no breaker is open."""
-    if not any_open():
-        return None
-    row = (
-        Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED)
-        .values_list("channel", "fallback", "address", "queued_at")
-        .first()
+def _breakers_waits(delivery_ids: list[UUID]) -> dict[UUID, float]:
+    """Seconds to wait for each of these queued deliveries whose providers all have an open
+    breaker in this process (the others are not in the answer). Costs nothing while no breaker
+    is open, one query for the lot otherwise."""
+    if not any_open() or not delivery_ids:
+        return {}
+    rows = Delivery.objects.filter(id__in=delivery_ids, status=DeliveryStatus.QUEUED).values_list(
+        "id", "channel", "fallback", "address", "queued_at"
     )
-    if row is None:
-        return None
-    channel, fallback, address, queued_at = row
-    if (timezone.now() - queued_at).total_seconds() > settings.CHANNELS_MAX_DEFER_SECONDS:
-        return None  # waited long enough: the claim gives it up
-    names = selectors.providers_for(channel=channel, fallback=fallback)
-    waits = []
-    for name in names:
-        config = settings.CHANNELS_PROVIDERS[name]
-        if not config.get("base_url") and not config.get("host") and not address:
-            return None  # the destination is the address, not known before the first claim
-        waits.append(open_for(name, destination_host(config, address)))
-    if not waits or min(waits) <= 0:
-        return None
-    return _breaker_delay(min(waits))
-
-
-def _claim(delivery_id: UUID) -> tuple[Delivery, str, _Person | None] | None:
-    """Take a queued delivery (status sending) and check, in the same transaction, whether it may
-    go: the customer, consent, the address, the contact policy. The address is written when the
-    attempt finishes."""
-    with transaction.atomic():
-        # raw() applies the fields' converters (the JSON content) to the returned row.
-        claimed = list(
-            Delivery.objects.raw(
-                _CLAIM_SQL, [DeliveryStatus.SENDING, timezone.now(), delivery_id, DeliveryStatus.QUEUED]
-            )
-        )
-        if not claimed:
-            return None
-        delivery = claimed[0]
-        skip_reason = ""
-        person = None
-        customer = customer_get(customer_id=delivery.customer_id)
-        if customer is None:
-            skip_reason = "customer not found"
-        elif not consent_allows(customer_id=customer.id, purpose=delivery.purpose, channel=delivery.channel):
-            skip_reason = f"no consent for {delivery.purpose} on {delivery.channel}"
+    now = timezone.now()
+    answer: dict[UUID, float] = {}
+    for delivery_id, channel, fallback, address, queued_at in rows:
+        if (now - queued_at).total_seconds() > settings.CHANNELS_MAX_DEFER_SECONDS:
+            continue  # waited long enough: the claim gives it up
+        waits = []
+        for name in selectors.providers_for(channel=channel, fallback=fallback):
+            config = settings.CHANNELS_PROVIDERS[name]
+            if not config.get("base_url") and not config.get("host") and not address:
+                break  # the destination is the address, not known before the first claim
+            waits.append(open_for(name, destination_host(config, address)))
         else:
-            person = _Person(customer, selectors.customer_identities(customer=customer))
+            if waits and min(waits) > 0:
+                answer[delivery_id] = _breaker_delay(min(waits))
+    return answer
+
+
+def _claim_many(delivery_ids: list[UUID], *, fresh: int, only_fresh: bool) -> list[_Claim]:
+    """Take queued deliveries (status sending), then check whether each may go: the customer,
+    consent, the address, the contact policy; a handful of queries for the whole batch. The
+    claim is one statement on its own (a task that finds its delivery taken costs one round
+    trip); a crash after it leaves the deliveries "sending" for the stuck sweeper, as a crash
+    mid-send does. The address is written when the attempt finishes."""
+    # raw() applies the fields' converters (the JSON content) to the returned rows.
+    deliveries = list(
+        Delivery.objects.raw(
+            _CLAIM_FRESH_SQL if only_fresh else _CLAIM_SQL,
+            [delivery_ids, fresh, DeliveryStatus.SENDING, timezone.now(), delivery_ids],
+        )
+    )
+    if not deliveries:
+        return []
+    # The contact policy's advisory locks are transaction-scoped: a transaction only for them.
+    policed = any(delivery.purpose not in contact.EXEMPT_PURPOSES for delivery in deliveries)
+    with transaction.atomic() if policed else contextlib.nullcontext():
+        return _checked(deliveries)
+
+
+def _checked(deliveries: list[Delivery]) -> list[_Claim]:
+    customers = customers_live(customer_ids={delivery.customer_id for delivery in deliveries})
+    identities = selectors.customers_identities(customers=list(customers.values()))
+    allowed: dict[tuple[str, str], dict[UUID, bool]] = {}
+    for kind in {(delivery.purpose, delivery.channel) for delivery in deliveries}:
+        owners = [
+            customers[d.customer_id].id
+            for d in deliveries
+            if (d.purpose, d.channel) == kind and d.customer_id in customers
+        ]
+        allowed[kind] = consent_allows_many(customer_ids=owners, purpose=kind[0], channel=kind[1])
+    claims: list[_Claim] = []
+    for delivery in deliveries:
+        customer = customers.get(delivery.customer_id)
+        person = _Person(customer, identities.get(customer.id, [])) if customer is not None else None
+        claim = _Claim(delivery, "", person)
+        claims.append(claim)
+        if customer is None or person is None:
+            claim.skip_reason = "customer not found"
+        elif not allowed[(delivery.purpose, delivery.channel)].get(customer.id, False):
+            claim.skip_reason = f"no consent for {delivery.purpose} on {delivery.channel}"
+        else:
             delivery.address = selectors.customer_address(
                 customer=customer, channel=delivery.channel, identities=person.identities
             )
             if not delivery.address:
-                skip_reason = f"no {delivery.channel} address"
-            elif selectors.address_undeliverable(channel=delivery.channel, address=delivery.address):
-                skip_reason = f"{delivery.channel} address is undeliverable (bounced)"
-            else:
-                skip_reason = _policy_refusal(delivery)
-    return delivery, skip_reason, person
+                claim.skip_reason = f"no {delivery.channel} address"
+    dead = selectors.addresses_undeliverable(
+        pairs=[(claim.delivery.channel, claim.delivery.address) for claim in claims if not claim.skip_reason]
+    )
+    for claim in claims:
+        if claim.skip_reason:
+            continue
+        if (claim.delivery.channel, claim.delivery.address) in dead:
+            claim.skip_reason = f"{claim.delivery.channel} address is undeliverable (bounced)"
+        else:
+            claim.skip_reason = _policy_refusal(claim.delivery)
+    return claims
+
+
+def customers_live(*, customer_ids: set[UUID]) -> dict[UUID, Customer]:
+    """Each id's live customer (merged_into followed), in one query unless some were merged."""
+    found = {customer.id: customer for customer in Customer.objects.filter(id__in=list(customer_ids))}
+    return {
+        cid: (customer_live(customer) if customer.merged_into_id is not None else customer)
+        for cid, customer in found.items()
+    }
 
 
 def _policy_refusal(delivery: Delivery) -> str:
@@ -337,7 +385,7 @@ def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
         breaker = breaker_for(name, host)
         failures: list[TransientError] = []
         try:
-            return name, breaker.call(_recording(SENDERS[config["kind"]], failures), config, outgoing)
+            return name, _guarded(breaker, _recording(SENDERS[config["kind"]], failures), config, outgoing)
         except PermanentError:
             raise
         except (TransientError, pybreaker.CircuitBreakerError) as error:
@@ -356,6 +404,17 @@ def _send(delivery: Delivery, outgoing: Outgoing) -> tuple[str, str]:
     raise TransientError("; ".join(errors), retry_after=retry_after)
 
 
+def _guarded(breaker: pybreaker.CircuitBreaker, sender: Sender, config: dict[str, str], outgoing: Outgoing) -> str:
+    """Send through the breaker. pybreaker's call() holds the breaker's lock for the whole call:
+    one send at a time per host and process, whatever the batch's threads. While it is closed
+    the sends run side by side (calling() takes the lock only to check and to count); a
+    half-open breaker keeps the locked call, so one trial at a time probes a host that was down."""
+    if breaker.current_state == pybreaker.STATE_CLOSED:
+        with breaker.calling():
+            return sender(config, outgoing)
+    return breaker.call(sender, config, outgoing)
+
+
 def _recording(sender: Sender, failures: list[TransientError]) -> Sender:
     def send(config: dict[str, str], outgoing: Outgoing) -> str:
         try:
@@ -367,37 +426,220 @@ def _recording(sender: Sender, failures: list[TransientError]) -> Sender:
     return send
 
 
-def _finish(delivery: Delivery, status: str, *, error: str = "", person: _Person | None = None) -> None:
-    """The final status and its outcome event commit together: no outcome without its event."""
-    now = timezone.now()
-    delivery.status = status
-    delivery.last_error = error[:2000]
-    delivery.finished_at = now
-    if status == DeliveryStatus.SENT:
-        delivery.sent_at = now
-    with transaction.atomic():
-        delivery.save(
-            update_fields=[
-                "status",
-                "last_error",
-                "finished_at",
-                "sent_at",
-                "provider",
-                "provider_message_id",
-                "address",
-                "updated_at",
-            ]
-        )
-        if person is not None:
-            outcome_record(
-                delivery=delivery, status=status, reason=error, customer=person.customer, identities=person.identities
+_Outcome = tuple[_Claim, str, str, Exception | None]  # claim, status or "", message id, error
+_executors: dict[str, ThreadPoolExecutor] = {}
+_executor_lock = threading.Lock()
+
+
+def _sender_pool() -> ThreadPoolExecutor:
+    """The process's send threads, made on first use (after a prefork worker forked)."""
+    with _executor_lock:
+        pool = _executors.get("send")
+        if pool is None:
+            pool = _executors["send"] = ThreadPoolExecutor(
+                max_workers=settings.CHANNELS_SEND_THREADS, thread_name_prefix="send"
             )
-        else:
-            outcome_record(delivery=delivery, status=status, reason=error)
-    metrics.DELIVERIES.labels(channel=delivery.channel, provider=delivery.provider, status=status).inc()
-    observability.annotate(
-        delivery_id=str(delivery.id), customer_id=str(delivery.customer_id), channel=delivery.channel, status=status
+        return pool
+
+
+def _send_one(claim: _Claim) -> _Outcome:
+    delivery = claim.delivery
+    outgoing = Outgoing(
+        delivery_id=str(delivery.id),
+        idempotency_key=delivery.idempotency_key,
+        address=delivery.address,
+        content=delivery.content,
+        timeout=settings.CHANNELS_SEND_TIMEOUT_SECONDS,
     )
+    try:
+        provider, message_id = _send(delivery, outgoing)
+    except SendError as error:
+        return claim, "", "", error
+    delivery.provider = provider
+    return claim, DeliveryStatus.SENT, message_id[:200], None
+
+
+def _send_all(claims: list[_Claim]) -> Iterator[list[_Outcome]]:
+    """Send the claimed deliveries, in parallel threads when there are several (the sends wait on
+    the network, not the CPU), and hand back their outcomes in waves: all that finished within
+    CHANNELS_SEND_WAVE_SECONDS together, then each straggler (a slow or timing-out host) as it
+    ends, so one slow destination does not hold the others' outcomes back."""
+    if len(claims) == 1:
+        yield [_send_one(claims[0])]
+        return
+    if not claims:
+        return
+    pool = _sender_pool()
+    pending = {pool.submit(_send_one, claim) for claim in claims}
+    timeout: float | None = settings.CHANNELS_SEND_WAVE_SECONDS
+    while pending:
+        done, pending = wait(pending, timeout=timeout, return_when=ALL_COMPLETED if timeout else FIRST_COMPLETED)
+        timeout = None
+        if done:
+            yield [future.result() for future in done]
+
+
+def _record(outcomes: list[_Outcome]) -> dict[UUID, AttemptResult]:
+    """Write what the sends came to: final statuses and their outcome events in one transaction
+    (no outcome without its event), the retried and the parked back to queued."""
+    now = timezone.now()
+    results: dict[UUID, AttemptResult] = {}
+    finals: list[tuple[_Claim, str, str]] = []  # claim, status, reason
+    requeue: list[tuple[_Claim, int, str]] = []  # claim, attempts to give back, reason
+    retrying: list[str] = []
+    for claim, status, message_id, error in outcomes:
+        delivery = claim.delivery
+        if status == DeliveryStatus.SENT:
+            delivery.provider_message_id = message_id
+            finals.append((claim, DeliveryStatus.SENT, ""))
+            results[delivery.id] = AttemptResult(status=DeliveryStatus.SENT)
+        elif status == DeliveryStatus.SKIPPED:
+            finals.append((claim, DeliveryStatus.SKIPPED, claim.skip_reason))
+            results[delivery.id] = AttemptResult(status=DeliveryStatus.SKIPPED)
+        elif isinstance(error, PermanentError):
+            if isinstance(error, AddressRejected) and delivery.address:
+                UndeliverableAddress.objects.update_or_create(
+                    channel=delivery.channel, address=delivery.address[:512], defaults={"reason": error.reason[:2000]}
+                )
+            finals.append((claim, DeliveryStatus.FAILED, error.reason))
+            results[delivery.id] = AttemptResult(status=DeliveryStatus.FAILED)
+        elif isinstance(error, BreakersOpen):
+            # Refused by open breakers, nothing was sent: the attempt does not count and the
+            # delivery waits for the half-open trial (dead after CHANNELS_MAX_DEFER_SECONDS since
+            # it was queued). The address is kept so the next try sees the breakers are still
+            # open before claiming.
+            waited = (now - delivery.queued_at).total_seconds()
+            if waited > settings.CHANNELS_MAX_DEFER_SECONDS:
+                finals.append((claim, DeliveryStatus.DEAD, f"providers unavailable for {int(waited)}s: {error.reason}"))
+                results[delivery.id] = AttemptResult(status=DeliveryStatus.DEAD)
+            else:
+                requeue.append((claim, 1, error.reason))
+                results[delivery.id] = AttemptResult(DeliveryStatus.QUEUED, retry_in=_breaker_delay(error.wait))
+        elif isinstance(error, TransientError):
+            if delivery.attempts >= settings.CHANNELS_MAX_ATTEMPTS:
+                reason = f"gave up after {delivery.attempts} attempts: {error.reason}"
+                finals.append((claim, DeliveryStatus.DEAD, reason))
+                results[delivery.id] = AttemptResult(status=DeliveryStatus.DEAD)
+            else:
+                # A non-empty last_error also marks it as tried: only its retry task takes it.
+                requeue.append((claim, 0, error.reason or "transient failure"))
+                retrying.append(delivery.channel)
+                delay = backoff_seconds(
+                    delivery.attempts,
+                    base=settings.CHANNELS_RETRY_BASE_SECONDS,
+                    cap=settings.CHANNELS_RETRY_MAX_SECONDS,
+                    retry_after=error.retry_after,
+                )
+                results[delivery.id] = AttemptResult(status=DeliveryStatus.QUEUED, retry_in=delay)
+        else:
+            raise AssertionError(f"unexpected send outcome: {error!r}")
+    if requeue:
+        _write(
+            [
+                _Row(claim.delivery, DeliveryStatus.QUEUED, reason, given_back=back, finished=False)
+                for claim, back, reason in requeue
+            ],
+            now,
+        )
+    for channel in retrying:
+        metrics.DELIVERIES.labels(channel=channel, provider="", status="retrying").inc()
+    if finals:
+        _finish_many(finals, now)
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    delivery: Delivery
+    status: str
+    error: str
+    given_back: int = 0
+    finished: bool = True
+
+
+# One statement of one shape whatever the number of rows (arrays, not a VALUES list), so the
+# driver parses it once per process.
+_WRITE_SQL = (
+    f"UPDATE {_TABLE} AS d SET status = v.status, attempts = d.attempts - v.given_back, "  # noqa: S608
+    "last_error = v.last_error, address = v.address, provider = v.provider, "
+    "provider_message_id = v.provider_message_id, sent_at = v.sent_at, finished_at = v.finished_at, "
+    "updated_at = %s FROM unnest(%s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::timestamptz[], %s::timestamptz[]) AS v(id, status, given_back, last_error, address, provider, "
+    "provider_message_id, sent_at, finished_at) WHERE d.id = v.id AND d.status = 'sending' RETURNING d.id"
+)
+
+
+def _write(rows: list[_Row], now: datetime) -> set[UUID]:
+    """Move claimed deliveries on in one statement; only those still "sending" (ours) change.
+    Returns the ids written."""
+    columns: list[list[Any]] = [[] for _ in range(9)]
+    for row in rows:
+        delivery = row.delivery
+        if row.finished:
+            delivery.status = row.status
+            delivery.last_error = row.error[:2000]
+            delivery.finished_at = now
+            if row.status == DeliveryStatus.SENT:
+                delivery.sent_at = now
+        values = (
+            delivery.id,
+            row.status,
+            row.given_back,
+            row.error[:2000],
+            delivery.address[:512],
+            delivery.provider,
+            delivery.provider_message_id,
+            delivery.sent_at,
+            delivery.finished_at,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_WRITE_SQL, [now, *columns])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _finish_many(finals: list[tuple[_Claim, str, str]], now: datetime) -> None:
+    """The final statuses and their outcome events commit together: no outcome without its event,
+    one ingestion call for the whole wave."""
+    with transaction.atomic():
+        written = _write([_Row(claim.delivery, status, reason) for claim, status, reason in finals], now)
+        messages = [
+            _outcome_message(
+                delivery=claim.delivery,
+                status=status,
+                reason=reason,
+                at=now,
+                customer=claim.person.customer,
+                identities=claim.person.identities,
+            )
+            for claim, status, reason in finals
+            if claim.delivery.id in written and claim.person is not None and status in OUTCOME_EVENTS
+        ]
+        if messages:
+            event_ingest(source=system_source(), raw_messages=messages, call_type="track", received_at=now)
+    _early_reports_apply(
+        [
+            claim.delivery
+            for claim, status, _ in finals
+            if status == DeliveryStatus.SENT and claim.delivery.id in written
+        ]
+    )
+    for claim, status, _ in finals:
+        delivery = claim.delivery
+        metrics.DELIVERIES.labels(channel=delivery.channel, provider=delivery.provider, status=status).inc()
+    if len(finals) == 1:
+        delivery, status = finals[0][0].delivery, finals[0][1]
+        observability.annotate(
+            delivery_id=str(delivery.id), customer_id=str(delivery.customer_id), channel=delivery.channel, status=status
+        )
+
+
+def _finish(delivery: Delivery, status: str, *, error: str = "") -> None:
+    """One delivery's final status and its outcome event (the sweeper's dead ones)."""
+    customer = customer_get(customer_id=delivery.customer_id)
+    person = _Person(customer, selectors.customer_identities(customer=customer)) if customer is not None else None
+    _finish_many([(_Claim(delivery, "", person), status, error)], timezone.now())
 
 
 # --- deliveries stuck in "sending" after a worker crash ----------------------------------------
@@ -444,7 +686,8 @@ def deliveries_stuck_sweep(*, older_than: float, batch: int = 500) -> SweepResul
             from channels.tasks import send_delivery
 
             for delivery_id in requeued:
-                transaction.on_commit(partial(send_delivery.delay, delivery_id))
+                # A retry: it carries a last_error, which the task `deliver` enqueued leaves alone.
+                transaction.on_commit(partial(send_delivery.apply_async, (delivery_id,), {"retry": True}))
     for delivery in dead:
         reason = (
             f"worker lost mid-send after {delivery.attempts} attempts"
@@ -457,6 +700,29 @@ def deliveries_stuck_sweep(*, older_than: float, batch: int = 500) -> SweepResul
             if Delivery.objects.select_for_update().filter(id=delivery.id, status=DeliveryStatus.SENDING).exists():
                 _finish(delivery, DeliveryStatus.DEAD, error=reason)
     return SweepResult(requeued=requeued, dead=[str(delivery.id) for delivery in dead])
+
+
+def deliveries_queued_sweep(*, older_than: float, batch: int = 500) -> list[str]:
+    """Deliveries still "queued" `older_than` seconds after their last change lost their task
+    (the broker restarted, or the process died between commit and enqueue): enqueue a task for
+    each again and touch them, so the next sweep leaves them alone while it runs. A task that
+    was only late is harmless: the claim lets one of the two send it."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    with transaction.atomic():
+        lost = [
+            str(delivery_id)
+            for delivery_id in Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.QUEUED, updated_at__lt=cutoff)
+            .order_by("updated_at")
+            .values_list("id", flat=True)[:batch]
+        ]
+        if lost:
+            Delivery.objects.filter(id__in=lost).update(updated_at=timezone.now())
+            from channels.tasks import send_delivery
+
+            for delivery_id in lost:
+                transaction.on_commit(partial(send_delivery.apply_async, (delivery_id,), {"retry": True}))
+    return lost
 
 
 # --- outcome events --------------------------------------------------------------------------
@@ -479,8 +745,7 @@ def outcome_record(
     """Put a delivery outcome on the customer's profile as a canonical track event; the
     messageId is derived from delivery and outcome, so recording it twice stores it once.
     `customer` and `identities`, when the caller has them, spare reading them again."""
-    name = OUTCOME_EVENTS.get(status)
-    if name is None:
+    if status not in OUTCOME_EVENTS:
         return
     if customer is None:
         customer = customer_get(customer_id=delivery.customer_id)
@@ -488,11 +753,26 @@ def outcome_record(
     if customer is None:
         return
     when = at or timezone.now()
-    message: dict[str, Any] = {
+    message = _outcome_message(
+        delivery=delivery, status=status, reason=reason, at=when, customer=customer, identities=identities
+    )
+    event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
+
+
+def _outcome_message(
+    *,
+    delivery: Delivery,
+    status: str,
+    reason: str,
+    at: datetime,
+    customer: Customer,
+    identities: selectors.Identities | None,
+) -> dict[str, Any]:
+    return {
         "type": "track",
-        "event": name,
+        "event": OUTCOME_EVENTS[status],
         "messageId": f"delivery:{delivery.id}:{status}",
-        "timestamp": when.isoformat(),
+        "timestamp": at.isoformat(),
         "properties": {
             "delivery_id": str(delivery.id),
             "channel": delivery.channel,
@@ -504,7 +784,6 @@ def outcome_record(
         },
         **selectors.customer_ids_for_message(customer=customer, identities=identities),
     }
-    event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
 
 
 def _skip_properties(status: str, reason: str) -> dict[str, Any]:
@@ -620,6 +899,7 @@ def delivery_status_report(
             .first()
         )
         if delivery is None:
+            _report_early(channel, provider_message_id, outcome, reason, dead_address)
             return None
         if outcome == DeliveryStatus.DELIVERED and delivery.status == DeliveryStatus.SENT:
             delivery.status = DeliveryStatus.DELIVERED
@@ -635,6 +915,52 @@ def delivery_status_report(
                 channel=channel, address=delivery.address, defaults={"reason": reason[:2000]}
             )
     return delivery
+
+
+# How long a status report for a message id not recorded yet waits for its send to record it.
+EARLY_REPORT_SECONDS = 600
+
+
+def _report_early(channel: str, provider_message_id: str, outcome: str, reason: str, dead_address: bool) -> None:
+    """A report can beat the send's own write: the provider answers the send with the message id,
+    then reports on it (Twilio's callback for a failed number comes within milliseconds) before
+    the sending worker has recorded that id. Kept for a while; the send applies it when it
+    records the id (_early_reports_apply)."""
+    if not tl_redis.is_configured() or not provider_message_id:
+        return
+    report = orjson.dumps({"outcome": outcome, "reason": reason, "dead_address": dead_address})
+    with contextlib.suppress(RedisError):
+        tl_redis.client().set(keys.status_early(channel, provider_message_id), report, ex=EARLY_REPORT_SECONDS)
+
+
+def _early_reports_apply(deliveries: list[Delivery]) -> None:
+    """Apply the status reports that arrived before these sent deliveries recorded their
+    provider message ids: one Redis round trip for the wave."""
+    sent = [d for d in deliveries if d.provider_message_id and d.channel in EARLY_REPORT_CHANNELS]
+    if not sent or not tl_redis.is_configured():
+        return
+    names = [keys.status_early(d.channel, d.provider_message_id) for d in sent]
+    try:
+        reports = tl_redis.client().mget(names)
+    except RedisError:
+        return
+    for delivery, name, report in zip(sent, names, reports, strict=True):
+        if report is None:
+            continue
+        found = orjson.loads(report)
+        delivery_status_report(
+            channel=delivery.channel,
+            provider_message_id=delivery.provider_message_id,
+            outcome=found["outcome"],
+            reason=found["reason"],
+            dead_address=found["dead_address"],
+        )
+        with contextlib.suppress(RedisError):
+            tl_redis.client().delete(name)
+
+
+# Channels whose providers report on a message by the id they answered the send with.
+EARLY_REPORT_CHANNELS = frozenset({DeliveryChannel.SMS})
 
 
 def _delivery_for(value: str) -> Delivery | None:

@@ -1,26 +1,70 @@
+import math
+from collections.abc import Sequence
 from uuid import UUID
 
 from celery import Task, shared_task
 from django.conf import settings
 
 from channels.feeds import feeds_poll_due
-from channels.services import deliveries_stuck_sweep, delivery_attempt
+from channels.services import (
+    deliveries_attempt,
+    deliveries_queued_sweep,
+    deliveries_stuck_sweep,
+    send_pending_clear,
+)
 
 
 @shared_task(name="channels.send_delivery", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def send_delivery(self: Task, delivery_id: str) -> str:
-    """Idempotent: the claim inside delivery_attempt makes a redelivered task a no-op."""
-    result = delivery_attempt(delivery_id=UUID(delivery_id))
-    if result.retry_in is not None:
-        raise self.retry(countdown=result.retry_in)
-    return result.status
+def send_delivery(self: Task, delivery_id: str = "", retry: bool = False, group: Sequence[str] = ()) -> str:
+    """Send one delivery (none for a task that only drains; `group`: several retried together),
+    and with it up to CHANNELS_SEND_BATCH others never tried so far (their own tasks, if any,
+    then find them taken). Idempotent: the claim makes a redelivered task a no-op. A task that
+    `deliver` enqueued (retry=False) only takes a delivery never tried, so once a batch put it
+    back for a retry, only its retry task, after the backoff, sends it again."""
+    own = [UUID(delivery_id)] if delivery_id else []
+    given = own + [UUID(other) for other in group]
+    if not retry:
+        send_pending_clear()
+    results = deliveries_attempt(
+        delivery_ids=given,
+        fresh=max(0, settings.CHANNELS_SEND_BATCH - len(given)),
+        only_fresh=not retry,
+        on_full=_drain_more,
+    )
+    _retry_later({other: result.retry_in for other, result in results.items() if other not in own})
+    mine = results.get(own[0]) if own else None
+    if mine is not None and mine.retry_in is not None:
+        raise self.retry(args=(delivery_id,), kwargs={"retry": True}, countdown=mine.retry_in)
+    return mine.status if mine is not None else "drained"
+
+
+def _drain_more() -> None:
+    # A full batch: more never-tried deliveries may be waiting; another task takes the next
+    # batch while this one sends.
+    send_delivery.delay("")
+
+
+def _retry_later(delays: dict[UUID, float | None]) -> None:
+    """One retry task per second of delay rather than one per delivery: the many deliveries a
+    down provider parks at once come back together, each at most a second after its backoff."""
+    by_second: dict[int, list[str]] = {}
+    for delivery_id, delay in delays.items():
+        if delay is not None:
+            by_second.setdefault(math.ceil(delay), []).append(str(delivery_id))
+    for seconds, ids in by_second.items():
+        for start in range(0, len(ids), settings.CHANNELS_SEND_BATCH):
+            send_delivery.apply_async(
+                ("",), {"retry": True, "group": ids[start : start + settings.CHANNELS_SEND_BATCH]}, countdown=seconds
+            )
 
 
 @shared_task(name="channels.sweep_stuck_deliveries", acks_late=True, reject_on_worker_lost=True)
 def sweep_stuck_deliveries() -> dict[str, int]:
-    """Periodic (beat, maintenance queue): deliveries left "sending" by a dead worker."""
+    """Periodic (beat, maintenance queue): deliveries left "sending" by a dead worker, and
+    deliveries left "queued" whose task was lost."""
     result = deliveries_stuck_sweep(older_than=settings.CHANNELS_STUCK_AFTER_SECONDS)
-    return {"requeued": len(result.requeued), "dead": len(result.dead)}
+    lost = deliveries_queued_sweep(older_than=settings.CHANNELS_QUEUED_STALE_SECONDS)
+    return {"requeued": len(result.requeued), "dead": len(result.dead), "enqueued": len(lost)}
 
 
 @shared_task(name="channels.poll_feeds", acks_late=True, reject_on_worker_lost=True)

@@ -103,14 +103,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
-# Celery's Django fixup closes every database connection before and after each task unless this
-# is set: a new PostgreSQL backend (and statements prepared afresh) for every task, four timer
-# ticks a second and every routing chunk. Set, the fixup closes them only every 2 x this many
-# tasks, and config/celery.py closes them as Django does after a request: when unusable or older
-# than CONN_MAX_AGE.
-CELERY_DB_REUSE_MAX = 100_000
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 120
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set: a new PostgreSQL connection (a forked backend) per task, most of a short task's cost.
+# With it, a worker process keeps its connection for this many tasks, and config/celery.py
+# applies Django's own rule around each task (close one that errored or outlived CONN_MAX_AGE).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Redis broker: an unacknowledged task comes back after this. It must exceed the longest task
 # (120 s hard limit) plus the longest retry countdown (capped at 600 s), or tasks run twice.
 # Routing does not wait for it: the outbox sweeper re-enqueues stale events after
@@ -275,6 +274,20 @@ CHANNELS_POLL_TIMEOUT_SECONDS = env.float("CHANNELS_POLL_TIMEOUT_SECONDS", defau
 # A delivery whose providers' breakers are all open waits for their half-open trial without
 # spending attempts; after this long since it was queued it is given up as dead.
 CHANNELS_MAX_DEFER_SECONDS = env.int("CHANNELS_MAX_DEFER_SECONDS", default=3600)
+# A send task also takes up to this many more never-tried queued deliveries (oldest first) and
+# sends them together: one claim, set-based checks, outcomes written per wave (docs/channels.md).
+CHANNELS_SEND_BATCH = env.int("CHANNELS_SEND_BATCH", default=50)
+# While a send task is queued and not started, `deliver` publishes no other (that task takes
+# every never-tried delivery); the marker lasts at most this long. 0: one task per delivery.
+CHANNELS_SEND_PENDING_SECONDS = env.int("CHANNELS_SEND_PENDING_SECONDS", default=30)
+# Threads per worker process that a batch's sends run on (they wait on the network).
+CHANNELS_SEND_THREADS = env.int("CHANNELS_SEND_THREADS", default=16)
+# Sends of a batch that end within this many seconds have their outcomes written together.
+CHANNELS_SEND_WAVE_SECONDS = env.float("CHANNELS_SEND_WAVE_SECONDS", default=0.2)
+# A delivery still "queued" this long after its last change lost its task (a broker restart, a
+# crash between commit and enqueue): the sweeper enqueues it again. Keep it above
+# CHANNELS_RETRY_MAX_SECONDS and CHANNELS_BREAKER_RESET_SECONDS, the longest a retry waits.
+CHANNELS_QUEUED_STALE_SECONDS = env.int("CHANNELS_QUEUED_STALE_SECONDS", default=900)
 # How long a process trusts its copy of the contact policy (edited in the admin).
 CHANNELS_CONTACT_POLICY_REFRESH_SECONDS = env.float("CHANNELS_CONTACT_POLICY_REFRESH_SECONDS", default=5.0)
 CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {

@@ -24,6 +24,9 @@ SUPPRESSION_CHECK_SECONDS = 0.0
 SCHEMAS_REFRESH_SECONDS = 0.0
 # The stand-in providers and webhook receivers listen on 127.0.0.1.
 OUTBOUND_ALLOW_PRIVATE_HOSTS = True
+# Every deliver publishes its send task (a test's task is never consumed, and its "task queued"
+# marker would hold back the next tests' publishes); tests/channels/test_batch.py turns it on.
+CHANNELS_SEND_PENDING_SECONDS = 0
 JOURNEYS_WEBHOOK_SECRET = "test-only-webhook-secret"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 assert BROKER_CONFIGURED and not EMBEDDED_MODE, "tests run against real PostgreSQL, Redis and a broker"

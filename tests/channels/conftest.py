@@ -4,16 +4,28 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from channels import keys
 from channels.breaker import breakers_reset
 from channels.selectors import contact_policy_forget
 from channels.senders.push import access_tokens_forget
+from config.core import redis as tl_redis
 from tests.channels.servers import HttpSink, SmtpRecorder, start_http_sink, start_smtp
+
+
+def _forget_send_state() -> None:
+    """The send marker and early status reports a previous test left in the test Redis."""
+    if not tl_redis.is_configured():
+        return
+    client = tl_redis.client()
+    for key in [keys.send_pending(), *client.scan_iter(match=keys.status_early("*", "")[:-32] + "*")]:
+        client.delete(key)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_breakers() -> Iterator[None]:
     """Per-process state of the channels app starts empty in every test: breakers, the push
-    access token, the cached contact policy."""
+    access token, the cached contact policy, the send marker and early status reports."""
+    _forget_send_state()
     breakers_reset()
     access_tokens_forget()
     contact_policy_forget()

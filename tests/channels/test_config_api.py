@@ -50,7 +50,7 @@ def test_an_oversized_policy_is_a_413(client: Client, api_token: Any) -> None:
     assert response.status_code == 413
 
 
-def test_the_contact_check_explains_a_customer_s_quiet_hours(api: Any) -> None:
+def test_the_contact_check_explains_a_customer_s_quiet_hours(api: Any, providers: Any) -> None:
     contact_policy_set(quiet_start=time(0, 0), quiet_end=time(23, 59, 59))
     customer = customer_with(user_id="u1", phone="+14155550100")
     grant(customer, purpose="marketing")

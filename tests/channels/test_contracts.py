@@ -200,3 +200,16 @@ def test_quiet_hours_skip_at_send_time(providers: Any, http_sink: HttpSink) -> N
 def test_a_policy_with_bad_caps_is_refused() -> None:
     with pytest.raises(BadRequest):
         contact_policy_set(caps=[{"purpose": "marketing", "max": "3", "window": {"days": 1}}])
+
+
+def test_a_twilio_provider_without_credentials_is_not_offered(providers: Any, settings: Any) -> None:
+    settings.CHANNELS_PROVIDERS = {
+        **providers,
+        "twilio": {**providers["twilio"], "account_sid": "", "auth_token": ""},
+        "sms_secondary": {**providers["sms_secondary"], "enabled": "false"},
+    }
+    customer = _marketable(user_id="u1", phone=PHONE)
+
+    assert contracts.channels_available(customer_id=customer.id, channels=["sms"], purpose="marketing") == {
+        "sms": "no_provider"
+    }

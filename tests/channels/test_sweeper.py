@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import SweepResult, deliver, deliveries_stuck_sweep
+from channels.services import SweepResult, deliver, deliveries_queued_sweep, deliveries_stuck_sweep
 from channels.tasks import sweep_stuck_deliveries
 from profiles.models import Event
 from tests.channels.factories import customer_with
@@ -71,4 +71,15 @@ def test_the_periodic_task_counts_what_it_did(providers: Any, settings: Any) -> 
     _stuck("sms", minutes_ago=10, kind="phone", address="+14155550100")
     _stuck("email", minutes_ago=10, kind="email", address="ada@example.com")
 
-    assert sweep_stuck_deliveries() == {"requeued": 1, "dead": 1}
+    assert sweep_stuck_deliveries() == {"requeued": 1, "dead": 1, "enqueued": 0}
+
+
+def test_a_queued_delivery_whose_task_was_lost_is_enqueued_again(providers: Any) -> None:
+    customer = customer_with(None, user_id="u-lost", phone="+14155550100")
+    lost = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="lost")
+    recent = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="recent")
+    Delivery.objects.filter(id=lost.id).update(updated_at=timezone.now() - timedelta(minutes=20))
+
+    assert deliveries_queued_sweep(older_than=900) == [str(lost.id)]
+    assert deliveries_queued_sweep(older_than=900) == [], "touched: the next sweep leaves it to its new task"
+    assert Delivery.objects.get(id=recent.id).status == "queued"

@@ -155,3 +155,17 @@ def test_the_sms_asks_twilio_for_status_callbacks(providers: Any, http_sink: Htt
 
     form = urllib.parse.parse_qs(http_sink.requests[0].body.decode())
     assert form["StatusCallback"] == ["https://tl.example.com/v1/webhooks/twilio/abc/status"]
+
+
+def test_a_callback_that_beats_the_send_recording_its_sid_is_applied_when_it_does(
+    client: Client, sms_source: Source, providers: Any, http_sink: HttpSink
+) -> None:
+    customer = customer_with(user_id="u1", phone=PHONE)
+    delivery = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="early")
+    assert _callback(client, sms_source, "status_delivered.txt").json()["matched"] is False
+
+    delivery_attempt(delivery_id=delivery.id)
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert _outcomes(delivery, "Message Delivered") == 1
