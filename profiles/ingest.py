@@ -24,7 +24,7 @@ from profiles import contracts, trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
 from profiles.identity_rules import is_junk
-from profiles.merging import customer_merge, identity_limits
+from profiles.merging import MergeRequest, customers_merge, identity_limits
 from profiles.messages import Message, MessageError, parse_message
 from profiles.models import Customer, Event, EventOutbox, Identity, MergeRefusal, QuarantinedMessage
 from profiles.privacy.selectors import suppressed_identities, suppression_in_force
@@ -386,15 +386,24 @@ def _refusal(source: SourceInfo, message: Message, customer_ids: list[uuid.UUID]
 
 
 def _merge(source: SourceInfo, merges: list[tuple[list[uuid.UUID], Message]]) -> dict[uuid.UUID, uuid.UUID]:
-    """Merge each group of profiles a message tied together; map merged ids to survivors."""
+    """Merge every group of profiles a message tied together, in message order and all at once
+    (one merge at a time cost a dozen statements each, the largest share of a batch's work);
+    map merged ids to survivors."""
+    if not merges:
+        return {}
+    outcomes = customers_merge(
+        requests=[
+            MergeRequest(
+                customer_ids=customer_ids,
+                reason=f"identities seen together in one {message.type} call",
+                trigger={"source": str(source.id), "message_id": message.message_id},
+            )
+            for customer_ids, message in merges
+        ],
+        actor="ingestion",
+    )
     survivor_of: dict[uuid.UUID, uuid.UUID] = {}
-    for customer_ids, message in merges:
-        outcome = customer_merge(
-            customer_ids={_follow(survivor_of, cid) for cid in customer_ids},
-            reason=f"identities seen together in one {message.type} call",
-            actor="ingestion",
-            trigger={"source": str(source.id), "message_id": message.message_id},
-        )
+    for outcome in outcomes:
         if outcome.survivor_id is not None:
             for merged_id in outcome.merged_ids:
                 survivor_of[merged_id] = outcome.survivor_id

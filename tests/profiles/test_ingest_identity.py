@@ -31,6 +31,30 @@ def test_identify_tying_two_profiles_merges_them_at_once(ingest: Any, api: Any) 
     assert (record.actor, record.trigger["message_id"]) == ("ingestion", "tie")
 
 
+def test_a_batch_tying_several_pairs_merges_each(ingest: Any) -> None:
+    for person in ("ann", "bob", "cat"):
+        ingest.post("track", {"anonymousId": f"{person}-phone", "event": "App Opened"})
+        ingest.post("identify", {"userId": person, "traits": {"name": person}})
+    ingest.post(
+        "batch",
+        {
+            "batch": [
+                {"type": "identify", "anonymousId": f"{person}-phone", "userId": person, "messageId": f"tie-{person}"}
+                for person in ("ann", "bob", "cat")
+            ]
+        },
+    )
+    assert sorted(c.traits["name"] for c in _live()) == ["ann", "bob", "cat"]
+    for person in ("ann", "bob", "cat"):
+        owners = Identity.objects.filter(value__in=[person, f"{person}-phone"]).values_list("customer_id", flat=True)
+        assert len(set(owners)) == 1
+    assert sorted(MergeRecord.objects.values_list("trigger__message_id", flat=True)) == [
+        "tie-ann",
+        "tie-bob",
+        "tie-cat",
+    ]
+
+
 def test_shared_device_never_merges_two_known_users(ingest: Any) -> None:
     ingest.post("identify", {"userId": "ann", "context": {"device": {"id": "family-ipad"}}})
     ingest.post("identify", {"userId": "bob", "context": {"device": {"id": "family-ipad"}}, "messageId": "bob-1"})
