@@ -500,23 +500,19 @@ class _PreparedCursor:
 
 @contextlib.contextmanager
 def _prepared_cursor() -> Iterator[_PreparedCursor]:
-    # Inside a transaction the connection is open and joined already: reuse this thread's
-    # connection's cursor (a Django cursor and a psycopg cursor per statement were a noticeable
-    # share of a /v1/track call). Otherwise Django's cursor first: it opens the connection.
-    raw = connection.connection if connection.in_atomic_block else None
-    if raw is not None:
-        cached = getattr(connection, "_throughline_prepared", None)
-        if cached is None or cached[0] is not raw or cached[1].closed:
-            _allow_prepare(raw)
-            cached = (raw, psycopg.Cursor(raw))
-            connection._throughline_prepared = cached  # type: ignore[attr-defined]
-        yield _PreparedCursor(cached[1])
-        return
-    with connection.cursor() as django_cursor:
-        raw = django_cursor.cursor.connection
+    # Reuse this thread's connection's cursor (a Django cursor and a psycopg cursor per statement
+    # were a noticeable share of a /v1/track call). Inside a transaction the connection is open
+    # already; outside one, first what connection.cursor() would do: (re)open it.
+    if not connection.in_atomic_block:
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+    raw = connection.connection
+    cached = getattr(connection, "_throughline_prepared", None)
+    if cached is None or cached[0] is not raw or cached[1].closed:
         _allow_prepare(raw)
-        with psycopg.Cursor(raw) as cursor:
-            yield _PreparedCursor(cursor)
+        cached = (raw, psycopg.Cursor(raw))
+        connection._throughline_prepared = cached  # type: ignore[attr-defined]
+    yield _PreparedCursor(cached[1])
 
 
 def _allow_prepare(raw: psycopg.Connection[Any]) -> None:
@@ -708,7 +704,7 @@ class _PostgresStore(_Store):
     # statement fails as a whole, leaving nothing, and the call takes the general path.
     _INGEST_SIMPLE = """
         WITH k AS MATERIALIZED (
-            SELECT * FROM json_to_recordset(%(keys)s::json) AS k(kind text, value text, new_id uuid)
+            SELECT * FROM json_to_recordset(%(keys)s::json) AS k(kind text, value text)
         ), found AS MATERIALIZED (
             SELECT k.kind, k.value, l.customer_id FROM k CROSS JOIN LATERAL (
                 SELECT COALESCE(c.merged_into_id, c.id) AS customer_id
@@ -716,7 +712,7 @@ class _PostgresStore(_Store):
                 WHERE i.kind = k.kind AND i.value = k.value LIMIT 1
             ) AS l
         ), missing AS MATERIALIZED (
-            SELECT k.kind, k.value, k.new_id FROM k
+            SELECT k.kind, k.value, gen_random_uuid() AS new_id FROM k
             WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.kind = k.kind AND f.value = k.value)
         ), new_customers AS (
             INSERT INTO profiles_customer (id, traits, trait_times, once_keys, created_at, updated_at)
@@ -785,7 +781,7 @@ class _PostgresStore(_Store):
             ]
         ).decode()
         params = {
-            "keys": _json([{"kind": kind, "value": value, "new_id": uuid.uuid4()} for kind, value in keys]),
+            "keys": _json([{"kind": kind, "value": value} for kind, value in keys]),
             "rows": rows,
             "now": received_at,
             "source": source.id,
