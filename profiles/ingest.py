@@ -755,7 +755,7 @@ class _PostgresStore(_Store):
         self, source: SourceInfo, messages: list[Message], *, received_at: datetime, parsed: IngestResult
     ) -> IngestResult | None:
         """Store a simple call in one statement; None (nothing stored) when another request
-        created one of its new identities meanwhile."""
+        created one of its new identities meanwhile, or deadlocked with it."""
         keys = {m.identities[0]: None for m in messages}
         rows = orjson.dumps(
             [
@@ -781,7 +781,9 @@ class _PostgresStore(_Store):
             ]
         ).decode()
         params = {
-            "keys": _json([{"kind": kind, "value": value} for kind, value in keys]),
+            # Sorted, so two calls creating overlapping identities insert them in one order and
+            # the later waits for the earlier rather than deadlocking with it.
+            "keys": _json([{"kind": kind, "value": value} for kind, value in sorted(keys)]),
             "rows": rows,
             "now": received_at,
             "source": source.id,
@@ -792,6 +794,11 @@ class _PostgresStore(_Store):
                 cursor.execute(self._INGEST_SIMPLE, params)
                 event_ids, kinds, values, customer_ids = cursor.fetchall()[0]
         except IntegrityError:
+            return None
+        except OperationalError as error:
+            # A deadlock with a general-path call: nothing was stored; that path retries.
+            if getattr(error.__cause__, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                raise
             return None
         owners = dict(zip(zip(kinds, values, strict=True), customer_ids, strict=True))
         for m in messages:

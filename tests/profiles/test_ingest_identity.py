@@ -312,3 +312,74 @@ def test_a_new_identity_another_transaction_claims_first_leaves_nothing_behind(s
     assert done and done[0].accepted == 1
     assert list(Customer.objects.values_list("id", flat=True)) == [winner]
     assert list(Event.objects.values_list("customer_id", flat=True)) == [winner]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_on_new_identities_leaves_nothing_behind(source: Any) -> None:
+    """The other transaction holds one of the call's new identities, then claims the other one the
+    call is holding: PostgreSQL aborts the call's statement, which is then taken the general way
+    and joins the winner."""
+    info = source_for_write_key(source.write_key)
+    assert info is not None
+    settings_dict = connection.settings_dict
+    params = {
+        "host": settings_dict["HOST"] or "127.0.0.1",
+        "port": settings_dict["PORT"] or 5432,
+        "user": settings_dict["USER"],
+        "dbname": settings_dict["NAME"],
+    }
+    other = psycopg.connect(**params)
+    winner = uuid.uuid4()
+    insert_identity = (
+        "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
+        "VALUES ('anonymous_id', %s, %s, now(), now())"
+    )
+    done: list[Any] = []
+    try:
+        other.execute(
+            "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, "
+            "updated_at) VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
+            [winner],
+        )
+        other.execute(insert_identity, ["dl-b", winner])
+
+        def ingest() -> None:
+            try:
+                messages = [
+                    {"type": "track", "anonymousId": "dl-a", "event": "One", "messageId": "dl-1"},
+                    {"type": "track", "anonymousId": "dl-b", "event": "Two", "messageId": "dl-2"},
+                ]
+                done.append(
+                    event_ingest(source=info, raw_messages=messages, call_type=None, received_at=timezone.now())
+                )
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        with psycopg.connect(**params) as watch:
+
+            def ingestion_waits() -> bool:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                row = watch.execute(query).fetchone()
+                return bool(row and row[0])
+
+            # Well within deadlock_timeout (1 s), so the cycle is there when ingestion checks.
+            wait_until(
+                ingestion_waits,
+                timeout=30,
+                interval=0.005,
+                message="ingestion never waited on the uncommitted identity",
+            )
+        # Ingestion holds dl-a and waits for dl-b; claiming dl-a closes the cycle.
+        other.execute(insert_identity, ["dl-a", winner])
+        other.commit()
+        thread.join(timeout=30)
+    finally:
+        other.close()
+    assert done and done[0].accepted == 2
+    assert list(Customer.objects.values_list("id", flat=True)) == [winner]
+    assert set(Event.objects.values_list("customer_id", flat=True)) == {winner}
