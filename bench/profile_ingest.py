@@ -15,7 +15,8 @@ functions that take the time.
 `--schemas warn|enforce` publishes a schema for every event, page and identify the traffic sends
 (bench/traffic.py: SCHEMAS) and sets the source's policy, so validation runs on every message.
 
-It creates (and drops first) the database throughline_bench_profile (BENCH_PROFILE_DB overrides it).
+It creates (and drops first) the database throughline_bench_profile (BENCH_PROFILE_DB overrides it)
+and flushes Redis databases 12 and 13 (BENCH_REDIS_CACHE_DB, BENCH_REDIS_BROKER_DB override them).
 """
 
 import argparse
@@ -37,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 PG = "postgres://postgres@127.0.0.1:5432"
 # Overridable so two profiling runs do not drop each other's database.
 DB_NAME = os.environ.get("BENCH_PROFILE_DB", "throughline_bench_profile")
+REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_CACHE_DB", "12"))
+REDIS_BROKER_DB = int(os.environ.get("BENCH_REDIS_BROKER_DB", "13"))
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 import orjson  # noqa: E402
@@ -70,8 +73,15 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=20000)
     parser.add_argument("--schemas", choices=["warn", "enforce"], help="validate against published schemas")
     parser.add_argument("--full-stack", action="store_true", help="/v1 through settings.MIDDLEWARE too")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="requests per second (default: back to back), as one web process sees them",
+    )
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--dump", help="with --cprofile: also write the raw profile to this file (for pstats)")
     args = parser.parse_args()
 
     os.environ.update(
@@ -79,8 +89,8 @@ def main() -> int:
             "DJANGO_SETTINGS_MODULE": "bench.settings",
             "DJANGO_SECRET_KEY": "bench-only-not-secret",
             "DATABASE_URL": f"{PG}/{DB_NAME}",
-            "REDIS_URL": "redis://127.0.0.1:6379/12",
-            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_CACHE_DB}",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_BROKER_DB}",
             "INGEST_RATE_LIMIT_PER_SECOND": "10000000",
             "LOG_LEVEL": "WARNING",
         }
@@ -88,7 +98,7 @@ def main() -> int:
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
-    for db in (12, 13):
+    for db in (REDIS_CACHE_DB, REDIS_BROKER_DB):
         subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(db), "flushdb"], check=True, capture_output=True)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, check=True, capture_output=True)
@@ -203,8 +213,13 @@ def main() -> int:
     pg0, redis0, cpu0, wall0 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
+    pause = 1 / args.rate if args.rate else 0
     for body in bodies:
         call(body)
+        if pause:
+            # Sleeping costs no CPU; what runs in the meantime (the routing dispatcher's thread
+            # publishing a chunk per linger) does, as it does in a web process at this rate.
+            time.sleep(pause)
     if profiler:
         profiler.disable()
     pg1, redis1, cpu1, wall1 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
@@ -230,6 +245,8 @@ def main() -> int:
     print(f"wall ms per request {(wall1 - wall0) * 1000 / args.n:.3f}{' (under cProfile)' if profiler else ''}")
     if profiler:
         stats = pstats.Stats(profiler)
+        if args.dump:
+            stats.dump_stats(args.dump)
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)
     return 0

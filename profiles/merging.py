@@ -9,13 +9,17 @@ a deadlock between them (possible when one follows `merged_into` to a row the ot
 retried. Rules in `identity_rules` refuse merges that would join two known users.
 """
 
+import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -47,17 +51,35 @@ def identity_limits() -> dict[str, int]:
     return dict(getattr(settings, "IDENTITY_LIMITS", identity_rules.DEFAULT_LIMITS))
 
 
+@dataclass(frozen=True, slots=True)
+class MergeRequest:
+    """Profiles one piece of evidence ties together, and why."""
+
+    customer_ids: Collection[UUID]
+    reason: str
+    trigger: dict[str, Any] = field(default_factory=dict)
+
+
 def customer_merge(
     *, customer_ids: Collection[UUID], reason: str, actor: str, trigger: dict[str, Any] | None = None
 ) -> MergeOutcome:
     """Merge the live profiles behind `customer_ids` into the oldest. Writes MergeRecords, or a
     MergeRefusal when a rule forbids it; re-points identities and events."""
+    request = MergeRequest(customer_ids=customer_ids, reason=reason, trigger=trigger or {})
+    return customers_merge(requests=[request], actor=actor)[0]
+
+
+def customers_merge(*, requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcome]:
+    """Apply the merges in order, as customer_merge would one after another (a later one may
+    merge an earlier one's survivor), with the same few statements however many there are:
+    ingestion merges every group a batch ties together at once. Writes MergeRecords and
+    MergeRefusals; re-points identities and events."""
     if connection.in_atomic_block:
-        return _merge(set(customer_ids), reason, actor, trigger or {})
+        return _merge_all(requests, actor)
     for attempt in range(DEADLOCK_RETRIES):
         try:
             with transaction.atomic():
-                return _merge(set(customer_ids), reason, actor, trigger or {})
+                return _merge_all(requests, actor)
         except OperationalError as error:
             if "deadlock" not in str(error) or attempt == DEADLOCK_RETRIES - 1:
                 raise
@@ -65,65 +87,191 @@ def customer_merge(
     raise AssertionError("unreachable")
 
 
-def _lock_live(ids: set[UUID]) -> list[Customer]:
-    """Lock the profiles and the survivors they were merged into; return the live ones."""
+def _lock_live(ids: set[UUID]) -> dict[UUID, Customer]:
+    """Lock the profiles and the survivors they were merged into; map each found id to its
+    live profile."""
     wanted = set(ids)
     for _ in range(MAX_LOCK_ROUNDS):
-        rows = list(Customer.objects.select_for_update().filter(id__in=wanted).order_by("id"))
-        targets = {row.merged_into_id for row in rows if row.merged_into_id is not None}
+        rows = {row.id: row for row in Customer.objects.select_for_update().filter(id__in=wanted).order_by("id")}
+        targets = {row.merged_into_id for row in rows.values() if row.merged_into_id is not None}
         if targets <= wanted:
-            return [row for row in rows if row.merged_into_id is None]
+            return {
+                cid: rows[row.merged_into_id] if row.merged_into_id is not None else row
+                for cid, row in rows.items()
+                if row.merged_into_id is None or row.merged_into_id in rows
+            }
         wanted |= targets
     raise OperationalError("merge chain did not settle while locking")
 
 
-def _merge(ids: set[UUID], reason: str, actor: str, trigger: dict[str, Any]) -> MergeOutcome:
-    live = _lock_live(ids)
-    if len(live) < 2:
-        return MergeOutcome(survivor_id=live[0].id if live else None)
-    live.sort(key=lambda c: (c.created_at, c.id))
-    survivor, losers = live[0], live[1:]
-    live_ids = [c.id for c in live]
+def _merge_all(requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcome]:
+    live_of = _lock_live({cid for request in requests for cid in request.customer_ids})
+    if not live_of:
+        return [MergeOutcome(survivor_id=None) for _ in requests]
+    profiles = {c.id: c for c in live_of.values()}
+    identities: dict[UUID, list[tuple[str, str]]] = {cid: [] for cid in profiles}
+    for kind, value, owner in Identity.objects.filter(customer_id__in=list(profiles)).values_list(
+        "kind", "value", "customer_id"
+    ):
+        identities[owner].append((kind, value))
+    blocks = {
+        frozenset(pair)
+        for pair in MergeBlock.objects.filter(customer_a_id__in=list(profiles), customer_b_id__in=list(profiles))
+        .values_list("customer_a_id", "customer_b_id")
+        .iterator()
+    }
+    limits = identity_limits()
+    survivor_of: dict[UUID, UUID] = {}  # merged in this call -> its survivor (one step)
 
-    identities = list(Identity.objects.filter(customer_id__in=live_ids).values_list("kind", "value", "customer_id"))
-    problems = identity_rules.limit_violations(((k, v) for k, v, _ in identities), identity_limits())
-    blocked = MergeBlock.objects.filter(customer_a_id__in=live_ids, customer_b_id__in=live_ids).exists()
-    if blocked:
-        problems.append("these profiles were separated by an unmerge")
-    if problems:
-        refusal = "; ".join(problems)
-        MergeRefusal.objects.create(
-            customer_ids=[str(i) for i in live_ids], reason=refusal, actor=actor, trigger=trigger
-        )
-        return MergeOutcome(survivor_id=None, refused=refusal)
+    def current(cid: UUID) -> UUID:
+        while cid in survivor_of:
+            cid = survivor_of[cid]
+        return cid
 
-    traits, times, once = identity_rules.merge_traits([(c.traits, c.trait_times, c.once_keys) for c in live])
-    computed_state = computed_states_merged([c.computed_state for c in live])
-    loser_ids = [c.id for c in losers]
-    MergeRecord.objects.bulk_create(
-        MergeRecord(
-            survivor=survivor,
-            merged=loser,
-            reason=reason,
-            actor=actor,
-            trigger=trigger,
-            identities=[[k, v] for k, v, owner in identities if owner == loser.id],
-            traits_before=loser.traits,
+    outcomes: list[MergeOutcome] = []
+    records: list[MergeRecord] = []
+    refusals: list[MergeRefusal] = []
+    for request in requests:
+        live_ids = sorted(
+            {current(live_of[cid].id) for cid in request.customer_ids if cid in live_of},
+            key=lambda cid: (profiles[cid].created_at, cid),
         )
-        for loser in losers
-    )
+        if len(live_ids) < 2:
+            outcomes.append(MergeOutcome(survivor_id=live_ids[0] if live_ids else None))
+            continue
+        problems = identity_rules.limit_violations((key for cid in live_ids for key in identities[cid]), limits)
+        if any(frozenset((a, b)) in blocks for i, a in enumerate(live_ids) for b in live_ids[i + 1 :]):
+            problems.append("these profiles were separated by an unmerge")
+        if problems:
+            refusal = "; ".join(problems)
+            refusals.append(
+                MergeRefusal(
+                    customer_ids=[str(i) for i in live_ids], reason=refusal, actor=actor, trigger=request.trigger
+                )
+            )
+            outcomes.append(MergeOutcome(survivor_id=None, refused=refusal))
+            continue
+        live = [profiles[cid] for cid in live_ids]
+        survivor, losers = live[0], live[1:]
+        records.extend(
+            MergeRecord(
+                survivor=survivor,
+                merged=loser,
+                reason=request.reason,
+                actor=actor,
+                trigger=request.trigger,
+                identities=[[k, v] for k, v in identities[loser.id]],
+                traits_before=loser.traits,
+            )
+            for loser in losers
+        )
+        survivor.traits, survivor.trait_times, survivor.once_keys = identity_rules.merge_traits(
+            [(c.traits, c.trait_times, c.once_keys) for c in live]
+        )
+        survivor.computed_state = computed_states_merged([c.computed_state for c in live])
+        for loser in losers:
+            survivor_of[loser.id] = survivor.id
+            identities[survivor.id].extend(identities.pop(loser.id))
+        outcomes.append(MergeOutcome(survivor_id=survivor.id, merged_ids=[c.id for c in losers]))
+
+    if refusals:
+        MergeRefusal.objects.bulk_create(refusals)
+    if records:
+        _apply(records, {loser: current(loser) for loser in survivor_of})
+    return outcomes
+
+
+def _apply(records: list[MergeRecord], final: dict[UUID, UUID]) -> None:
+    """Write the merges decided in memory: each merged-away profile (and whatever pointed at
+    it) points at its final survivor, its identities and events move there, and every profile
+    that survived a merge here gets its merged state (one that a later merge took away too, as
+    merging one call at a time leaves it)."""
+    MergeRecord.objects.bulk_create(records)
     now = timezone.now()
-    Identity.objects.filter(customer_id__in=loser_ids).update(customer=survivor, updated_at=now)
-    Event.objects.filter(customer_id__in=loser_ids).update(customer=survivor)
-    # Keep merged_into one hop: whatever pointed at a loser now points at the survivor.
-    Customer.objects.filter(Q(id__in=loser_ids) | Q(merged_into_id__in=loser_ids)).update(
-        merged_into=survivor, updated_at=now
+    survivors = list({record.survivor_id: record.survivor for record in records}.values())
+    if connection.vendor == "postgresql":
+        _apply_postgres(final, survivors, now)
+    else:
+        _apply_orm(final, survivors, now)
+    by_survivor: dict[UUID, list[UUID]] = {}
+    for loser, survivor_id in final.items():
+        by_survivor.setdefault(survivor_id, []).append(loser)
+    for survivor_id, merged_ids in by_survivor.items():
+        contracts.notify_merged(survivor_id, merged_ids)
+
+
+# One statement per table for all the merges of a call. Django's Case/When and bulk_update
+# cost more Python than the merges they wrote (ingestion merges several groups per batch). The
+# ids come again as an array so each table is reached through its index on them: the planner
+# cannot see how many rows the JSON holds.
+_MOVE_IDENTITIES = """
+    UPDATE profiles_identity AS i SET customer_id = m.survivor, updated_at = %s
+    FROM json_to_recordset(%s::json) AS m(loser uuid, survivor uuid)
+    WHERE i.customer_id = m.loser AND i.customer_id = ANY(%s::uuid[])
+"""
+_MOVE_EVENTS = """
+    UPDATE profiles_event AS e SET customer_id = m.survivor
+    FROM json_to_recordset(%s::json) AS m(loser uuid, survivor uuid)
+    WHERE e.customer_id = m.loser AND e.customer_id = ANY(%s::uuid[])
+"""
+# merged_into stays one hop: the losers, and whatever pointed at them, point at the survivor.
+_POINT_AT_SURVIVORS = """
+    UPDATE profiles_customer AS c SET merged_into_id = m.survivor, updated_at = %s
+    FROM json_to_recordset(%s::json) AS m(loser uuid, survivor uuid)
+    WHERE COALESCE(c.merged_into_id, c.id) = m.loser AND (c.id = ANY(%s::uuid[]) OR c.merged_into_id = ANY(%s::uuid[]))
+"""
+_SET_MERGED_STATE = """
+    UPDATE profiles_customer AS c SET traits = u.traits, trait_times = u.times, once_keys = u.once,
+        computed_state = u.computed, updated_at = %s
+    FROM json_to_recordset(%s::json) AS u(id uuid, traits jsonb, times jsonb, once jsonb, computed jsonb)
+    WHERE c.id = u.id AND c.id = ANY(%s::uuid[])
+"""
+
+
+def _apply_postgres(final: dict[UUID, UUID], survivors: list[Customer], now: datetime) -> None:
+    pairs = orjson.dumps([{"loser": loser, "survivor": survivor} for loser, survivor in final.items()]).decode()
+    losers = list(final)
+    # json, as JSONField itself writes: traits set through the API may hold what orjson refuses
+    # (integers over 64 bits).
+    states = json.dumps(
+        [
+            {
+                "id": c.id,
+                "traits": c.traits,
+                "times": c.trait_times,
+                "once": c.once_keys,
+                "computed": c.computed_state,
+            }
+            for c in survivors
+        ],
+        cls=DjangoJSONEncoder,
     )
-    Customer.objects.filter(id=survivor.id).update(
-        traits=traits, trait_times=times, once_keys=once, computed_state=computed_state, updated_at=now
-    )
-    contracts.notify_merged(survivor.id, loser_ids)
-    return MergeOutcome(survivor_id=survivor.id, merged_ids=loser_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_MOVE_IDENTITIES, [now, pairs, losers])
+        cursor.execute(_MOVE_EVENTS, [pairs, losers])
+        cursor.execute(_POINT_AT_SURVIVORS, [now, pairs, losers, losers])
+        cursor.execute(_SET_MERGED_STATE, [now, states, [c.id for c in survivors]])
+
+
+def _apply_orm(final: dict[UUID, UUID], survivors: list[Customer], now: datetime) -> None:
+    """The embedded (SQLite) mode: the same writes, a few statements per survivor."""
+    by_survivor: dict[UUID, list[UUID]] = {}
+    for loser, survivor_id in final.items():
+        by_survivor.setdefault(survivor_id, []).append(loser)
+    for survivor_id, losers in by_survivor.items():
+        Identity.objects.filter(customer_id__in=losers).update(customer_id=survivor_id, updated_at=now)
+        Event.objects.filter(customer_id__in=losers).update(customer_id=survivor_id)
+        Customer.objects.filter(Q(id__in=losers) | Q(merged_into_id__in=losers)).update(
+            merged_into_id=survivor_id, updated_at=now
+        )
+    for c in survivors:
+        Customer.objects.filter(id=c.id).update(
+            traits=c.traits,
+            trait_times=c.trait_times,
+            once_keys=c.once_keys,
+            computed_state=c.computed_state,
+            updated_at=now,
+        )
 
 
 def customer_unmerge(*, record_id: int, actor: str) -> Customer:

@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from orchestration.models import RouteLog
 from profiles.ingest import event_ingest
-from profiles.models import Customer, Identity, MergeRecord, MergeRefusal, QuarantinedMessage
+from profiles.models import Customer, Event, EventOutbox, Identity, MergeRecord, MergeRefusal, QuarantinedMessage
 from profiles.selectors import source_for_write_key
 from tests.conftest import wait_until
 
@@ -29,6 +30,30 @@ def test_identify_tying_two_profiles_merges_them_at_once(ingest: Any, api: Any) 
     assert api("/api/v1/customers", anonymous_id="desktop").json()["id"] == str(_live()[0].id)
     record = MergeRecord.objects.get()
     assert (record.actor, record.trigger["message_id"]) == ("ingestion", "tie")
+
+
+def test_a_batch_tying_several_pairs_merges_each(ingest: Any) -> None:
+    for person in ("ann", "bob", "cat"):
+        ingest.post("track", {"anonymousId": f"{person}-phone", "event": "App Opened"})
+        ingest.post("identify", {"userId": person, "traits": {"name": person}})
+    ingest.post(
+        "batch",
+        {
+            "batch": [
+                {"type": "identify", "anonymousId": f"{person}-phone", "userId": person, "messageId": f"tie-{person}"}
+                for person in ("ann", "bob", "cat")
+            ]
+        },
+    )
+    assert sorted(c.traits["name"] for c in _live()) == ["ann", "bob", "cat"]
+    for person in ("ann", "bob", "cat"):
+        owners = Identity.objects.filter(value__in=[person, f"{person}-phone"]).values_list("customer_id", flat=True)
+        assert len(set(owners)) == 1
+    assert sorted(MergeRecord.objects.values_list("trigger__message_id", flat=True)) == [
+        "tie-ann",
+        "tie-bob",
+        "tie-cat",
+    ]
 
 
 def test_shared_device_never_merges_two_known_users(ingest: Any) -> None:
@@ -185,3 +210,176 @@ def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(s
         ("user_id", "race", winner),
         ("anonymous_id", "race-device", winner),
     }
+
+
+# Calls whose every message names one identity and sets no traits are stored by one statement
+# in its own transaction: only outside a caller's transaction, hence transactional tests.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_identity_calls_find_or_start_one_profile(ingest: Any) -> None:
+    first = ingest.post("track", {"anonymousId": "tablet", "event": "Opened", "messageId": "m-1"})
+    again = ingest.post("page", {"anonymousId": "tablet", "name": "Home", "messageId": "m-2"})
+    batch = ingest.post(
+        "batch",
+        {
+            "batch": [
+                {"type": "track", "anonymousId": "tablet", "event": "Clicked", "messageId": "m-3"},
+                {"type": "screen", "userId": "zoe", "name": "Cart", "messageId": "m-4"},
+                {"type": "track", "userId": "zoe", "event": "Paid", "messageId": "m-5"},
+            ]
+        },
+    )
+    assert [r.json()["accepted"] for r in (first, again, batch)] == [1, 1, 3]
+    tablet = Identity.objects.get(kind="anonymous_id", value="tablet").customer_id
+    zoe = Identity.objects.get(kind="user_id", value="zoe").customer_id
+    assert tablet != zoe
+    assert Customer.objects.count() == 2
+    assert list(Event.objects.order_by("id").values_list("message_id", "customer_id")) == [
+        ("m-1", tablet),
+        ("m-2", tablet),
+        ("m-3", tablet),
+        ("m-4", zoe),
+        ("m-5", zoe),
+    ]
+    assert EventOutbox.objects.count() + RouteLog.objects.count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_identity_call_lands_on_the_survivor_and_is_stored_once(ingest: Any) -> None:
+    ingest.post("track", {"anonymousId": "laptop", "event": "Opened"})
+    ingest.post("track", {"userId": "yan", "event": "Opened"})
+    ingest.post("identify", {"anonymousId": "laptop", "userId": "yan"})
+    survivor = Customer.objects.get(merged_into__isnull=True)
+    first = ingest.post("track", {"anonymousId": "laptop", "event": "Again", "messageId": "again"})
+    retried = ingest.post("track", {"anonymousId": "laptop", "event": "Again", "messageId": "again"})
+    assert (first.json()["accepted"], retried.json()["duplicates"]) == (1, 1)
+    assert Event.objects.get(message_id="again").customer_id == survivor.id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_identity_another_transaction_claims_first_leaves_nothing_behind(source: Any) -> None:
+    """The one statement fails whole on the identity the other transaction committed first, and
+    the call, taken again the general way, joins the winner: no stray profile."""
+    info = source_for_write_key(source.write_key)
+    assert info is not None
+    settings_dict = connection.settings_dict
+    other = psycopg.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+    )
+    winner = uuid.uuid4()
+    other.execute(
+        "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, updated_at) "
+        "VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
+        [winner],
+    )
+    other.execute(
+        "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
+        "VALUES ('user_id', 'race', %s, now(), now())",
+        [winner],
+    )
+    done: list[Any] = []
+
+    def ingest() -> None:
+        try:
+            message = {"userId": "race", "event": "Raced"}
+            done.append(
+                event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
+            )
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    with psycopg.connect(
+        host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
+    ) as watch:
+
+        def ingestion_waits() -> bool:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            row = watch.execute(query).fetchone()
+            return bool(row and row[0])
+
+        wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    assert done and done[0].accepted == 1
+    assert list(Customer.objects.values_list("id", flat=True)) == [winner]
+    assert list(Event.objects.values_list("customer_id", flat=True)) == [winner]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_on_new_identities_leaves_nothing_behind(source: Any) -> None:
+    """The other transaction holds one of the call's new identities, then claims the other one the
+    call is holding: PostgreSQL aborts the call's statement, which is then taken the general way
+    and joins the winner."""
+    info = source_for_write_key(source.write_key)
+    assert info is not None
+    settings_dict = connection.settings_dict
+    params = {
+        "host": settings_dict["HOST"] or "127.0.0.1",
+        "port": settings_dict["PORT"] or 5432,
+        "user": settings_dict["USER"],
+        "dbname": settings_dict["NAME"],
+    }
+    other = psycopg.connect(**params)
+    winner = uuid.uuid4()
+    insert_identity = (
+        "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
+        "VALUES ('anonymous_id', %s, %s, now(), now())"
+    )
+    done: list[Any] = []
+    try:
+        other.execute(
+            "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, "
+            "updated_at) VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
+            [winner],
+        )
+        other.execute(insert_identity, ["dl-b", winner])
+
+        def ingest() -> None:
+            try:
+                messages = [
+                    {"type": "track", "anonymousId": "dl-a", "event": "One", "messageId": "dl-1"},
+                    {"type": "track", "anonymousId": "dl-b", "event": "Two", "messageId": "dl-2"},
+                ]
+                done.append(
+                    event_ingest(source=info, raw_messages=messages, call_type=None, received_at=timezone.now())
+                )
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        with psycopg.connect(**params) as watch:
+
+            def ingestion_waits() -> bool:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                row = watch.execute(query).fetchone()
+                return bool(row and row[0])
+
+            # Well within deadlock_timeout (1 s), so the cycle is there when ingestion checks.
+            wait_until(
+                ingestion_waits,
+                timeout=30,
+                interval=0.005,
+                message="ingestion never waited on the uncommitted identity",
+            )
+        # Ingestion holds dl-a and waits for dl-b; claiming dl-a closes the cycle.
+        other.execute(insert_identity, ["dl-a", winner])
+        other.commit()
+        thread.join(timeout=30)
+    finally:
+        other.close()
+    assert done and done[0].accepted == 2
+    assert list(Customer.objects.values_list("id", flat=True)) == [winner]
+    assert set(Event.objects.values_list("customer_id", flat=True)) == {winner}

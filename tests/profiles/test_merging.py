@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from profiles.merging import customer_merge
+from profiles.merging import MergeRequest, customer_merge, customers_merge
 from profiles.models import Customer, Event, Identity, MergeRecord, MergeRefusal
 from tests.factories import CustomerFactory, IdentityFactory
 
@@ -139,6 +139,49 @@ def test_chains_stay_one_hop(two_people: Any) -> None:
     assert set(Customer.objects.filter(merged_into__isnull=False).values_list("merged_into_id", flat=True)) == {
         third.id
     }
+
+
+def test_merges_in_one_call_apply_in_order_and_stay_one_hop(two_people: Any) -> None:
+    older, newer = two_people
+    third = CustomerFactory.create()
+    IdentityFactory.create(customer=third, kind="email", value="ann@example.com")
+    Customer.objects.filter(id=third.id).update(created_at=timezone.now() - timedelta(days=2))
+    outcomes = customers_merge(
+        requests=[
+            MergeRequest(customer_ids=[older.id, newer.id], reason="first"),
+            MergeRequest(customer_ids=[newer.id, third.id], reason="second"),
+        ],
+        actor="test",
+    )
+    assert [(o.survivor_id, o.merged_ids) for o in outcomes] == [(older.id, [newer.id]), (third.id, [older.id])]
+    assert set(Customer.objects.filter(merged_into__isnull=False).values_list("merged_into_id", flat=True)) == {
+        third.id
+    }
+    assert set(Identity.objects.values_list("customer_id", flat=True)) == {third.id}
+    assert set(Event.objects.values_list("customer_id", flat=True)) == {third.id}
+    assert Customer.objects.get(id=third.id).traits == {"plan": "pro"}
+    assert sorted(MergeRecord.objects.values_list("reason", "survivor_id")) == [
+        ("first", older.id),
+        ("second", third.id),
+    ]
+
+
+def test_a_refused_merge_in_one_call_leaves_the_others_applied(post: Any, two_people: Any) -> None:
+    older, newer = two_people
+    bob = CustomerFactory.create()
+    IdentityFactory.create(customer=bob, kind="user_id", value="bob")
+    outcomes = customers_merge(
+        requests=[
+            MergeRequest(customer_ids=[newer.id, bob.id], reason="shared device"),
+            MergeRequest(customer_ids=[older.id, newer.id], reason="same person"),
+        ],
+        actor="test",
+    )
+    assert outcomes[0].survivor_id is None
+    assert "user_id" in outcomes[0].refused
+    assert (outcomes[1].survivor_id, outcomes[1].merged_ids) == (older.id, [newer.id])
+    assert MergeRefusal.objects.get().reason == outcomes[0].refused
+    assert Customer.objects.get(id=bob.id).merged_into_id is None
 
 
 @pytest.mark.django_db(transaction=True)
