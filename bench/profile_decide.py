@@ -21,7 +21,6 @@ overrides it) and flushes the Redis databases BENCH_REDIS_CACHE_DB / BENCH_REDIS
 import argparse
 import base64
 import cProfile
-import io
 import os
 import pstats
 import random
@@ -43,6 +42,8 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 VIP_EVERY = 10
 
 import orjson  # noqa: E402
+
+from bench.wsgi_call import wsgi_call  # noqa: E402 - after sys.path is set
 
 
 def ticks(pid: int) -> int:
@@ -155,37 +156,9 @@ def main() -> int:
         cursor.execute("ANALYZE")
 
     def request(body: bytes, path: str = "/v1/decide") -> tuple[str, bytes]:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": path,
-            "SCRIPT_NAME": "",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_AUTHORIZATION": auth,
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.version": (1, 0),
-        }
-        answer: dict[str, Any] = {}
-
-        def start_response(status: str, headers: Any, exc_info: Any = None, /) -> Any:
-            statuses[status] = statuses.get(status, 0) + 1
-            answer["status"] = status
-            return lambda data: None
-
-        response = application(environ, start_response)
-        content = b"".join(response)
-        getattr(response, "close", lambda: None)()
-        return answer["status"], content
+        status, _, content = wsgi_call(application, "POST", path, body, authorization=auth)
+        statuses[status] = statuses.get(status, 0) + 1
+        return status, content
 
     rng = random.Random(6)
     pages = ["/help", "/orders", "/account", "/checkout"]

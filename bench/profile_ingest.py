@@ -22,7 +22,6 @@ and flushes Redis databases 12 and 13 (BENCH_REDIS_CACHE_DB, BENCH_REDIS_BROKER_
 import argparse
 import base64
 import cProfile
-import io
 import os
 import pstats
 import subprocess
@@ -45,6 +44,7 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 import orjson  # noqa: E402
 
 from bench.traffic import Messages, publish_schemas  # noqa: E402 - after sys.path is set
+from bench.wsgi_call import wsgi_call  # noqa: E402
 
 
 def backend_ticks(pid: int) -> int:
@@ -133,38 +133,9 @@ def main() -> int:
     session = {"id": "", "etag": ""}
 
     def request(method: str, path: str, body: bytes, **headers: str) -> tuple[str, dict[str, str], bytes]:
-        environ = {
-            "REQUEST_METHOD": method,
-            "PATH_INFO": path,
-            "SCRIPT_NAME": "",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_AUTHORIZATION": auth,
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.version": (1, 0),
-            **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
-        }
-        answer: dict[str, Any] = {}
-
-        def start_response(status: str, headers: Any, exc_info: Any = None, /) -> Any:
-            statuses[status] = statuses.get(status, 0) + 1
-            answer["status"], answer["headers"] = status, dict(headers)
-            return lambda data: None
-
-        response = application(environ, start_response)
-        content = b"".join(response)
-        getattr(response, "close", lambda: None)()
-        return answer["status"], answer["headers"], content
+        status, response_headers, content = wsgi_call(application, method, path, body, authorization=auth, **headers)
+        statuses[status] = statuses.get(status, 0) + 1
+        return status, response_headers, content
 
     if args.kind.startswith("session"):
         status, headers, content = request("POST", "/v1/sessions", b'{"userId":"profile-1","state":{"cart":[]}}')

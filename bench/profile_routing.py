@@ -39,6 +39,7 @@ BROKER_DB = os.environ.get("BENCH_REDIS_BROKER_DB", "11")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 from bench.journeys import e2e_bodies  # noqa: E402 - after sys.path is set
+from bench.wsgi_call import wsgi_call  # noqa: E402
 
 
 def backend_ticks(pid: int) -> int:
@@ -98,35 +99,8 @@ def main() -> int:
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
     def post(body: bytes) -> None:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/v1/batch",
-            "SCRIPT_NAME": "",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_AUTHORIZATION": auth,
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.version": (1, 0),
-        }
-        status: list[str] = []
-
-        def start_response(value: str, headers: Any, exc_info: Any = None) -> Any:
-            status.append(value)
-            return lambda data: None
-
-        response = application(environ, start_response)
-        b"".join(response)
-        assert status[0].startswith("200"), status
+        status, _, content = wsgi_call(application, "POST", "/v1/batch", body, authorization=auth)
+        assert status.startswith("200"), (status, content)
 
     def ingest(run: str, events: int) -> list[int]:
         for body in e2e_bodies(run, events, args.people):
