@@ -19,7 +19,14 @@ from config.core import metrics
 
 _breakers: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
 _opened_at: dict[tuple[str, str], float] = {}
+# The openings (key and when it opened) whose half-open trial a claim has already asked a task for.
+_woken: set[tuple[tuple[str, str], float]] = set()
 _lock = threading.Lock()
+
+
+def destination_key(provider: str, host: str) -> str:
+    """How a delivery's destination hint names a breaker (Delivery.destination)."""
+    return f"{provider}@{host}"
 
 
 def destination_host(config: dict[str, str], address: str) -> str:
@@ -69,10 +76,10 @@ class _OpenedAt(pybreaker.CircuitBreakerListener):
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         with _lock:
+            opened = _opened_at.pop(self.key, None)
+            _woken.discard((self.key, opened or 0.0))
             if new_state.name == pybreaker.STATE_OPEN:
                 _opened_at[self.key] = time.monotonic()
-            else:
-                _opened_at.pop(self.key, None)
 
 
 def open_for(provider: str, host: str) -> float:
@@ -91,9 +98,36 @@ def any_open() -> bool:
     return bool(_opened_at)
 
 
+def open_destinations() -> tuple[list[str], float | None]:
+    """The destination keys of this process's open breakers whose trial is not due yet (what a
+    fresh claim leaves out), and the seconds until the earliest trial among the openings no
+    caller was told about before (None when there is none): the caller makes sure a task runs
+    then, once per opening, so what it left out is claimed again for the trial. Costs nothing
+    while no breaker is open."""
+    if not _opened_at:
+        return [], None
+    now = time.monotonic()
+    keys: list[str] = []
+    wake: float | None = None
+    with _lock:
+        for key, opened in _opened_at.items():
+            breaker = _breakers.get(key)
+            if breaker is None:
+                continue
+            remaining = opened + breaker.reset_timeout - now
+            if remaining <= 0:
+                continue
+            keys.append(destination_key(*key))
+            if (key, opened) not in _woken:
+                _woken.add((key, opened))
+                wake = remaining if wake is None else min(wake, remaining)
+    return keys, wake
+
+
 def breakers_reset() -> None:
     """Forget every breaker (tests, and a worker that is told a provider recovered)."""
     with _lock:
         _breakers.clear()
         _opened_at.clear()
+        _woken.clear()
     metrics.BREAKER_STATE.clear()

@@ -40,6 +40,13 @@ class Delivery(BaseModel):
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
     provider = models.CharField(max_length=64, blank=True, default="", help_text="The provider that took it.")
     address = models.CharField(max_length=512, blank=True, default="")
+    destination = models.CharField(
+        max_length=600,
+        blank=True,
+        default="",
+        help_text="provider@host of its only provider, known when it was queued (a hint: a fresh claim "
+        "leaves it out while that breaker is open); empty when unknown or when it has a fallback.",
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     provider_message_id = models.CharField(max_length=200, blank=True, default="", db_index=True)

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from channels import contact, keys, selectors
 from channels.adapters.sendgrid import OPT_OUT, UNDELIVERABLE, Outcome
-from channels.breaker import any_open, breaker_for, destination_host, open_for
+from channels.breaker import any_open, breaker_for, destination_host, destination_key, open_destinations, open_for
 from channels.models import (
     ContactPolicy,
     Delivery,
@@ -100,6 +100,7 @@ def deliver(
                 customer_id=customer_id,
                 content=content,
                 fallback=list(fallback or []),
+                destination=_destination_hint(channel=channel, customer_id=customer_id, fallback=fallback or []),
                 queued_at=timezone.now(),
             )
             # After commit, in the caller's trace (a journey step routing an event): the send
@@ -109,6 +110,28 @@ def deliver(
         # A concurrent call with the same key won the insert: that one is the delivery.
         return Delivery.objects.get(idempotency_key=idempotency_key)
     return delivery
+
+
+def _destination_hint(*, channel: str, customer_id: UUID, fallback: list[str]) -> str:
+    """Where the delivery will go, as its breaker is keyed (provider@host), when it has one
+    provider: a fresh claim leaves it out while that breaker is open, so a host that is down
+    costs no claims. Empty (never left out) with several providers, since a healthy fallback
+    must not wait on the primary, and when the destination is not known. At most one read (a
+    webhook's URL is the customer's trait); the claim still resolves the address itself."""
+    names = selectors.providers_for(channel=channel, fallback=fallback)
+    if len(names) != 1:
+        return ""
+    config = settings.CHANNELS_PROVIDERS[names[0]]
+    address = ""
+    if not config.get("base_url") and not config.get("host"):
+        if channel != DeliveryChannel.WEBHOOK:
+            return ""
+        traits = Customer.objects.filter(id=customer_id).values_list("traits", flat=True).first()
+        url = (traits or {}).get("webhook_url") if isinstance(traits, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return ""
+        address = url
+    return destination_key(names[0], destination_host(config, address))[:600]
 
 
 def send_enqueue(delivery_id: str) -> None:
@@ -170,6 +193,7 @@ def deliveries_attempt(
     fresh: int = 0,
     only_fresh: bool = False,
     on_full: Callable[[], None] | None = None,
+    on_parked: Callable[[float], None] | None = None,
 ) -> dict[UUID, AttemptResult]:
     """delivery_attempt for the given deliveries and up to `fresh` more that are queued and were
     never tried (oldest first, SKIP LOCKED): one claim, set-based checks, the sends in parallel
@@ -179,7 +203,10 @@ def deliveries_attempt(
     its own retry task, so its backoff holds). Returns a result for every delivery it took or
     was given; those with `retry_in` need a task again that many seconds from now. `on_full`
     runs before the sends when the claim took all `fresh` it could: more may be waiting, and a
-    task started then works on them while these are sent."""
+    task started then works on them while these are sent. The fresh claim leaves out deliveries
+    whose destination has an open breaker in this process; `on_parked(seconds)` runs once per
+    breaker opening, with the seconds until its half-open trial: a task must claim again then,
+    or those left out would wait for the queued sweeper."""
     results: dict[UUID, AttemptResult] = {}
     # Those whose providers are all known down in this process wait for the half-open trial
     # without a write, an attempt, or a request to the provider.
@@ -187,7 +214,12 @@ def deliveries_attempt(
     for delivery_id, seconds in waits.items():
         results[delivery_id] = AttemptResult(status=DeliveryStatus.QUEUED, retry_in=seconds)
     wanted = [delivery_id for delivery_id in delivery_ids if delivery_id not in waits]
-    claims = _claim_many(wanted, fresh=fresh, only_fresh=only_fresh) if wanted or fresh else []
+    parked: list[str] = []
+    if fresh:
+        parked, wake_in = open_destinations()
+        if wake_in is not None and on_parked is not None:
+            on_parked(wake_in)
+    claims = _claim_many(wanted, fresh=fresh, only_fresh=only_fresh, parked=parked) if wanted or fresh else []
     taken = {claim.delivery.id for claim in claims}
     if on_full is not None and fresh and len(claims) - len(taken & set(wanted)) >= fresh:
         on_full()
@@ -228,9 +260,11 @@ _DELIVERY_COLUMNS = [field.column for field in Delivery._meta.concrete_fields]
 _NEVER_TRIED = "status = 'queued' AND attempts = 0 AND last_error = ''"
 # The claim as one statement: lock the rows, check they are still queued and take them, where
 # an ORM select_for_update + save costs two statements per delivery. The given ids wait for a
-# row lock held elsewhere (and then see it is taken); the fresh ones skip locked rows.
+# row lock held elsewhere (and then see it is taken); the fresh ones skip locked rows and those
+# whose destination hint has an open breaker here (an empty list while none is open).
 _CLAIM_SQL = (
     f"WITH fresh AS (SELECT id FROM {_TABLE} WHERE {_NEVER_TRIED} AND NOT id = ANY(%s::uuid[]) "  # noqa: S608
+    "AND NOT destination = ANY(%s::text[]) "
     "ORDER BY status, created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
     f"UPDATE {_TABLE} SET status = %s, attempts = attempts + 1, updated_at = %s "
     "WHERE status = 'queued' AND id IN (SELECT unnest(%s::uuid[]) UNION ALL SELECT id FROM fresh) "
@@ -251,13 +285,20 @@ def _breakers_waits(delivery_ids: list[UUID]) -> dict[UUID, float]:
     if not any_open() or not delivery_ids:
         return {}
     rows = Delivery.objects.filter(id__in=delivery_ids, status=DeliveryStatus.QUEUED).values_list(
-        "id", "channel", "fallback", "address", "queued_at"
+        "id", "channel", "fallback", "address", "destination", "queued_at"
     )
     now = timezone.now()
     answer: dict[UUID, float] = {}
-    for delivery_id, channel, fallback, address, queued_at in rows:
+    for delivery_id, channel, fallback, address, destination, queued_at in rows:
         if (now - queued_at).total_seconds() > settings.CHANNELS_MAX_DEFER_SECONDS:
             continue  # waited long enough: the claim gives it up
+        if not address and destination:
+            # Never claimed yet: the hint recorded when it was queued names its one breaker.
+            provider, _, host = destination.partition("@")
+            wait = open_for(provider, host)
+            if wait > 0:
+                answer[delivery_id] = _breaker_delay(wait)
+            continue
         waits = []
         for name in selectors.providers_for(channel=channel, fallback=fallback):
             config = settings.CHANNELS_PROVIDERS[name]
@@ -270,7 +311,7 @@ def _breakers_waits(delivery_ids: list[UUID]) -> dict[UUID, float]:
     return answer
 
 
-def _claim_many(delivery_ids: list[UUID], *, fresh: int, only_fresh: bool) -> list[_Claim]:
+def _claim_many(delivery_ids: list[UUID], *, fresh: int, only_fresh: bool, parked: list[str]) -> list[_Claim]:
     """Take queued deliveries (status sending), then check whether each may go: the customer,
     consent, the address, the contact policy; a handful of queries for the whole batch. The
     claim is one statement on its own (a task that finds its delivery taken costs one round
@@ -280,7 +321,7 @@ def _claim_many(delivery_ids: list[UUID], *, fresh: int, only_fresh: bool) -> li
     deliveries = list(
         Delivery.objects.raw(
             _CLAIM_FRESH_SQL if only_fresh else _CLAIM_SQL,
-            [delivery_ids, fresh, DeliveryStatus.SENDING, timezone.now(), delivery_ids],
+            [delivery_ids, parked, fresh, DeliveryStatus.SENDING, timezone.now(), delivery_ids],
         )
     )
     if not deliveries:

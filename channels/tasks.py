@@ -30,6 +30,7 @@ def send_delivery(self: Task, delivery_id: str = "", retry: bool = False, group:
         fresh=max(0, settings.CHANNELS_SEND_BATCH - len(given)),
         only_fresh=not retry,
         on_full=_drain_more,
+        on_parked=_drain_at_trial,
     )
     _retry_later({other: result.retry_in for other, result in results.items() if other not in own})
     mine = results.get(own[0]) if own else None
@@ -42,6 +43,13 @@ def _drain_more() -> None:
     # A full batch: more never-tried deliveries may be waiting; another task takes the next
     # batch while this one sends.
     send_delivery.delay("")
+
+
+def _drain_at_trial(seconds: float) -> None:
+    # The claim left out never-tried deliveries to a destination whose breaker is open: a task
+    # that drains when the breaker lets its trial through takes them again (the trial, then the
+    # rest if it succeeded, or parked for a retry as any refused delivery if it failed).
+    send_delivery.apply_async(("",), countdown=seconds + 0.05)
 
 
 def _retry_later(delays: dict[UUID, float | None]) -> None:

@@ -99,3 +99,27 @@ def test_a_delivery_stuck_after_a_worker_crash_is_resent_with_the_same_idempoten
     tokens = {request.headers["I-Twilio-Idempotency-Token"] for request in http_sink.requests}
     assert (len(http_sink.requests), tokens) == (2, {"w-4"})
     assert Event.objects.filter(customer_id=customer.id, name="Message Sent").count() == 1
+
+
+def test_deliveries_to_a_host_behind_an_open_breaker_are_sent_once_it_recovers(
+    delivery_worker: Any, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch, providers: Any
+) -> None:
+    # Left out of the claims while the breaker is open, taken again at its half-open trial.
+    providers["sms_secondary"]["enabled"] = "false"  # as in the worker: twilio is the only one
+    monkeypatch.setenv("CHANNELS_BREAKER_FAIL_MAX", "3")
+    monkeypatch.setenv("CHANNELS_BREAKER_RESET_SECONDS", "1")
+    http_sink.default = (503, {}, b"down")
+    customer = customer_with(user_id="u1", phone=PHONE)
+    delivery_worker()
+    for n in range(3):
+        deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key=f"trip-{n}")
+    wait_until(lambda: len(http_sink.requests) >= 3, timeout=30, message="the breaker tripped")
+
+    waiting = [
+        deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key=f"wait-{n}")
+        for n in range(5)
+    ]
+    http_sink.default = (200, {}, b'{"sid": "SM0000000000000000000000000000000"}')
+
+    wait_until(lambda: all(_status(d) == "sent" for d in waiting), timeout=30, message="sent after recovery")
+    assert {d.destination for d in waiting} == {f"twilio@{http_sink.url.removeprefix('http://')}"}
