@@ -43,12 +43,8 @@ VIP_EVERY = 10
 
 import orjson  # noqa: E402
 
+from bench.cpu import process_ticks, redis_ticks  # noqa: E402
 from bench.wsgi_call import wsgi_call  # noqa: E402 - after sys.path is set
-
-
-def ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def backends_ticks(database: str) -> int:
@@ -63,21 +59,9 @@ def backends_ticks(database: str) -> int:
     total = 0
     for pid in pids:
         try:
-            total += ticks(pid)
+            total += process_ticks(pid)
         except OSError:
             continue
-    return total
-
-
-def redis_ticks() -> int:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().startswith(b"redis-server"):
-                    total += ticks(int(entry.name))
-            except OSError:
-                continue
     return total
 
 

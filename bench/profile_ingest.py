@@ -43,25 +43,9 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 import orjson  # noqa: E402
 
+from bench.cpu import process_ticks, redis_ticks  # noqa: E402
 from bench.traffic import Messages, publish_schemas  # noqa: E402 - after sys.path is set
 from bench.wsgi_call import wsgi_call  # noqa: E402
-
-
-def backend_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def redis_ticks() -> int:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().startswith(b"redis-server"):
-                    total += backend_ticks(int(entry.name))
-            except OSError:
-                continue
-    return total
 
 
 def main() -> int:
@@ -181,7 +165,7 @@ def main() -> int:
     for head, times in statements.items():
         print(f"  {times} x {head}")
     profiler = cProfile.Profile(time.process_time) if args.cprofile else None  # CPU, not waiting
-    pg0, redis0, cpu0, wall0 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
+    pg0, redis0, cpu0, wall0 = process_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
     pause = 1 / args.rate if args.rate else 0
@@ -193,7 +177,7 @@ def main() -> int:
             time.sleep(pause)
     if profiler:
         profiler.disable()
-    pg1, redis1, cpu1, wall1 = backend_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
+    pg1, redis1, cpu1, wall1 = process_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
     events = args.n * (args.batch if args.kind == "batch" else 1)
     python_ms = (cpu1 - cpu0) * 1000
     pg_ms = (pg1 - pg0) * 1000 / CLOCK_TICK

@@ -38,13 +38,9 @@ CACHE_DB = os.environ.get("BENCH_REDIS_CACHE_DB", "10")
 BROKER_DB = os.environ.get("BENCH_REDIS_BROKER_DB", "11")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
+from bench.cpu import process_ticks  # noqa: E402
 from bench.journeys import e2e_bodies  # noqa: E402 - after sys.path is set
 from bench.wsgi_call import wsgi_call  # noqa: E402
-
-
-def backend_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def main() -> int:
@@ -164,13 +160,13 @@ def main() -> int:
         rest = ids[2 * size :]
         profiler = cProfile.Profile(time.process_time) if args.cprofile and i == len(args.chunks) - 1 else None
         spent.clear()
-        pg0, cpu0, wall0 = backend_ticks(backend), time.process_time(), time.perf_counter()
+        pg0, cpu0, wall0 = process_ticks(backend), time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
         routed = route_all(rest, size)
         if profiler:
             profiler.disable()
-        pg1, cpu1, wall1 = backend_ticks(backend), time.process_time(), time.perf_counter()
+        pg1, cpu1, wall1 = process_ticks(backend), time.process_time(), time.perf_counter()
         assert routed >= len(rest), (routed, len(rest))
         py_us = (cpu1 - cpu0) * 1e6 / routed
         pg_us = (pg1 - pg0) * 1e6 / CLOCK_TICK / routed

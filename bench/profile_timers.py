@@ -42,6 +42,8 @@ REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_CACHE_DB", "12"))
 REDIS_BROKER_DB = int(os.environ.get("BENCH_REDIS_BROKER_DB", "13"))
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
+from bench.cpu import process_ticks  # noqa: E402 - after sys.path is set
+
 JOURNEYS: dict[str, dict[str, Any]] = {
     "wait": {
         "trigger": {"type": "api"},
@@ -67,11 +69,6 @@ JOURNEYS: dict[str, dict[str, Any]] = {
         },
     },
 }
-
-
-def backend_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def seed(count: int, journey: str) -> Any:
@@ -169,13 +166,13 @@ def main() -> int:
         print(f"  {times:5d}  {head}")
 
     profiler = cProfile.Profile() if args.cprofile else None
-    cpu0, pg0, wall0 = time.process_time(), backend_ticks(backend), time.perf_counter()
+    cpu0, pg0, wall0 = time.process_time(), process_ticks(backend), time.perf_counter()
     if profiler is not None:
         profiler.enable()
     fired = services.timers_tick(now=due, batch=batch, max_batches=10**6)
     if profiler is not None:
         profiler.disable()
-    cpu, pg, wall = time.process_time() - cpu0, (backend_ticks(backend) - pg0) / CLOCK_TICK, time.perf_counter() - wall0
+    cpu, pg, wall = time.process_time() - cpu0, (process_ticks(backend) - pg0) / CLOCK_TICK, time.perf_counter() - wall0
     batches = -(-fired // batch)
     print(
         f"\nfired {fired} timers in {batches} batches of {batch}: wall {wall:.2f} s ({fired / wall:,.0f}/s), "
