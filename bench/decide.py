@@ -1,12 +1,12 @@
 """`make bench-decide`: POST /v1/decide latency at a fixed rate beside the machine's own ceiling.
 
-Runs the service as in production (gunicorn with production settings, PostgreSQL, Redis, one
-Celery worker on the routing queue) on the bench database, seeds the demo (`seed_demo`: the VIP
-routing journey published for placement `support_entry`), identifies a population of
-customers through /v1/batch (every tenth with trait `vip`), then drives the load from a separate
-process (wrk, or bench/loadgen.py) and prints:
+Runs the service as in production (the web server as `manage.py serve` runs it, production settings,
+PostgreSQL, Redis, one Celery worker on the routing queue) on the bench database, seeds the demo
+(`seed_demo`: the VIP routing journey published for placement `support_entry`), identifies a
+population of customers through /v1/batch (every tenth with trait `vip`), then drives the load from
+a separate process (wrk, or bench/loadgen.py) and prints:
 
-- the ceiling, measured in the same run under the same gunicorn: req/s of the no-op DRF view
+- the ceiling, measured in the same run under the same web server: req/s of the no-op DRF view
   (closed loop) and the CPU per request of each role while it ran, and its p50/p95/p99 at the
   target rate (open loop);
 - /v1/decide: saturation req/s (closed loop), then p50/p95/p99 and the achieved rate at the
@@ -53,6 +53,7 @@ from bench.ingest import (
     table,
     wait_drained,
 )
+from config.core.server import DEFAULT_THREADS
 
 TARGET_RPS = 1_000
 TARGET_P99_MS = 10.0
@@ -120,15 +121,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
     parser.add_argument("--rate", type=int, default=TARGET_RPS, help="open-loop rate, requests/s (default 1000)")
     parser.add_argument("--people", type=int, default=5000, help="customers identified before the run")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread only)")
+    parser.add_argument("--workers", type=int, default=2, help="web server worker processes (as served: 2)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per web worker")
     parser.add_argument("--connections", type=int, default=0, help="closed-loop connections (default 2 per slot)")
     parser.add_argument("--open-connections", type=int, default=32, help="open-loop connections")
     parser.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk is there")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    slots = args.workers * (args.threads if args.worker_class == "gthread" else 1)
+    slots = args.workers * args.threads
     connections = args.connections or max(4, 2 * slots)
     os.environ["BENCH_PEOPLE"] = str(args.people)  # the load draws its customers from the population
 
@@ -146,7 +146,7 @@ def main() -> int:
         "command": " ".join(["make bench-decide", *sys.argv[1:]]) if sys.argv[1:] else "make bench-decide",
         "machine": info,
         "config": {
-            "gunicorn": {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads},
+            "web": {"server": "granian", "workers": args.workers, "threads": args.threads},
             "closed_loop_connections": connections,
             "open_loop_connections": args.open_connections,
             "seconds": args.seconds,
@@ -162,7 +162,7 @@ def main() -> int:
     conn = psycopg.connect(f"{PG}/{DB_NAME}", autocommit=True)
     try:
         services.start()
-        log(f"gunicorn {' '.join(services.gunicorn_argv()[3:])}; logs in {logdir}")
+        log(f"{' '.join(services.web_argv()[2:])}; logs in {logdir}")
         log(f"identifying {args.people} customers")
         identify_population(services.url, write_key, args.people)
         wait_drained(conn, 120)

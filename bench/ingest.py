@@ -1,11 +1,12 @@
 """`make bench-ingest`: ingestion throughput and latency beside the machine's own ceilings.
 
-Runs the service as in production (gunicorn with production settings, PostgreSQL, Redis, one
-Celery worker on the routing queue) on its own database and Redis databases, drives it from a
-separate load process (wrk, or a Python generator when wrk cannot be had), and prints:
+Runs the service as in production (the web server as `manage.py serve` runs it, production settings,
+PostgreSQL, Redis, one Celery worker on the routing queue) on its own database and Redis databases,
+drives it from a separate load process (wrk, or a Python generator when wrk cannot be had), and
+prints:
 
 - the ceilings, measured in the same run: PostgreSQL COPY rows/s into a scratch table shaped and
-  indexed like profiles_event, and the req/s of a no-op DRF view served by the same gunicorn;
+  indexed like profiles_event, and the req/s of a no-op DRF view served by the same web server;
 - /v1/batch with 100 events per request: events/s durably stored (rows counted in
   profiles_event afterwards), and that the routing worker drained the outbox;
 - /v1/track: saturation req/s, then p50/p99 latency at 70% of that rate under open-loop load.
@@ -43,6 +44,10 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.core.server import DEFAULT_THREADS, web_argv  # noqa: E402 - after the path is set
+
 PYTHON = sys.executable
 PG = "postgres://postgres@127.0.0.1:5432"
 # Overridable so a smoke run does not drop the database a recorded run is using.
@@ -169,7 +174,7 @@ def free_port() -> int:
 
 
 class Services:
-    """gunicorn and one Celery worker, in their own process groups, stopped on exit."""
+    """The web server and one Celery worker, in their own process groups, stopped on exit."""
 
     def __init__(self, env: dict[str, str], args: argparse.Namespace, logdir: Path):
         self.env = env
@@ -178,17 +183,9 @@ class Services:
         self.port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def gunicorn_argv(self) -> list[str]:
-        argv = [
-            PYTHON, "-m", "gunicorn", "config.wsgi",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.args.workers),
-            "--worker-class", self.args.worker_class,
-            "--backlog", "2048",
-        ]  # fmt: skip
-        if self.args.worker_class == "gthread":
-            argv += ["--threads", str(self.args.threads)]
-        return argv
+    def web_argv(self) -> list[str]:
+        """The web server as `manage.py serve` runs it (config/core/server.py)."""
+        return web_argv(PYTHON, host="127.0.0.1", port=self.port, workers=self.args.workers, threads=self.args.threads)
 
     def celery_argv(self) -> list[str]:
         return [
@@ -198,7 +195,7 @@ class Services:
         ]  # fmt: skip
 
     def start(self) -> None:
-        for name, argv in (("gunicorn", self.gunicorn_argv()), ("celery", self.celery_argv())):
+        for name, argv in (("web", self.web_argv()), ("celery", self.celery_argv())):
             out = (self.logdir / f"{name}.log").open("wb")
             self.processes[name] = subprocess.Popen(
                 argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -212,12 +209,12 @@ class Services:
                 if answer.status == 200:
                     return
             time.sleep(0.2)
-        raise SystemExit("gunicorn did not answer within 60 s")
+        raise SystemExit("the web server did not answer within 60 s")
 
     @property
     def groups(self) -> dict[str, int]:
         """Process groups by role (each was started in a session of its own)."""
-        return {"web": self.processes["gunicorn"].pid, "worker": self.processes["celery"].pid}
+        return {"web": self.processes["web"].pid, "worker": self.processes["celery"].pid}
 
     @property
     def url(self) -> str:
@@ -407,7 +404,7 @@ PG_BACKGROUND = ("walwriter", "checkpointer", "background writer", "autovacuum",
 def process_cpu(groups: dict[str, int]) -> dict[int, tuple[str, int]]:
     """CPU ticks used so far by each process this run cares about, with its role.
 
-    web and worker are gunicorn's and Celery's process groups; postgres is the backends serving
+    web and worker are the web server's and Celery's process groups; postgres is the backends serving
     the bench database; postgres-shared (WAL writer, checkpointer...) and redis serve the other
     users of this machine too.
     """
@@ -491,9 +488,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="length of each measured load (default 20)")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
     parser.add_argument("--copy-rows", type=int, default=200_000)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread only)")
+    parser.add_argument("--workers", type=int, default=2, help="web server worker processes (as served: 2)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per web worker")
     parser.add_argument("--connections", type=int, default=0, help="closed-loop connections (default 2 per slot)")
     parser.add_argument("--open-connections", type=int, default=32, help="open-loop connections")
     parser.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk is there")
@@ -503,10 +499,10 @@ def main() -> int:
         "--schemas", choices=["warn", "enforce"], help="validate every message against published schemas"
     )
     args = parser.parse_args()
-    # A TERM (timeout, kill) still stops gunicorn and the worker through the finally below.
+    # A TERM (timeout, kill) still stops the web server and the worker through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     only = set(args.only or ["noop", "batch", "track"])
-    slots = args.workers * (args.threads if args.worker_class == "gthread" else 1)
+    slots = args.workers * args.threads
     connections = args.connections or max(4, 2 * slots)
 
     wrk = None if args.python_load else ensure_wrk()
@@ -530,7 +526,7 @@ def main() -> int:
         "command": " ".join(["make bench-ingest", *sys.argv[1:]]) if sys.argv[1:] else "make bench-ingest",
         "machine": info,
         "config": {
-            "gunicorn": {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads},
+            "web": {"server": "granian", "workers": args.workers, "threads": args.threads},
             "celery": "1 prefork child, queue routing",
             "closed_loop_connections": connections,
             "open_loop_connections": args.open_connections,
@@ -549,7 +545,7 @@ def main() -> int:
     conn = psycopg.connect(f"{PG}/{DB_NAME}", autocommit=True)
     try:
         services.start()
-        log(f"gunicorn {' '.join(services.gunicorn_argv()[3:])}; logs in {logdir}")
+        log(f"{' '.join(services.web_argv()[2:])}; logs in {logdir}")
         load = Load(services.url, write_key, wrk, logdir)
 
         if "noop" in only:

@@ -1,9 +1,9 @@
 """`make bench-journeys`: journeys end to end, and durable timers falling due together.
 
-Runs the service as in production (gunicorn with production settings, PostgreSQL, Redis, a
-Celery worker on the routing and journeys queues with beat embedded for the 1 s timer tick) on
-the bench database, seeds the demo (`seed_demo`: the three demo journeys published), and
-measures:
+Runs the service as in production (the web server as `manage.py serve` runs it, production settings,
+PostgreSQL, Redis, a Celery worker on the routing and journeys queues with beat embedded for the 1 s
+timer tick) on the bench database, seeds the demo (`seed_demo`: the three demo journeys published),
+and measures:
 
 1. End to end, ingestion to the action recorded: events are sent through /v1/batch at a fixed
    rate (default 1,000 events/s, in batches of 20) with a mix that triggers and ends the demo
@@ -63,6 +63,7 @@ from bench.ingest import (
     table,
     wait_drained,
 )
+from config.core.server import DEFAULT_THREADS
 
 TARGET_E2E_P50_MS = 50.0
 TARGET_E2E_P99_MS = 250.0
@@ -286,9 +287,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured load first (its own customers)")
     parser.add_argument("--people", type=int, default=20_000, help="customers the events are spread over")
     parser.add_argument("--timers", type=int, default=10_000, help="timers falling due together (default 10000)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread only)")
+    parser.add_argument("--workers", type=int, default=2, help="web server worker processes (as served: 2)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per web worker")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery prefork children")
     parser.add_argument("--connections", type=int, default=8, help="sending connections")
     parser.add_argument(
@@ -311,7 +311,7 @@ def main() -> int:
         "command": " ".join(["make bench-journeys", *sys.argv[1:]]) if sys.argv[1:] else "make bench-journeys",
         "machine": info,
         "config": {
-            "gunicorn": {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads},
+            "web": {"server": "granian", "workers": args.workers, "threads": args.threads},
             "celery": f"{args.worker_concurrency} prefork children, queues routing and journeys, beat embedded",
             "rate": args.rate,
             "seconds": args.seconds,
@@ -328,7 +328,7 @@ def main() -> int:
     run = f"jb{int(time.time())}"
     try:
         services.start()
-        log(f"gunicorn {' '.join(services.gunicorn_argv()[3:])}; logs in {logdir}")
+        log(f"{' '.join(services.web_argv()[2:])}; logs in {logdir}")
         sender = Sender(services.url, write_key, args.connections)
 
         if "e2e" in only:

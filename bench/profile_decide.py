@@ -1,6 +1,6 @@
 """Where a POST /v1/decide request's time goes, without HTTP or a load generator in the way.
 
-Calls the WSGI application in-process (the lean /v1 handler, as gunicorn serves it) for N decide
+Calls the WSGI application in-process (the lean /v1 handler, as the web server calls it) for N decide
 requests against its own database and Redis databases, the demo seeded (the VIP routing journey
 on placement `support_entry`) and a population identified (every tenth customer a VIP, as
 bench/decide.py does), and reports the CPU each request costs: this Python process, the

@@ -106,7 +106,7 @@ def main() -> int:
 
     from config.core.wsgi import application as source_api_application
 
-    # As gunicorn serves it (config.wsgi: /v1 through the lean handler), or everything through
+    # As the web server calls it (config.wsgi: /v1 through the lean handler), or everything through
     # settings.MIDDLEWARE with --full-stack.
     application: Any = get_wsgi_application() if args.full_stack else source_api_application()
     if args.schemas:

@@ -1,10 +1,10 @@
 """`make bench-sessions`: session reads and writes as a channel makes them, beside Redis's own figures.
 
-Runs the service as in production (gunicorn with production settings, PostgreSQL, Redis) on its own
-database (throughline_bench_sessions) and its own Redis server: a private `redis-server` on a free
-port, started and stopped here, keeping nothing on disk like the machine's. A private server,
-because Redis's counters (INFO stats, commandstats) are per server, and other agents' test runs use
-the shared one: here every command counted is ours. Then it prints:
+Runs the service as in production (the web server as `manage.py serve` runs it, production settings,
+PostgreSQL, Redis) on its own database (throughline_bench_sessions) and its own Redis server: a
+private `redis-server` on a free port, started and stopped here, keeping nothing on disk like the
+machine's. A private server, because Redis's counters (INFO stats, commandstats) are per server, and
+other agents' test runs use the shared one: here every command counted is ours. Then it prints:
 
 - raw Redis, measured in the same run on the same server: redis-benchmark GET/SET (50 clients),
   requests/s and p50/p99, unpipelined and pipelined 16 deep;
@@ -15,11 +15,11 @@ the shared one: here every command counted is ours. Then it prints:
   with If-Match) from two wrk processes paced open-loop by a Lua schedule, so GET and PATCH
   latencies are measured apart: p50/p90/p99/p99.9 each, against the targets GET p99 <= 5 ms and
   PATCH p99 <= 10 ms;
-- CPU per request in each paced run (gunicorn processes, the PostgreSQL backends of the bench
-  database, the private Redis), a cost that does not move with the neighbours' load;
-- the saturation throughput at that moment, with gunicorn's CPU per request, of a WSGI callable
-  that does nothing (gunicorn's own cost, same worker settings), of /healthz (a plain Django view
-  behind settings.MIDDLEWARE) and of a session GET;
+- CPU per request in each paced run (the web server's processes, the PostgreSQL backends of the
+  bench database, the private Redis), a cost that does not move with the neighbours' load;
+- the saturation throughput at that moment, with the web server's CPU per request, of a WSGI
+  callable that does nothing (the server's own cost, same worker settings), of /healthz (a plain
+  Django view behind settings.MIDDLEWARE) and of a session GET;
 - the load on the machine before and after (other agents share its 2 cores).
 
 Latency is wrk's: from a request's send to its response, on loopback. Results also go to
@@ -50,6 +50,10 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.core.server import DEFAULT_THREADS, web_argv  # noqa: E402 - after the path is set
+
 PYTHON = sys.executable
 PG = "postgres://postgres@127.0.0.1:5432"
 DB_NAME = "throughline_bench_sessions"
@@ -250,14 +254,14 @@ def wait_for_server(port: int, process: subprocess.Popen[bytes], logfile: Path) 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited at start; see {logfile}")
+            raise SystemExit(f"the web server exited at start; see {logfile}")
         with contextlib.suppress(OSError, http.client.HTTPException):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz")
             if conn.getresponse().status == 200:
                 return
         time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer within 60 s")
+    raise SystemExit("the web server did not answer within 60 s")
 
 
 def seed(port: int, write_key: str, count: int) -> list[str]:
@@ -382,7 +386,7 @@ def postgres_backends() -> list[int]:
 
 
 def bare_application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """A WSGI callable that does nothing: what gunicorn itself costs per request."""
+    """A WSGI callable that does nothing: what the web server itself costs per request."""
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
     return [b"{}"]
 
@@ -402,18 +406,16 @@ def _closed_loop(url: str, pids: list[int]) -> tuple[float, float]:
 def ceilings(
     args: argparse.Namespace, port: int, write_key: str, ids: list[str], workdir: Path, web_pid: int
 ) -> dict[str, float]:
-    """Saturation throughput and gunicorn CPU per request, closed loop, right now: a WSGI
-    callable that does nothing under the same gunicorn settings (gunicorn's own cost), /healthz
+    """Saturation throughput and web server CPU per request, closed loop, right now: a WSGI
+    callable that does nothing under the same server settings (the server's own cost), /healthz
     (a plain Django view behind settings.MIDDLEWARE) and a session GET."""
     ids_file = workdir / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     bare_port = free_port()
-    argv = [
-        PYTHON, "-m", "gunicorn", "bench.sessions:bare_application", "--bind", f"127.0.0.1:{bare_port}",
-        "--workers", str(args.workers), "--worker-class", args.worker_class, "--backlog", "2048",
-    ]  # fmt: skip
-    if args.worker_class == "gthread":
-        argv += ["--threads", str(args.threads)]
+    argv = web_argv(
+        PYTHON, app="bench.sessions:bare_application", host="127.0.0.1", port=bare_port, workers=args.workers,
+        threads=args.threads,
+    )  # fmt: skip
     bare = subprocess.Popen(
         argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -500,9 +502,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=2000, help="sessions seeded before the load")
     parser.add_argument("--connections", type=int, default=40, help="wrk connections, split GET/PATCH")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
-    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
+    parser.add_argument("--workers", type=int, default=2, help="web server worker processes (as served: 2)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per web worker")
     args = parser.parse_args()
 
     require("wrk")
@@ -531,14 +532,9 @@ def main() -> None:
         }
 
         port = free_port()
-        logfile = workdir / "gunicorn.log"
-        argv = [
-            PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-            "--worker-class", args.worker_class, "--backlog", "2048",
-        ]  # fmt: skip
-        if args.worker_class == "gthread":
-            argv += ["--threads", str(args.threads)]
-        gunicorn = subprocess.Popen(
+        logfile = workdir / "web.log"
+        argv = web_argv(PYTHON, host="127.0.0.1", port=port, workers=args.workers, threads=args.threads)
+        web = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=env,
@@ -547,27 +543,27 @@ def main() -> None:
             start_new_session=True,
         )
         try:
-            wait_for_server(port, gunicorn, logfile)
+            wait_for_server(port, web, logfile)
             log(f"seeding {args.sessions} sessions")
             ids = seed(port, write_key, args.sessions)
             log("counting Redis round trips per call")
             round_trips = count_round_trips(redis_port, port, write_key, ids)
             log("saturation ceilings (closed loop, 5 s each)")
-            ceiling = ceilings(args, port, write_key, ids, workdir, gunicorn.pid)
-            pids = {"web": [gunicorn.pid], "redis": [redis_pid]}
+            ceiling = ceilings(args, port, write_key, ids, workdir, web.pid)
+            pids = {"web": [web.pid], "redis": [redis_pid]}
             loads = [
                 mixed_load(args, float(rate), port, write_key, ids, workdir, pids) for rate in args.rates.split(",")
             ]
         finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(gunicorn.pid, signal.SIGTERM)
+                os.killpg(web.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                gunicorn.wait(timeout=15)
+                web.wait(timeout=15)
 
     report = {
         "when": datetime.now(UTC).isoformat(),
         "machine": machine,
-        "gunicorn": {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads},
+        "web": {"server": "granian", "workers": args.workers, "threads": args.threads},
         "redis_benchmark": raw,
         "round_trips": round_trips,
         "ceilings": ceiling,
@@ -599,7 +595,7 @@ def print_report(report: dict[str, Any]) -> None:
         )
     ceiling = report["ceilings"]
     print(
-        f"Saturation now (gunicorn CPU per request): bare WSGI {ceiling['bare_wsgi_rps']:,.0f} req/s "
+        f"Saturation now (web server CPU per request): bare WSGI {ceiling['bare_wsgi_rps']:,.0f} req/s "
         f"({ceiling['bare_wsgi_cpu_ms']} ms), /healthz {ceiling['healthz_rps']:,.0f} req/s "
         f"({ceiling['healthz_cpu_ms']} ms), session GET {ceiling['session_get_rps']:,.0f} req/s "
         f"({ceiling['session_get_cpu_ms']} ms)"

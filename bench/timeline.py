@@ -3,13 +3,13 @@
 Seeds its own database (throughline_bench_timeline) with one customer holding 10,000 events on
 five channels, sessions started and ended, consent changes and two merged profiles, among
 100,000 events of 1,000 other customers (so the indexes, not an empty table, are measured).
-Serves it as in production (gunicorn, 2 sync workers, production settings, PostgreSQL and
+Serves it as in production (granian as `manage.py serve` runs it, production settings, PostgreSQL and
 Redis for the token throttle), then walks every page of the timeline over HTTP keep-alive:
 
 - sequential: one client, every page twice (about 400 requests);
 - concurrent: four clients walking every page at once, for the latency under contention.
 
-Prints p50/p90/p99/max per run, as the client saw them and as gunicorn's access log timed them
+Prints p50/p90/p99/max per run, as the client saw them and as the server's access log timed them
 inside the server (the difference is time spent waiting for a CPU), the plan PostgreSQL uses
 for the events of a deep page, and the machine's load (it is shared with other agents' test
 runs), and writes
@@ -40,6 +40,10 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.core.server import DEFAULT_THREADS, web_argv  # noqa: E402 - after the path is set
+
 PYTHON = sys.executable
 PG = "postgres://postgres@127.0.0.1:5432"
 DB_NAME = "throughline_bench_timeline"
@@ -208,26 +212,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_gunicorn(env: dict[str, str], port: int, workers: int, logdir: Path) -> subprocess.Popen[bytes]:
-    out = (logdir / "gunicorn.log").open("wb")
-    argv = [
-        PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        # Each request's time inside the worker (microseconds), to tell the service's own time
-        # from the time the client waited on a machine shared with other work.
-        "--access-logfile", str(logdir / "access.log"), "--access-logformat", "%(D)s %(s)s %(U)s",
-    ]  # fmt: skip
+def start_web(env: dict[str, str], port: int, workers: int, threads: int, logdir: Path) -> subprocess.Popen[bytes]:
+    """The web server as `manage.py serve` runs it, with its access log on: each request's time
+    inside the server, to tell the service's own time from the time the client waited on a
+    machine shared with other work. granian writes access lines to its log (stdout)."""
+    out = (logdir / "web.log").open("wb")
+    argv = web_argv(PYTHON, host="127.0.0.1", port=port, workers=workers, threads=threads)
+    argv[-1:-1] = ["--access-log", "--access-log-fmt", "ACCESS %(dt_ms).3f %(status)d %(path)s"]
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited at start; see {logdir / 'gunicorn.log'}")
+            raise SystemExit(f"the web server exited at start; see {logdir / 'web.log'}")
         with contextlib.suppress(OSError):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz")
             if conn.getresponse().status == 200:
                 return process
         time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer within 60 s")
+    raise SystemExit("the web server did not answer within 60 s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -265,20 +268,23 @@ def walk(port: int, path: str, token: str, page_size: int, latencies: list[float
 
 
 def server_times(logdir: Path, path: str, skip: int) -> list[float]:
-    """Milliseconds inside gunicorn for each timeline request after the first `skip`."""
+    """Milliseconds inside the web server for each timeline request after the first `skip`."""
     times = []
-    for line in (logdir / "access.log").read_text().splitlines():
-        micros, status, url = line.split(" ", 2)
+    for line in (logdir / "web.log").read_text().splitlines():
+        _, marker, rest = line.partition("ACCESS ")
+        if not marker:
+            continue
+        millis, status, url = rest.split(" ", 2)
         if url == path and status == "200":
-            times.append(int(micros) / 1000)
+            times.append(float(millis))
     return times[skip:]
 
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(gunicorn_pgid: int) -> dict[str, float]:
-    """CPU used so far by the web server (gunicorn's process group) and by the PostgreSQL
+def cpu_seconds(web_pgid: int) -> dict[str, float]:
+    """CPU used so far by the web server (its process group) and by the PostgreSQL
     backends serving the bench database: what a request costs, whatever else the machine runs."""
     used = {"web": 0.0, "postgres": 0.0}
     for entry in Path("/proc").iterdir():
@@ -291,7 +297,7 @@ def cpu_seconds(gunicorn_pgid: int) -> dict[str, float]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-        if int(fields[2]) == gunicorn_pgid:
+        if int(fields[2]) == web_pgid:
             used["web"] += seconds
         elif cmdline.startswith("postgres: ") and DB_NAME in cmdline:
             used["postgres"] += seconds
@@ -334,7 +340,8 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--passes", type=int, default=2, help="Sequential walks over every page.")
     parser.add_argument("--clients", type=int, default=4, help="Concurrent walkers in the second run.")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers.")
+    parser.add_argument("--workers", type=int, default=2, help="web server worker processes (as served: 2)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per web worker")
     args = parser.parse_args()
 
     env = bench_env()
@@ -353,7 +360,7 @@ def main() -> None:
     connections.close_all()
 
     port = free_port()
-    server = start_gunicorn(env, port, args.workers, logdir)
+    server = start_web(env, port, args.workers, args.threads, logdir)
     path = f"/api/v1/customers/{seeded['customer_id']}/timeline"
     try:
         walk(port, path, seeded["token"], args.page_size, [], [])  # warm-up: connections, caches
@@ -390,7 +397,7 @@ def main() -> None:
             "other_events": args.noise_events,
             "other_customers": args.noise_customers,
         },
-        "server": f"gunicorn, {args.workers} sync workers, config.settings.production",
+        "server": f"granian, {args.workers} workers x {args.threads} threads, config.settings.production",
         "page_size": args.page_size,
         "cpu_ms_per_request": cpu_ms,
         "sequential": summary(sequential),

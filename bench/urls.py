@@ -1,5 +1,5 @@
 """The service's own URLs, and /bench/noop: a DRF @api_view that does nothing, as the ceiling
-for a request through the same stack (gunicorn, middleware, DRF) that does no work."""
+for a request through the same stack (the web server, middleware, DRF) that does no work."""
 
 from django.urls import include, path
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes

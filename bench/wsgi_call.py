@@ -1,4 +1,4 @@
-"""One in-process WSGI call, as gunicorn would make it: the profilers (bench/profile_*.py) use it
+"""One in-process WSGI call, as the web server makes it: the profilers (bench/profile_*.py) use it
 to time the application without HTTP or a load generator in the way."""
 
 import io

@@ -1,5 +1,5 @@
-"""WSGI entry point (gunicorn config.wsgi): /v1 through a lean middleware stack, the rest
-through settings.MIDDLEWARE (config/core/wsgi.py says why)."""
+"""WSGI entry point (`granian --interface wsgi config.wsgi:application`, config/core/server.py):
+/v1 through a lean middleware stack, the rest through settings.MIDDLEWARE (config/core/wsgi.py says why)."""
 
 import os
 

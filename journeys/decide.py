@@ -26,7 +26,6 @@ DECIDE_RECORD_LINGER_MS (0: in the request, before the answer); see "Recording d
 for what that trades and how an answered id still resolves.
 """
 
-import atexit
 import functools
 import hashlib
 import logging
@@ -49,6 +48,7 @@ from django.utils import timezone
 from config.core import metrics, ratelimit
 from config.core import redis as tl_redis
 from config.core.errors import RateLimited
+from config.core.server import at_worker_exit
 from journeys import contracts as journey_contracts
 from journeys.conditions import Condition, ConditionError, EvalContext, EventHistory, compile_condition
 from journeys.models import Decision, JourneyVersion, Segment, SegmentMembership, VersionStatus
@@ -593,8 +593,9 @@ class UnknownPlacement(Exception):
 # oldest row has waited that long (or DECIDE_RECORD_MAX_BATCH rows wait). The trade-off, bounded by
 # the setting: for up to the linger a decision id may not resolve yet (decision_get waits for a
 # decision that young instead of answering 404), and a process killed without a clean exit
-# (SIGKILL, OOM, power) loses the rows it held, not the answers it gave. A clean exit (gunicorn's
-# graceful stop, interpreter exit) writes them: atexit flushes. 0 writes in the request.
+# (SIGKILL, OOM, power) loses the rows it held, not the answers it gave. A clean exit (the web
+# server's graceful stop, interpreter exit) writes them (config.core.server.at_worker_exit). 0
+# writes in the request.
 #
 # Whichever way, a row that cannot be written because the database is down stays in memory (at
 # most _PENDING_LIMIT rows) and is written with the next batch that reaches the database.
@@ -706,7 +707,7 @@ class DecisionRecorder:
         return True
 
     def _ensure_thread(self) -> None:
-        # After a fork (gunicorn workers) the parent's thread does not exist in the child.
+        # After a fork (web or Celery workers) the parent's thread does not exist in the child.
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             if self._pid != os.getpid():
                 self._pending = []  # the parent's rows: the parent writes them
@@ -745,7 +746,8 @@ class DecisionRecorder:
 
 
 recorder = DecisionRecorder()
-atexit.register(recorder.flush)
+# A clean stop writes what is held: interpreter exit, or a granian worker's graceful stop.
+at_worker_exit(recorder.flush)
 
 
 def decisions_pending() -> int:

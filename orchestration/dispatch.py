@@ -7,7 +7,6 @@ the broker. If sending fails, or the process dies with ids in memory, the events
 the outbox and the sweeper re-enqueues them: a broker outage delays routing, loses nothing.
 """
 
-import atexit
 import logging
 import os
 import threading
@@ -16,6 +15,7 @@ import time
 from django.conf import settings
 
 from config.core import observability
+from config.core.server import at_worker_exit
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ChunkDispatcher:
             send_chunks(pending, traces)
 
     def _ensure_thread(self) -> None:
-        # After a fork (gunicorn workers) the parent's thread does not exist in the child.
+        # After a fork (web or Celery workers) the parent's thread does not exist in the child.
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._pid = os.getpid()
             self._pending = []
@@ -113,4 +113,5 @@ class ChunkDispatcher:
 
 
 dispatcher = ChunkDispatcher()
-atexit.register(dispatcher.flush)
+# A clean stop writes what is held: interpreter exit, or a granian worker's graceful stop.
+at_worker_exit(dispatcher.flush)

@@ -2,7 +2,7 @@
 
 Names follow the Prometheus conventions: a unit suffix (`_seconds`, `_bytes`), `_total` on
 counters, and labels of bounded cardinality only (source names, channel and provider names,
-error codes; never customer ids or message ids). Under gunicorn and Celery the values are shared
+error codes; never customer ids or message ids). Under the web server and Celery the values are shared
 between processes through PROMETHEUS_MULTIPROC_DIR (see config/core/prometheus.py); gauges say
 how they combine.
 

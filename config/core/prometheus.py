@@ -3,9 +3,10 @@
 Multiprocess-safe: under gunicorn and Celery every process writes its samples to memory-mapped
 files in PROMETHEUS_MULTIPROC_DIR, and a scrape adds them up (`MultiProcessCollector`). The
 directory must be empty when the stack starts (`manage.py serve` wipes it) and dead processes
-are marked so their live gauges disappear (gunicorn's child_exit hook in config/gunicorn.py,
-Celery's worker_process_shutdown below). Without the variable (embedded mode, tests) the plain
-in-process registry is served.
+are marked so their live gauges disappear: Celery's worker_process_shutdown below, and at every
+scrape any process whose live-gauge files are there but which no longer exists (a web worker
+that the server replaced or that crashed: granian has no hook in its master for that). Without
+the variable (embedded mode, tests) the plain in-process registry is served.
 
 Queue depth, outbox depth and age and readiness describe shared state, so they are measured
 when scraped: one passive queue declaration per Celery queue (LLEN on Redis, a passive declare
@@ -56,6 +57,23 @@ def process_dead(pid: int) -> None:
     """Drop a finished process's live gauges (its counters keep counting in the totals)."""
     if multiprocess_dir():
         multiprocess.mark_process_dead(pid)
+
+
+def prune_dead_processes(directory: str) -> None:
+    """Mark dead every process that left live gauges and no longer runs (a PID can be reused,
+    in which case its files stay until that process ends too)."""
+    pids: set[int] = set()
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        suffix = path.stem.rsplit("_", 1)[1]
+        if suffix.isdigit():
+            pids.add(int(suffix))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:
+            pass  # it exists, under another user
 
 
 def celery_queues() -> list[str]:
@@ -167,6 +185,7 @@ _live.register(LiveCollector())
 def exposition() -> bytes:
     """The whole text exposition: recorded metrics, then the live ones."""
     if multiprocess_dir():
+        prune_dead_processes(multiprocess_dir())
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:

@@ -12,6 +12,7 @@ GETs and PATCHes are answered without Django's request machinery
 (orchestration/sessions/fast_path.py), with the same answers.
 """
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,6 +35,20 @@ SOURCE_API_SKIPS = frozenset(
 )
 
 StartResponse = Callable[..., Any]
+
+# What a request's environ may carry that also names a process environment variable.
+_REQUEST_KEYS = frozenset(
+    {
+        "AUTH_TYPE", "CONTENT_LENGTH", "CONTENT_TYPE", "GATEWAY_INTERFACE", "HTTPS", "PATH_INFO", "QUERY_STRING",
+        "REMOTE_ADDR", "REMOTE_HOST", "REMOTE_USER", "REQUEST_METHOD", "SCRIPT_NAME", "SERVER_NAME",
+        "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
+    }
+)  # fmt: skip
+
+
+def process_only_keys(environment: Iterable[str]) -> tuple[str, ...]:
+    """The process environment variables that are not request variables."""
+    return tuple(k for k in environment if k not in _REQUEST_KEYS and not k.startswith(("HTTP_", "wsgi.")))
 
 
 def source_api_middleware() -> list[str]:
@@ -60,8 +75,14 @@ class Dispatcher:
     def __init__(self, full: WSGIHandler, lean: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
         self.full = full
         self.lean = lean
+        # granian, like wsgiref, starts every environ from the server's os.environ: without
+        # this, request.META would carry DATABASE_URL, DJANGO_SECRET_KEY and the rest into
+        # anything that logs or reports a request.
+        self.process_keys = process_only_keys(os.environ)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        for key in self.process_keys:
+            environ.pop(key, None)
         handler = self.lean if environ.get("PATH_INFO", "").startswith(SOURCE_API_PREFIX) else self.full
         return handler(environ, start_response)
 

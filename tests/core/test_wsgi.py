@@ -3,6 +3,7 @@ settings.MIDDLEWARE, one URLconf for both."""
 
 import base64
 import io
+import os
 import sys
 from typing import Any
 
@@ -80,3 +81,21 @@ def test_everything_else_goes_through_settings_middleware(app: Dispatcher) -> No
     status, headers = _call(app, "GET", "/healthz")
     assert status == "200 OK"
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_process_environment_variables_are_taken_out_of_the_request_environ(monkeypatch: Any) -> None:
+    """granian, like wsgiref, builds each environ on top of os.environ: secrets in the server's
+    environment would otherwise be in request.META."""
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "not-for-requests")
+    seen: dict[str, Any] = {}
+
+    def handler(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        return [b""]
+
+    dispatcher = Dispatcher(handler, handler)  # type: ignore[arg-type] # a WSGI callable stands in for Django's
+    request = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/x", "HTTP_HOST": "h", "REMOTE_ADDR": "127.0.0.1"}
+    dispatcher({**os.environ, **request}, lambda *a: None)
+
+    assert "DJANGO_SECRET_KEY" not in seen
+    assert {k: seen[k] for k in request} == request

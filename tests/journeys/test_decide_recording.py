@@ -22,6 +22,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from config.core.server import web_argv
 from journeys import decide
 from journeys.demo import VIP_ROUTING
 from journeys.models import Decision
@@ -141,8 +142,9 @@ def _answers(url: str) -> bool:
 
 
 def test_a_clean_shutdown_writes_every_decision_answered(vip_journey: Any, source: Any) -> None:
-    """gunicorn stopped with SIGTERM (its graceful stop) while its worker holds answered
-    decisions that the linger (60 s here) would not have written yet: all of them are written."""
+    """The web server, as `manage.py serve` runs it, stopped with SIGTERM (its graceful stop)
+    while its worker holds answered decisions that the linger (60 s here) would not have written
+    yet: all of them are written."""
     port = _free_port()
     env = {
         **os.environ,
@@ -150,13 +152,13 @@ def test_a_clean_shutdown_writes_every_decision_answered(vip_journey: Any, sourc
         "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
     }
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=4),
         env=env,
         cwd=ROOT,
         start_new_session=True,
     )
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="gunicorn starts")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="the web server starts")
         ids = []
         for n in range(20):
             answer = requests.post(

@@ -6,13 +6,11 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from config import gunicorn as gunicorn_config
 from config.core.prometheus import exposition
 from orchestration.models import RouteLog
 from profiles.models import Event, EventOutbox, Source
@@ -157,20 +155,25 @@ def test_without_configuration_only_loopback_may_scrape(client: Any) -> None:
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.7").status_code == 401
 
 
-def test_a_dead_process_live_gauges_go_when_it_is_marked_dead(tmp_path: Path, monkeypatch: Any) -> None:
-    """What gunicorn's child_exit hook (config/gunicorn.py) does for a web worker that exited."""
+def test_a_process_live_gauges_count_while_it_runs_and_go_with_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """A web worker that the server replaced, or that crashed, leaves its live-gauge files behind:
+    the next scrape drops them, while those of a process still running keep counting."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings.test"}
-    script = "from config.core import metrics; metrics.BREAKER_STATE.labels(provider='twilio').set(1)"
-    child = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
-    assert child.returncode == 0
-    (gauge_file,) = tmp_path.glob("gauge_livemax_*.db")
-    pid = int(gauge_file.stem.rsplit("_", 1)[1])
+    script = (
+        "import sys; from config.core import metrics; metrics.BREAKER_STATE.labels(provider='twilio').set(1); "
+        "print('set', flush=True); sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline() == "set\n"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
 
     def breaker() -> float:
         return value(parse(exposition().decode()), "throughline_circuit_breaker_open", provider="twilio")
 
     assert breaker() == 1
-    gunicorn_config.child_exit(server=None, worker=SimpleNamespace(pid=pid))
+    child.kill()
+    child.wait(timeout=30)
     assert breaker() == 0
     assert not list(tmp_path.glob("gauge_livemax_*.db"))

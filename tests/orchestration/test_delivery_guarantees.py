@@ -14,6 +14,7 @@ import requests
 from django.db import connection
 from django.db.models import Count
 
+from config.core.server import web_argv
 from orchestration.models import RouteLog
 from orchestration.tasks import sweep_outbox
 from profiles.models import Event, EventOutbox
@@ -72,13 +73,13 @@ def test_broker_down_at_commit_delays_routing_and_loses_nothing(source: Any, wor
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0",  # nothing listens there
     }
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=4),
         env=env,
         cwd=ROOT,
         start_new_session=True,
     )
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="gunicorn starts")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="the web server starts")
         for n in range(4):
             batch = [{"type": "track", "userId": "u", "event": "X", "messageId": f"down-{n}-{i}"} for i in range(25)]
             response = requests.post(

@@ -11,9 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.core.prometheus import multiprocess_dir_reset
-
-# child_exit marks a finished web worker's metrics files dead (config/gunicorn.py).
-GUNICORN_CONFIG = ("--config", "python:config.gunicorn")
+from config.core.server import DEFAULT_THREADS, web_argv
 
 
 class Command(BaseCommand):
@@ -25,7 +23,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
-        bind = f"{options['host']}:{options['port']}"
+        host, port = options["host"], options["port"]
+        bind = f"{host}:{port}"
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local"),
@@ -43,38 +42,19 @@ class Command(BaseCommand):
                 "Set DATABASE_URL, REDIS_URL and CELERY_BROKER_URL for PostgreSQL, Redis and Celery workers."
             )
             # One process: SQLite has one writer, and in-process tasks need no worker.
-            web = [
-                python,
-                "-m",
-                "gunicorn",
-                *GUNICORN_CONFIG,
-                "config.wsgi",
-                "--bind",
-                bind,
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-            ]
+            web = web_argv(python, host=host, port=port, workers=1, threads=8)
             commands = {"web": web, "scheduler": [python, "manage.py", "run_scheduler"]}
         else:
             self.stdout.write(
                 f"Mode: production-like (PostgreSQL, Redis, Celery broker {_redact(settings.CELERY_BROKER_URL)})."
             )
-            workers = os.environ.get("WEB_CONCURRENCY", "2")
-            web = [
+            web = web_argv(
                 python,
-                "-m",
-                "gunicorn",
-                *GUNICORN_CONFIG,
-                "config.wsgi",
-                "--bind",
-                bind,
-                "--workers",
-                workers,
-                "--threads",
-                "4",
-            ]
+                host=host,
+                port=port,
+                workers=int(os.environ.get("WEB_CONCURRENCY", "2")),
+                threads=int(os.environ.get("WEB_THREADS", str(DEFAULT_THREADS))),
+            )
             commands = {
                 "web": web,
                 "worker": [
