@@ -171,15 +171,18 @@ def main() -> int:
         statements[head] = statements.get(head, 0) + 1
         return execute(sql, params, many, context)
 
+    # Counted on the connection (config.core.redis.run_script sends EVALSHA there, not through
+    # the client's execute_command); a pipeline is one send_packed_command, its commands listed.
     commands: list[str] = []
     client = tl_redis.client()
-    original = client.execute_command
+    connection_class = client.connection_pool.connection_class
+    send_command = connection_class.send_command
 
-    def count_command(*command: Any, **options: Any) -> Any:
+    def count_command(self: Any, *command: Any, **options: Any) -> Any:
         commands.append(str(command[0]))
-        return original(*command, **options)
+        return send_command(self, *command, **options)
 
-    client.execute_command = count_command  # type: ignore[method-assign]
+    connection_class.send_command = count_command
     pipeline_class = type(client.pipeline())
     pipeline_execute = pipeline_class.execute
 
@@ -190,7 +193,7 @@ def main() -> int:
     pipeline_class.execute = count_pipeline  # type: ignore[method-assign]
     with connection.execute_wrapper(count_statements):
         request(body())
-    client.execute_command = original  # type: ignore[method-assign]
+    connection_class.send_command = send_command
     pipeline_class.execute = pipeline_execute  # type: ignore[method-assign]
     print("SQL statements for one request (BEGIN/COMMIT are not seen by Django's wrapper):")
     for head, times in statements.items():

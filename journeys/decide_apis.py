@@ -2,9 +2,12 @@
 
 Thin: authenticate, read the body within its limit, check its shape, call `decision_make`,
 answer. The body is read here (not by DRF's parsers) so the size cap applies before it is read,
-and a JSON POST skips DRF's per-request machinery as the ingestion views do.
+and a JSON POST skips DRF's per-request machinery as the ingestion views do. `decide` works on
+the WSGI environ and a read(n) of the body, so the view and the WSGI fast path (FAST_ROUTE,
+config/core/fast_path.py: how production serves it) run the same code and give the same answer.
 """
 
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -20,27 +23,28 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from config.core.fast_path import Answer, Environ, Route, body_reader
 from config.core.views import SourceFacingApi
 from journeys.decide import DecisionResult, Identity, UnknownPlacement, decision_get, decision_make
 from profiles.contracts import SourceInfo
-from profiles.writekey import source_enabled, write_key_from_header
+from profiles.writekey import source_enabled, write_key_from_authorization
 
 _MAX_ID = 512
 _MAX_NAME = 100
 
 
-def _read(request: HttpRequest) -> dict[str, Any]:
+def _read(meta: Mapping[str, Any], read: Callable[[int], bytes]) -> dict[str, Any]:
     limit = settings.INGEST_MAX_MESSAGE_BYTES
-    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+    encoding = meta.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
     if encoding not in ("identity", ""):
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported on /v1/decide")
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise BadRequest("invalid Content-Length") from None
     if declared > limit:
         raise PayloadTooLarge(f"body is over the {limit // 1024} KB limit", code="body_too_large")
-    raw = request.read(limit + 1)
+    raw = read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is over the {limit // 1024} KB limit", code="body_too_large")
     try:
@@ -63,6 +67,45 @@ def _string(payload: dict[str, Any], name: str, *, limit: int, required: bool = 
     if not isinstance(value, str) or len(value) > limit:
         raise BadRequest(f"{name} must be a string of at most {limit} characters", code=f"invalid_{name}")
     return value
+
+
+def decide(meta: Mapping[str, Any], read: Callable[[int], bytes]) -> DecisionResult:
+    """POST /v1/decide on the request's WSGI environ and a read(n) of its body: the view's
+    work, and the fast path's."""
+    header_key = write_key_from_authorization(meta.get("HTTP_AUTHORIZATION", ""))
+    payload = _read(meta, read)
+    write_key = header_key if header_key is not None else payload.get("writeKey")
+    degraded_reason: str | None = None
+    source: SourceInfo | None = None
+    try:
+        source = source_enabled(
+            write_key, missing="a write key is required (Basic auth user name, or writeKey in the body)"
+        )
+    except DatabaseError:
+        # The key cannot be checked; the answer is the default experience, which is public.
+        degraded_reason = "database_unavailable"
+    user_id = _string(payload, "userId", limit=_MAX_ID)
+    anonymous_id = _string(payload, "anonymousId", limit=_MAX_ID)
+    if user_id is None and anonymous_id is None:
+        raise BadRequest("userId or anonymousId is required", code="missing_identity")
+    placement = _string(payload, "placement", limit=_MAX_NAME, required=True)
+    channel = _string(payload, "channel", limit=_MAX_NAME) or (source.channel if source else "")
+    context = payload.get("context") or {}
+    if not isinstance(context, dict):
+        raise BadRequest("context must be a JSON object", code="invalid_context")
+    try:
+        return decision_make(
+            source_id=source.id if source else None,
+            placement=placement or "",
+            identity=Identity(user_id=user_id, anonymous_id=anonymous_id),
+            channel=channel,
+            context=context,
+            degraded_reason=degraded_reason,
+        )
+    except UnknownPlacement:
+        raise NotFound(
+            f"no decide journey is published for placement {placement!r}", code="unknown_placement"
+        ) from None
 
 
 def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -161,41 +204,22 @@ class DecideApi(SourceFacingApi):
         return self.handle_post(request._request)
 
     def handle_post(self, http: HttpRequest) -> HttpResponse:
-        header_key = write_key_from_header(http)
-        payload = _read(http)
-        write_key = header_key if header_key is not None else payload.get("writeKey")
-        degraded_reason: str | None = None
-        source: SourceInfo | None = None
-        try:
-            source = source_enabled(
-                write_key, missing="a write key is required (Basic auth user name, or writeKey in the body)"
-            )
-        except DatabaseError:
-            # The key cannot be checked; the answer is the default experience, which is public.
-            degraded_reason = "database_unavailable"
-        user_id = _string(payload, "userId", limit=_MAX_ID)
-        anonymous_id = _string(payload, "anonymousId", limit=_MAX_ID)
-        if user_id is None and anonymous_id is None:
-            raise BadRequest("userId or anonymousId is required", code="missing_identity")
-        placement = _string(payload, "placement", limit=_MAX_NAME, required=True)
-        channel = _string(payload, "channel", limit=_MAX_NAME) or (source.channel if source else "")
-        context = payload.get("context") or {}
-        if not isinstance(context, dict):
-            raise BadRequest("context must be a JSON object", code="invalid_context")
-        try:
-            result: DecisionResult = decision_make(
-                source_id=source.id if source else None,
-                placement=placement or "",
-                identity=Identity(user_id=user_id, anonymous_id=anonymous_id),
-                channel=channel,
-                context=context,
-                degraded_reason=degraded_reason,
-            )
-        except UnknownPlacement:
-            raise NotFound(
-                f"no decide journey is published for placement {placement!r}", code="unknown_placement"
-            ) from None
-        return _json_response(result.as_body())
+        return _json_response(decide(http.META, http.read).as_body())
+
+
+# The headers of the view's answer before DRF's finalisation, as _json_response sets them.
+_ANSWER_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
+
+
+def _fast_match(environ: Environ) -> bool | None:
+    return True if environ.get("PATH_INFO") == "/v1/decide" and environ.get("REQUEST_METHOD") == "POST" else None
+
+
+def _fast_answer(environ: Environ, matched: Any) -> Answer:
+    return Answer(200, list(_ANSWER_HEADERS), orjson.dumps(decide(environ, body_reader(environ)).as_body()))
+
+
+FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=DecideApi)
 
 
 class DecisionOutput(serializers.Serializer):

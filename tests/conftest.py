@@ -147,23 +147,22 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
 
 
 class FastPathClientHandler(ClientHandler):
-    """Django's test handler with the sessions WSGI fast path in front, as production serves
-    /v1 (config.core.wsgi): session GETs and PATCHes are answered by the fast path, the rest
-    by Django. Like ClientHandler, it keeps the request signals from closing the test's
-    database connection."""
+    """Django's test handler with the WSGI fast path in front, as production serves /v1
+    (config.core.wsgi): session GETs and PATCHes and decide requests are answered by the fast
+    path, the rest by Django. Like ClientHandler, it keeps the request signals from closing the
+    test's database connection."""
 
     def __call__(self, environ: dict[str, Any]) -> Any:
-        from config.core.wsgi import source_api_middleware
-        from orchestration.sessions.fast_path import SessionFastPath
+        from config.core.wsgi import fast_path
 
-        fast = SessionFastPath(lambda environ, start_response: [], source_api_middleware())
-        session_id = fast.session_id(environ)
-        if session_id is None:
+        fast = fast_path(lambda environ, start_response: [])
+        found = fast.find(environ)
+        if found is None:
             return super().__call__(environ)
         request_started.disconnect(close_old_connections)
         request_finished.disconnect(close_old_connections)
         try:
-            answer = fast.answer(environ, session_id)
+            answer = fast.answer(environ, found)
         finally:
             request_started.connect(close_old_connections)
             request_finished.connect(close_old_connections)

@@ -8,13 +8,13 @@ Django handler built from settings.MIDDLEWARE minus those; everything else (the 
 management API, the docs) goes through settings.MIDDLEWARE unchanged. Both share the URLconf,
 so a route answers the same through either; middleware added to settings later (request ids,
 metrics) applies to /v1 too unless it is listed here. In front of the lean handler, session
-GETs and PATCHes are answered without Django's request machinery
-(orchestration/sessions/fast_path.py), with the same answers.
+GETs and PATCHes and decide requests are answered without Django's request machinery
+(config/core/fast_path.py), with the same answers.
 """
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
@@ -33,6 +33,9 @@ SOURCE_API_SKIPS = frozenset(
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     }
 )
+
+if TYPE_CHECKING:
+    from config.core.fast_path import FastPath
 
 StartResponse = Callable[..., Any]
 
@@ -87,11 +90,19 @@ class Dispatcher:
         return handler(environ, start_response)
 
 
+def fast_path(fallback: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> "FastPath":
+    """The WSGI fast path in front of `fallback`, with its routes: decide first (a string
+    comparison), then the session GET and PATCH (a regular expression)."""
+    from config.core.fast_path import FastPath
+    from journeys.decide_apis import FAST_ROUTE as DECIDE
+    from orchestration.sessions.fast_path import ROUTE as SESSION
+
+    return FastPath(fallback, source_api_middleware(), [DECIDE, SESSION])
+
+
 def application() -> Dispatcher:
     """Build both handlers (call after django.setup(), as get_wsgi_application does)."""
     import django
 
     django.setup(set_prefix=False)
-    from orchestration.sessions.fast_path import SessionFastPath
-
-    return Dispatcher(WSGIHandler(), SessionFastPath(SourceApiHandler(), source_api_middleware()))
+    return Dispatcher(WSGIHandler(), fast_path(SourceApiHandler()))

@@ -26,7 +26,6 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from redis.commands.core import Script
 
 from config.core import ratelimit
 from config.core import redis as tl_redis
@@ -288,30 +287,6 @@ def _scripts() -> _Scripts:
     return _Scripts(tl_redis.client())
 
 
-def _run(script: Script, keys: list[str], args: list[Any]) -> Any:
-    """EVALSHA of `script` on a pooled connection, without redis-py's per-command wrapping
-    (its retry closure and observability hooks were a third of a session GET's CPU). As that
-    wrapping does: a connection that fails is dropped and the command tried once more on a
-    fresh one (a pooled connection can be stale after a Redis restart), and a script Redis no
-    longer has (restarted, flushed) is loaded by redis-py's own call. Other errors are raised."""
-    pool = tl_redis.client().connection_pool
-    connection = pool.get_connection()
-    try:
-        for attempt in range(2):
-            try:
-                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                return connection.read_response()
-            except redis.ConnectionError:
-                connection.disconnect()
-                if attempt:
-                    raise
-            except redis.exceptions.NoScriptError:
-                break
-    finally:
-        pool.release(connection)
-    return script(keys=keys, args=args)
-
-
 class RedisStore(DatabaseStore):
     """Sessions in Redis, written through to the database."""
 
@@ -322,7 +297,7 @@ class RedisStore(DatabaseStore):
         if rate is not None:
             keys.append(tl_redis.Keys.rate(rate.bucket, rate.subject, int(time.time())))
         try:
-            reply = _run(_scripts().read, keys, [rate.per_second if rate else 0, 5])
+            reply = tl_redis.run_script(_scripts().read, keys, [rate.per_second if rate else 0, 5])
         except redis.RedisError:
             # As config.core.ratelimit does: a Redis outage must not become a session outage.
             logger.warning("session read from Redis failed; reading the database", exc_info=True)
@@ -424,7 +399,7 @@ class RedisStore(DatabaseStore):
             return
         try:
             if len(docs) == 1:
-                _run(_scripts().write, _write_keys(docs[0]), _write_args(docs[0]))
+                tl_redis.run_script(_scripts().write, _write_keys(docs[0]), _write_args(docs[0]))
             else:
                 _pipelined_writes(docs)
         except redis.RedisError:

@@ -23,6 +23,7 @@ from journeys.services import journey_publish, version_create_draft
 from profiles.models import Customer
 from profiles.privacy.conventions import ConsentChoice
 from profiles.privacy.services import consent_set
+from tests.conftest import FastPathClient
 from tests.factories import CustomerFactory, IdentityFactory
 from tests.journeys.factories import JourneyFactory, JourneyVersionFactory, SegmentMembershipFactory
 
@@ -63,7 +64,11 @@ def vip_journey(db: Any) -> Any:
 
 
 @pytest.fixture
-def post(source: Any, client: Client) -> Callable[..., Any]:
+def post(source: Any) -> Callable[..., Any]:
+    """POST /v1/decide as production serves it: through the WSGI fast path (its answers are
+    the Django view's: tests/journeys/test_decide_fast_path.py)."""
+    client = FastPathClient()
+
     def send(body: Any, *, write_key: str | None = None, raw: bytes | None = None, **headers: Any) -> Any:
         headers.setdefault("HTTP_AUTHORIZATION", auth(write_key or source.write_key))
         data = raw if raw is not None else orjson.dumps(body)

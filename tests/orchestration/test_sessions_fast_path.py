@@ -21,8 +21,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from config.core import observability
 from config.core import redis as tl_redis
-from config.core.wsgi import SourceApiHandler, source_api_middleware
-from orchestration.sessions.fast_path import MIRRORED_MIDDLEWARE, SessionFastPath
+from config.core.fast_path import MIRRORED_MIDDLEWARE, FastPath
+from config.core.wsgi import SourceApiHandler, fast_path, source_api_middleware
+from orchestration.sessions.fast_path import ROUTE
 from tests.conftest import SessionsClient
 from tests.factories import SourceFactory
 
@@ -89,8 +90,8 @@ def django_stack() -> SourceApiHandler:
 
 
 @pytest.fixture(scope="module")
-def fast() -> SessionFastPath:
-    return SessionFastPath(_refuse, source_api_middleware())
+def fast() -> FastPath:
+    return fast_path(_refuse)
 
 
 @pytest.fixture
@@ -106,7 +107,7 @@ def session_id(web: SessionsClient) -> str:
 
 
 @pytest.fixture
-def both(django_stack: SourceApiHandler, fast: SessionFastPath) -> Callable[..., tuple[Answer, Answer]]:
+def both(django_stack: SourceApiHandler, fast: FastPath) -> Callable[..., tuple[Answer, Answer]]:
     def send(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[Answer, Answer]:
         return _call(django_stack, method, path, body, **headers), _call(fast, method, path, body, **headers)
 
@@ -233,7 +234,7 @@ def test_a_patch_is_written_and_answered_as_the_django_view_answers_it(
 
 
 def test_a_request_without_a_sane_request_id_gets_a_new_one(
-    fast: SessionFastPath, session_id: str, web: SessionsClient
+    fast: FastPath, session_id: str, web: SessionsClient
 ) -> None:
     _, headers, _ = _call(
         fast, "GET", f"/v1/sessions/{session_id}", HTTP_AUTHORIZATION=web.auth, HTTP_X_REQUEST_ID="bad id!"
@@ -243,7 +244,7 @@ def test_a_request_without_a_sane_request_id_gets_a_new_one(
 
 
 def test_a_4xx_is_logged_as_django_logs_it(
-    fast: SessionFastPath, web: SessionsClient, caplog: pytest.LogCaptureFixture
+    fast: FastPath, web: SessionsClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = "/v1/sessions/00000000-0000-4000-8000-000000000000"
     with caplog.at_level(logging.WARNING, logger="django.request"):
@@ -263,6 +264,11 @@ HANDED_ON = {
     "upper-case id": ("GET", "/v1/sessions/00000000-0000-4000-8000-00000000000A", {}),
     "trailing slash": ("GET", "/v1/sessions/00000000-0000-4000-8000-000000000000/", {}),
     "accept html": ("GET", "/v1/sessions/00000000-0000-4000-8000-000000000000", {"HTTP_ACCEPT": "text/html"}),
+    "accept with parameters": (
+        "GET",
+        "/v1/sessions/00000000-0000-4000-8000-000000000000",
+        {"HTTP_ACCEPT": "application/json; indent=4"},
+    ),
     "ingestion": ("POST", "/v1/track", {}),
 }
 
@@ -271,7 +277,7 @@ HANDED_ON = {
 def test_other_requests_are_handed_to_django(case: str) -> None:
     method, path, headers = HANDED_ON[case]
     recorder = _Recorder()
-    _call(SessionFastPath(recorder, source_api_middleware()), method, path, b"", **headers)
+    _call(fast_path(recorder), method, path, b"", **headers)
     assert recorder.seen == [f"{method} {path}"]
 
 
@@ -283,7 +289,7 @@ def test_the_fast_path_mirrors_the_lean_stack_of_the_settings() -> None:
 
 def test_an_unmirrored_middleware_turns_the_fast_path_off(session_id: str) -> None:
     recorder = _Recorder()
-    fast = SessionFastPath(recorder, [*MIRRORED_MIDDLEWARE, "config.core.logs.SomethingNew"])
+    fast = FastPath(recorder, [*MIRRORED_MIDDLEWARE, "config.core.logs.SomethingNew"], [ROUTE])
     _call(fast, "GET", f"/v1/sessions/{session_id}")
     assert recorder.seen == [f"GET /v1/sessions/{session_id}"]
 
@@ -297,5 +303,5 @@ def tracing() -> Iterator[None]:
 
 def test_with_tracing_on_requests_go_through_django_for_their_spans(tracing: None, session_id: str) -> None:
     recorder = _Recorder()
-    _call(SessionFastPath(recorder, source_api_middleware()), "GET", f"/v1/sessions/{session_id}")
+    _call(fast_path(recorder), "GET", f"/v1/sessions/{session_id}")
     assert recorder.seen == [f"GET /v1/sessions/{session_id}"]
