@@ -21,9 +21,12 @@ import threading
 from collections.abc import Callable
 from multiprocessing import util
 
-# Every web process's threads share one GIL; four blocking threads let a request that waits on
-# PostgreSQL or Redis give way to another without the convoy that more threads bring.
-DEFAULT_THREADS = 4
+# Every web process's threads share one GIL. Two blocking threads let a request that waits on
+# PostgreSQL or Redis give way to another; more queue for the GIL instead. Measured with
+# bench/sessions.py at 2,000 req/s (80% GET) on 2 workers, six alternating runs: GET p99 3.5-19.6
+# ms (median of runs 8) with 2 threads, 9.1-23.3 ms (median 15) with 4; decide at 1,000 req/s was
+# alike with either (p99 5.0 and 4.7 ms).
+DEFAULT_THREADS = 2
 
 
 def web_argv(

@@ -84,8 +84,9 @@ class Dispatcher:
         self.process_keys = process_only_keys(os.environ)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        for key in self.process_keys:
-            environ.pop(key, None)
+        if self.process_keys and self.process_keys[0] in environ:  # a server that adds them
+            for key in self.process_keys:
+                environ.pop(key, None)
         handler = self.lean if environ.get("PATH_INFO", "").startswith(SOURCE_API_PREFIX) else self.full
         return handler(environ, start_response)
 
