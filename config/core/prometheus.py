@@ -1,6 +1,6 @@
 """/metrics: what the processes recorded (config/core/metrics.py) and what is measured live.
 
-Multiprocess-safe: under gunicorn and Celery every process writes its samples to memory-mapped
+Multiprocess-safe: under the web server and Celery every process writes its samples to memory-mapped
 files in PROMETHEUS_MULTIPROC_DIR, and a scrape adds them up (`MultiProcessCollector`). The
 directory must be empty when the stack starts (`manage.py serve` wipes it) and dead processes
 are marked so their live gauges disappear: Celery's worker_process_shutdown below, and at every

@@ -5,9 +5,9 @@ Granian serves it: the HTTP parsing, keep-alive and the connections' I/O run in 
 Python is entered only to call the application, on a pool of blocking threads per worker
 process. Measured on the 2-core benchmark machine (docs/benchmarks.md, 2026-11-23), against
 gunicorn's gthread worker with the same processes and threads: a WSGI callable that does
-nothing answered 2,000 req/s with p99 0.49 ms instead of 2.75 ms, saturated at 37,000-47,000
-req/s instead of 8,200, and a session GET cost 0.26-0.28 ms of web CPU instead of 0.85. Those
-milliseconds were most of the latency budget of the session and decide APIs.
+nothing answered 2,000 req/s with p99 0.49 ms instead of 2.75 ms and saturated at 47,000 req/s
+instead of 8,200, and a session GET cost 0.28 ms of web CPU instead of 0.85. gunicorn's own
+tail was half of the session GET's 5 ms budget.
 
 Granian ends a worker through multiprocessing, whose child processes leave with `os._exit`:
 `atexit` handlers do not run there. `at_worker_exit` registers a function for both ways out (a
