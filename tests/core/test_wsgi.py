@@ -2,9 +2,7 @@
 settings.MIDDLEWARE, one URLconf for both."""
 
 import base64
-import io
 import os
-import sys
 from typing import Any
 
 import orjson
@@ -13,6 +11,7 @@ from django.conf import settings
 
 from config.core.wsgi import SOURCE_API_SKIPS, Dispatcher, application, source_api_middleware
 from profiles.models import Event
+from tests.wsgi import call, environ
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,36 +22,9 @@ def app() -> Dispatcher:
 
 
 def _call(app: Dispatcher, method: str, path: str, body: bytes = b"", **headers: str) -> tuple[str, dict[str, str]]:
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-        **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
-    }
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: Any, exc_info: Any = None, /) -> Any:
-        answer["status"], answer["headers"] = status, dict(response_headers)
-        return lambda data: None
-
-    response = app(environ, start_response)
-    b"".join(response)
-    getattr(response, "close", lambda: None)()
-    return answer["status"], answer["headers"]
+    request_headers = {"CONTENT_TYPE": "application/json", **{f"HTTP_{n.upper()}": v for n, v in headers.items()}}
+    status, response_headers, _ = call(app, environ(method, path, body, request_headers))
+    return status, dict(response_headers)
 
 
 def test_the_source_api_stack_is_settings_middleware_without_the_browser_layers() -> None:

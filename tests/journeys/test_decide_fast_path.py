@@ -9,9 +9,7 @@ the decide suite also goes through the fast path (tests/journeys/test_decide.py:
 
 import base64
 import copy
-import io
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,47 +27,15 @@ from journeys.models import Decision
 from journeys.services import journey_publish
 from tests.factories import CustomerFactory, IdentityFactory, SourceFactory
 from tests.journeys.factories import JourneyFactory, JourneyVersionFactory
+from tests.wsgi import Answer, Recorder, call, environ, refuse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-Answer = tuple[str, list[tuple[str, str]], bytes]
 
-
-def _environ(body: bytes, headers: dict[str, str], method: str = "POST", path: str = "/v1/decide") -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-        "HTTP_X_REQUEST_ID": "req-fixed-1",
-        **headers,
-    }
-
-
-def _call(app: Callable[..., Any], body: bytes, headers: dict[str, str], **where: str) -> Answer:
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: Any, exc_info: Any = None, /) -> Any:
-        answer["status"], answer["headers"] = status, list(response_headers)
-        return lambda data: None
-
-    response = app(_environ(body, headers, **where), start_response)
-    content = b"".join(response)
-    getattr(response, "close", lambda: None)()
-    return answer["status"], answer["headers"], content
+def _call(
+    app: Callable[..., Any], body: bytes, headers: dict[str, str], method: str = "POST", path: str = "/v1/decide"
+) -> Answer:
+    return call(app, environ(method, path, body, {"CONTENT_TYPE": "application/json", **headers}))
 
 
 def _without_decision_id(answer: Answer) -> Answer:
@@ -79,22 +45,6 @@ def _without_decision_id(answer: Answer) -> Answer:
         return answer
     parsed = orjson.loads(body)
     return status, headers, orjson.dumps({**parsed, "decision_id": "-"})
-
-
-def _refuse(environ: dict[str, Any], start_response: Any) -> Any:
-    raise AssertionError(f"handed to Django: {environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-
-
-class _Recorder:
-    """A fallback that records what the fast path handed on."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        self.seen.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-        start_response("204 No Content", [])
-        return [b""]
 
 
 def _auth(write_key: str) -> str:
@@ -108,7 +58,7 @@ def django_stack() -> SourceApiHandler:
 
 @pytest.fixture(scope="module")
 def fast() -> FastPath:
-    return fast_path(_refuse)
+    return fast_path(refuse)
 
 
 @pytest.fixture(autouse=True)
@@ -280,6 +230,6 @@ HANDED_ON = {
 @pytest.mark.parametrize("case", list(HANDED_ON))
 def test_other_requests_are_handed_to_django(case: str) -> None:
     method, path, headers = HANDED_ON[case]
-    recorder = _Recorder()
+    recorder = Recorder()
     _call(fast_path(recorder), ask(), headers, method=method, path=path)
     assert recorder.seen == [f"{method} {path}"]

@@ -7,9 +7,7 @@ order and body, byte for byte. The rest of the sessions suite also goes through 
 """
 
 import base64
-import io
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,62 +24,13 @@ from config.core.wsgi import SourceApiHandler, fast_path, source_api_middleware
 from orchestration.sessions.fast_path import ROUTE
 from tests.conftest import SessionsClient
 from tests.factories import SourceFactory
+from tests.wsgi import Answer, Recorder, call, environ, refuse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-Answer = tuple[str, list[tuple[str, str]], bytes]
-
-
-def _environ(method: str, path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-        "HTTP_X_REQUEST_ID": "req-fixed-1",
-        **headers,
-    }
-
 
 def _call(app: Callable[..., Any], method: str, path: str, body: bytes = b"", **headers: str) -> Answer:
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: Any, exc_info: Any = None, /) -> Any:
-        answer["status"], answer["headers"] = status, list(response_headers)
-        return lambda data: None
-
-    response = app(_environ(method, path, body, headers), start_response)
-    content = b"".join(response)
-    getattr(response, "close", lambda: None)()
-    return answer["status"], answer["headers"], content
-
-
-def _refuse(environ: dict[str, Any], start_response: Any) -> Any:
-    raise AssertionError(f"handed to Django: {environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-
-
-class _Recorder:
-    """A fallback that records what the fast path handed on."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        self.seen.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-        start_response("204 No Content", [])
-        return [b""]
+    return call(app, environ(method, path, body, headers))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +40,7 @@ def django_stack() -> SourceApiHandler:
 
 @pytest.fixture(scope="module")
 def fast() -> FastPath:
-    return fast_path(_refuse)
+    return fast_path(refuse)
 
 
 @pytest.fixture
@@ -276,7 +225,7 @@ HANDED_ON = {
 @pytest.mark.parametrize("case", list(HANDED_ON))
 def test_other_requests_are_handed_to_django(case: str) -> None:
     method, path, headers = HANDED_ON[case]
-    recorder = _Recorder()
+    recorder = Recorder()
     _call(fast_path(recorder), method, path, b"", **headers)
     assert recorder.seen == [f"{method} {path}"]
 
@@ -288,7 +237,7 @@ def test_the_fast_path_mirrors_the_lean_stack_of_the_settings() -> None:
 
 
 def test_an_unmirrored_middleware_turns_the_fast_path_off(session_id: str) -> None:
-    recorder = _Recorder()
+    recorder = Recorder()
     fast = FastPath(recorder, [*MIRRORED_MIDDLEWARE, "config.core.logs.SomethingNew"], [ROUTE])
     _call(fast, "GET", f"/v1/sessions/{session_id}")
     assert recorder.seen == [f"GET /v1/sessions/{session_id}"]
@@ -302,6 +251,6 @@ def tracing() -> Iterator[None]:
 
 
 def test_with_tracing_on_requests_go_through_django_for_their_spans(tracing: None, session_id: str) -> None:
-    recorder = _Recorder()
+    recorder = Recorder()
     _call(fast_path(recorder), "GET", f"/v1/sessions/{session_id}")
     assert recorder.seen == [f"GET /v1/sessions/{session_id}"]
