@@ -1,5 +1,6 @@
 """`make run`: the API and admin, a worker and the scheduler, until Ctrl-C stops them all."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -87,7 +88,15 @@ class Command(BaseCommand):
             f"Serving the API at http://{bind}/ , the admin at http://{bind}/admin/ , docs at http://{bind}/api/docs/"
         )
         self.stdout.flush()
-        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603 - our own argv
+        # Each in a process group of its own: a Ctrl-C (SIGINT to the terminal's group) reaches only
+        # this process, which stops each child with one SIGTERM, and whatever a child left behind
+        # (a web worker under a master killed at the deadline) is killed with its group. A web
+        # worker that got the terminal's SIGINT while its master was stopping it sometimes never
+        # stopped (granian 2.8.7), and held the terminal's pipe open after everything else had gone.
+        processes = {
+            name: subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603 - our own argv
+            for name, cmd in commands.items()
+        }
         stopping = False
 
         def stop(*_: Any) -> None:
@@ -113,6 +122,9 @@ class Command(BaseCommand):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything of its group still there
         sys.exit(exit_code)
 
 
