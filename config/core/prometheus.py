@@ -59,11 +59,11 @@ def process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def prune_dead_processes(directory: str) -> None:
+def prune_dead_processes() -> None:
     """Mark dead every process that left live gauges and no longer runs (a PID can be reused,
     in which case its files stay until that process ends too)."""
     pids: set[int] = set()
-    for path in Path(directory).glob("gauge_live*_*.db"):
+    for path in Path(multiprocess_dir()).glob("gauge_live*_*.db"):
         suffix = path.stem.rsplit("_", 1)[1]
         if suffix.isdigit():
             pids.add(int(suffix))
@@ -71,7 +71,7 @@ def prune_dead_processes(directory: str) -> None:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            multiprocess.mark_process_dead(pid, directory)
+            process_dead(pid)
         except PermissionError:
             pass  # it exists, under another user
 
@@ -185,7 +185,7 @@ _live.register(LiveCollector())
 def exposition() -> bytes:
     """The whole text exposition: recorded metrics, then the live ones."""
     if multiprocess_dir():
-        prune_dead_processes(multiprocess_dir())
+        prune_dead_processes()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
