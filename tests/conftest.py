@@ -81,10 +81,13 @@ class WorkerProcess:
     def __init__(
         self, database_name: str, *, concurrency: int = 2, queues: str = "default,routing,maintenance,journeys"
     ):
+        # Its PostgreSQL sessions carry this name (libpq reads PGAPPNAME), so kill() can wait for them.
+        self.application_name = f"test-worker-{os.getpid()}-{id(self)}"
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": _database_url(database_name),
+            "PGAPPNAME": self.application_name,
         }
         self.args = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
@@ -98,10 +101,22 @@ class WorkerProcess:
         return self
 
     def kill(self) -> None:
-        """SIGKILL the whole worker, parent and children, as a crash or OOM kill would."""
+        """SIGKILL the whole worker, parent and children, as a crash or OOM kill would, and wait
+        until PostgreSQL has ended its sessions: a backend notices its client is gone, and rolls
+        back and releases its row locks, a moment after the kill. A sweep run before then skips
+        the rows still locked (SKIP LOCKED) and finds nothing to do."""
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+        with connection.cursor() as cursor:
+
+            def gone() -> bool:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.application_name]
+                )
+                return cursor.fetchone() == (0,)
+
+            wait_until(gone, timeout=30, message="PostgreSQL ends the killed worker's sessions")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
