@@ -6,5 +6,7 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 from config.core.wsgi import application as _build
+from config.core.wsgi import settle
 
 application = _build()
+settle()
