@@ -713,26 +713,35 @@ def segments_recheck(*, batch: int = 500, now: datetime | None = None) -> int:
 # --- merges and erasure ----------------------------------------------------------------------------
 
 
-def segments_on_customers_merged(survivor_id: UUID, merged_ids: list[UUID]) -> None:
-    """Merge hook: the merged profiles' memberships become the survivor's (kept once; the
-    earliest entry time wins). Segment events are not emitted here: the survivor's next routed
-    event re-evaluates its segments with the merged traits."""
+def segments_on_customers_merged(merges: dict[UUID, list[UUID]]) -> None:
+    """Merge hook: the merged profiles' memberships become their survivor's ({survivor: merged
+    ids}; kept once, the earliest entry time wins), in one statement for all the merges of a
+    call. Segment events are not emitted here: the survivor's next routed event re-evaluates its
+    segments with the merged traits."""
     if connection.vendor != "postgresql":
-        _merge_orm(survivor_id, merged_ids)
+        for survivor_id, merged_ids in merges.items():
+            _merge_orm(survivor_id, merged_ids)
         return
+    pairs = [{"merged": str(merged), "survivor": str(survivor)} for survivor, ids in merges.items() for merged in ids]
     table = SegmentMembership._meta.db_table
     with connection.cursor() as cursor:
+        # The DELETE and the INSERT see one snapshot; the rows inserted are the survivors' keys,
+        # never a merged profile's, so only a survivor's own membership can conflict.
         cursor.execute(
             f"""
+            WITH gone AS (
+                DELETE FROM {table} WHERE customer_id = ANY(%s::uuid[])
+                RETURNING segment_id, customer_id, entered_at
+            )
             INSERT INTO {table} (segment_id, customer_id, entered_at)
-            SELECT segment_id, %s, min(entered_at) FROM {table}
-            WHERE customer_id = ANY(%s::uuid[]) GROUP BY segment_id
+            SELECT gone.segment_id, m.survivor, min(gone.entered_at)
+            FROM gone JOIN json_to_recordset(%s::json) AS m(merged uuid, survivor uuid) ON m.merged = gone.customer_id
+            GROUP BY gone.segment_id, m.survivor
             ON CONFLICT (segment_id, customer_id) DO UPDATE
             SET entered_at = LEAST({table}.entered_at, EXCLUDED.entered_at)
             """,  # noqa: S608 -- the table name is the model's, every value is a parameter
-            [str(survivor_id), [str(m) for m in merged_ids]],
+            [[pair["merged"] for pair in pairs], orjson.dumps(pairs).decode()],
         )
-    SegmentMembership.objects.filter(customer_id__in=merged_ids).delete()
 
 
 def _merge_orm(survivor_id: UUID, merged_ids: list[UUID]) -> None:

@@ -437,29 +437,39 @@ def journeys_on_customers_erased(customer_ids: list[UUID]) -> dict[str, int]:
     }
 
 
-def journeys_on_customers_merged(survivor_id: UUID, merged_ids: list[UUID]) -> None:
+def journeys_on_customers_merged(merges: dict[UUID, list[UUID]]) -> None:
     """Merge hook (profiles.contracts.on_customers_merged), inside the merge transaction."""
-    enrollments_merge(survivor_id=survivor_id, merged_ids=merged_ids)
+    enrollments_merge(merges=merges)
 
 
 @transaction.atomic
-def enrollments_merge(*, survivor_id: UUID, merged_ids: list[UUID]) -> int:
-    """Merge hook: the merged-away profiles' enrollments move to the survivor. Where both are
-    active in one journey, the survivor's stays and the other ends (exited, "merged")."""
+def enrollments_merge(*, merges: dict[UUID, list[UUID]]) -> int:
+    """Merge hook: the merged-away profiles' enrollments move to their survivor ({survivor: merged
+    ids}). Where both are active in one journey, the survivor's stays and the other ends (exited,
+    "merged"). Two reads for all the merges of a call, then a write per enrollment or decision
+    owner moved: most merged-away profiles (anonymous visitors signing in) have neither."""
+    survivor_of = {merged: survivor for survivor, merged_ids in merges.items() for merged in merged_ids}
+    if not survivor_of:
+        return 0
     moved = 0
     rows = list(
-        Enrollment.objects.select_for_update().filter(customer_id__in=[survivor_id, *merged_ids]).order_by("id")
+        Enrollment.objects.select_for_update()
+        .filter(customer_id__in=[*merges, *survivor_of])
+        .order_by("id")  # one lock order for every merging transaction
     )
     active_journeys = {
-        row.journey_id for row in rows if row.customer_id == survivor_id and row.status == EnrollmentStatus.ACTIVE
+        (row.customer_id, row.journey_id)
+        for row in rows
+        if row.customer_id in merges and row.status == EnrollmentStatus.ACTIVE
     }
     when = timezone.now()
     for row in rows:
-        if row.customer_id == survivor_id:
-            continue
+        survivor_id = survivor_of.get(row.customer_id)
+        if survivor_id is None:
+            continue  # the survivor's own
         fields = ["customer_id", "updated_at"]
         if row.status == EnrollmentStatus.ACTIVE:
-            if row.journey_id in active_journeys:
+            if (survivor_id, row.journey_id) in active_journeys:
                 row.status = EnrollmentStatus.EXITED
                 row.end_reason = f"merged into {survivor_id}"
                 row.ended_at = when
@@ -467,9 +477,14 @@ def enrollments_merge(*, survivor_id: UUID, merged_ids: list[UUID]) -> int:
                 fields += ["status", "end_reason", "ended_at", "waiting_for"]
                 Timer.objects.filter(enrollment=row, fired_at__isnull=True).delete()
             else:
-                active_journeys.add(row.journey_id)
+                active_journeys.add((survivor_id, row.journey_id))
         row.customer_id = survivor_id
         row.save(update_fields=fields)
         moved += 1
-    Decision.objects.filter(customer_id__in=merged_ids).update(customer_id=survivor_id)
+    deciders = set(
+        Decision.objects.filter(customer_id__in=list(survivor_of)).values_list("customer_id", flat=True).distinct()
+    )
+    for survivor_id, merged_ids in merges.items():
+        if held := [merged for merged in merged_ids if merged in deciders]:
+            Decision.objects.filter(customer_id__in=held).update(customer_id=survivor_id)
     return moved

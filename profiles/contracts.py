@@ -79,24 +79,28 @@ def notify_erased(customer_ids: list[UUID]) -> dict[str, int]:
     return counts
 
 
-MergedListener = Callable[[UUID, list[UUID]], None]
+MergedListener = Callable[[dict[UUID, list[UUID]]], None]
 _merged_listeners: list[MergedListener] = []
 
 
 def on_customers_merged(listener: MergedListener) -> None:
     """Register a callable that moves what its app holds about merged profiles to the survivor.
 
-    Called inside the merge transaction, after identities, sessions and events moved, with the
-    survivor's id and the ids merged into it. It writes only to the database (so its changes
-    commit or roll back with the merge) and must be idempotent.
+    Called once per merging call (an ingestion batch merges several groups at once), inside the
+    merge transaction, after identities, sessions and events moved, with every merge of that
+    call: {survivor id: the ids merged into it}. A survivor is never among the merged ids. It
+    writes only to the database (so its changes commit or roll back with the merge), must be
+    idempotent, and should take a fixed number of statements whatever the number of merges.
     """
     if listener not in _merged_listeners:
         _merged_listeners.append(listener)
 
 
-def notify_merged(survivor_id: UUID, merged_ids: list[UUID]) -> None:
+def notify_merged(merges: dict[UUID, list[UUID]]) -> None:
+    if not merges:
+        return
     for listener in _merged_listeners:
-        listener(survivor_id, merged_ids)
+        listener(merges)
 
 
 ExportProvider = Callable[[list[UUID]], list[dict[str, Any]]]

@@ -196,8 +196,7 @@ def _apply(records: list[MergeRecord], final: dict[UUID, UUID]) -> None:
     by_survivor: dict[UUID, list[UUID]] = {}
     for loser, survivor_id in final.items():
         by_survivor.setdefault(survivor_id, []).append(loser)
-    for survivor_id, merged_ids in by_survivor.items():
-        contracts.notify_merged(survivor_id, merged_ids)
+    contracts.notify_merged(by_survivor)
 
 
 # One statement per table for all the merges of a call. Django's Case/When and bulk_update

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.core import metrics
@@ -26,7 +27,7 @@ from journeys.tasks import recheck_segments
 from orchestration.models import RouteLog
 from orchestration.routing import route
 from profiles.computed_traits import computed_trait_create
-from profiles.merging import customer_merge
+from profiles.merging import MergeRequest, customer_merge, customers_merge
 from profiles.models import Customer, Event, EventOutbox, Identity
 from profiles.privacy.services import customer_erase
 from tests.factories import CustomerFactory
@@ -257,6 +258,41 @@ def test_merging_gives_the_survivor_the_losers_memberships() -> None:
     rows = sorted(SegmentMembership.objects.values_list("segment__key", "customer_id"))
     assert rows == [("other", older.customer_id), ("vip", older.customer_id)]
     assert SegmentMembership.objects.get(id=shared.id).entered_at == min(shared.entered_at, newer.entered_at)
+
+
+def test_one_call_merging_two_groups_gives_each_survivor_its_own_losers_memberships() -> None:
+    vip = SegmentFactory.create(key="vip", condition=VIP)
+    other = SegmentFactory.create(key="other", condition=VIP)
+    first, second = CustomerFactory.create_batch(2)
+    Customer.objects.filter(id__in=[first.id, second.id]).update(created_at=timezone.now() - timedelta(days=1))
+    first_loser = SegmentMembershipFactory.create(segment=vip)
+    second_loser = SegmentMembershipFactory.create(segment=other)
+    early = timezone.now() - timedelta(days=3)
+    SegmentMembershipFactory.create(segment=other, customer_id=second.id)
+    SegmentMembership.objects.filter(id=second_loser.id).update(entered_at=early)
+    requests = [
+        MergeRequest(customer_ids=[first.id, first_loser.customer_id], reason="same"),
+        MergeRequest(customer_ids=[second.id, second_loser.customer_id], reason="same"),
+    ]
+    customers_merge(requests=requests, actor="test")
+    rows = sorted(SegmentMembership.objects.values_list("segment__key", "customer_id", "entered_at"))
+    assert [(key, customer_id) for key, customer_id, _ in rows] == sorted([("vip", first.id), ("other", second.id)])
+    assert SegmentMembership.objects.get(customer_id=second.id).entered_at == early
+
+
+def test_the_merge_hooks_take_the_same_statements_for_one_merge_or_five() -> None:
+    def statements(groups: int) -> int:
+        requests = []
+        for _ in range(groups):
+            survivor, merged = CustomerFactory.create_batch(2)
+            Customer.objects.filter(id=survivor.id).update(created_at=timezone.now() - timedelta(days=1))
+            SegmentMembershipFactory.create(customer_id=merged.id)
+            requests.append(MergeRequest(customer_ids=[survivor.id, merged.id], reason="same"))
+        with CaptureQueriesContext(connection) as queries:
+            customers_merge(requests=requests, actor="test")
+        return len(queries)
+
+    assert statements(1) == statements(5)
 
 
 def test_erasing_a_customer_deletes_their_memberships(ingest: Any, vip: Segment) -> None:

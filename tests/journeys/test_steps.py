@@ -469,6 +469,32 @@ def test_merged_customers_enrollments_move_to_the_survivor(ingest: Any) -> None:
     assert moved.customer_id == survivor
 
 
+def test_one_call_merging_two_groups_moves_each_losers_enrollments_to_its_own_survivor() -> None:
+    from profiles.merging import MergeRequest, customers_merge
+    from tests.factories import CustomerFactory
+
+    first, first_loser, second, second_loser = CustomerFactory.create_batch(4)
+    Customer.objects.filter(id__in=[first.id, second.id]).update(created_at=timezone.now() - timedelta(days=1))
+    version = publish(
+        _api({"pause": {"type": "wait", "duration": {"days": 1}, "next": "done"}, "done": {"type": "exit"}}, "pause")
+    )
+    kept = enrollment_start(journey=version.journey, customer_id=first.id)
+    doubled = enrollment_start(journey=version.journey, customer_id=first_loser.id)
+    moved = enrollment_start(journey=version.journey, customer_id=second_loser.id)
+    requests = [
+        MergeRequest(customer_ids=[first.id, first_loser.id], reason="test"),
+        MergeRequest(customer_ids=[second.id, second_loser.id], reason="test"),
+    ]
+    customers_merge(requests=requests, actor="test")
+    for row in (kept, doubled, moved):
+        row.refresh_from_db()
+    assert (kept.customer_id, kept.status) == (first.id, EnrollmentStatus.ACTIVE)
+    assert (doubled.customer_id, doubled.status) == (first.id, EnrollmentStatus.EXITED)
+    assert doubled.end_reason == f"merged into {first.id}"
+    assert not Timer.objects.filter(enrollment=doubled, fired_at__isnull=True).exists()
+    assert (moved.customer_id, moved.status) == (second.id, EnrollmentStatus.ACTIVE)
+
+
 def test_entering_a_segment_starts_a_segment_triggered_journey(ingest: Any) -> None:
     from journeys import segments
     from tests.journeys.factories import SegmentFactory

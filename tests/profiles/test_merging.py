@@ -230,12 +230,10 @@ def test_concurrent_overlapping_merges_lose_nothing_and_make_no_cycle() -> None:
 def test_apps_hear_of_a_merge_inside_its_transaction(two_people: Any, monkeypatch: Any) -> None:
     from profiles import contracts
 
-    heard: list[tuple[Any, list[Any], bool]] = []
+    heard: list[tuple[Any, bool]] = []
     monkeypatch.setattr(
-        contracts,
-        "_merged_listeners",
-        [lambda survivor, merged: heard.append((survivor, merged, connection.in_atomic_block))],
+        contracts, "_merged_listeners", [lambda merges: heard.append((merges, connection.in_atomic_block))]
     )
     older, newer = two_people
     customer_merge(customer_ids=[older.id, newer.id], reason="same", actor="test")
-    assert heard == [(older.id, [newer.id], True)]
+    assert heard == [({older.id: [newer.id]}, True)]
