@@ -537,12 +537,16 @@ class _PostgresStore(_Store):
         "WHERE i.kind = u.kind AND i.value = u.value LIMIT 1) AS l"
     )
     # The same, and (flagged false) the limited-kind identities of the customers found: merges
-    # move identities to the survivor, so they are on the live profile.
+    # move identities to the survivor, so they are on the live profile. LATERAL again, for the
+    # same reason: as a semi-join the planner hashed `found` against a scan of every identity of
+    # those kinds (4.2 ms a batch at 20,000 identities, growing with the table; 0.6 ms as probes).
+    # OFFSET 0 stops the planner from flattening the LATERAL back into that join.
     _LOOKUP_HELD = (
         f"WITH found AS MATERIALIZED ({_LOOKUP}) "  # noqa: S608 - constant fragments only
         "SELECT kind, value, customer_id, true FROM found UNION ALL "
-        "SELECT i.kind, i.value, i.customer_id, false FROM profiles_identity i "
-        "WHERE i.customer_id IN (SELECT customer_id FROM found) AND i.kind = ANY(%s::text[])"
+        "SELECT h.kind, h.value, h.customer_id, false FROM (SELECT DISTINCT customer_id FROM found) AS f "
+        "CROSS JOIN LATERAL (SELECT i.kind, i.value, i.customer_id FROM profiles_identity i "
+        "WHERE i.customer_id = f.customer_id AND i.kind = ANY(%s::text[]) OFFSET 0) AS h"
     )
 
     def lookup(self, keys: set[IdentityKey], limited_kinds: list[str]) -> tuple[dict[IdentityKey, uuid.UUID], _Held]:
