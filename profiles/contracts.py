@@ -28,6 +28,9 @@ class StoredEvent:
     channel: str
     timestamp: datetime
     received_at: datetime
+    # Whether it carries a consent choice (`context.consent`, or an identify's `consent` trait),
+    # read with the claim so the consent handler skips the chunks that carry none.
+    consent: bool = False
 
 
 AcceptedListener = Callable[[list[int]], None]

@@ -58,36 +58,43 @@ def source_rotate_key(*, source: Source) -> str:
     return write_key
 
 
-_CLAIM_SQL = """
+# The columns of a StoredEvent, in its field order. `consent` is the test that
+# profiles.privacy.services.consent_apply_events makes of each event.
+_STORED_EVENT = (
+    "e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at, "
+    "(e.context ? 'consent' OR (e.type = 'identify' AND e.properties ? 'consent'))"
+)
+
+_CLAIM_SQL = f"""
 WITH claimed AS (
     DELETE FROM profiles_eventoutbox WHERE event_id = ANY(%s) RETURNING event_id
 )
-SELECT e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at
+SELECT {_STORED_EVENT}
 FROM profiles_event e JOIN claimed c ON c.event_id = e.id
 ORDER BY e.id
-"""
+"""  # noqa: S608 - constant fragments only
 
 
 # The same, for a router that also takes the backlog: named rows another router holds are
 # skipped rather than waited for. That router took them as its backlog and is routing them; had
 # this one waited, two routers behind the same queue would take turns instead of working side by
 # side. (Should that router fail, they stay on the outbox for the sweeper.)
-_CLAIM_SKIP_LOCKED_SQL = """
+_CLAIM_SKIP_LOCKED_SQL = f"""
 WITH claimed AS (
     DELETE FROM profiles_eventoutbox WHERE event_id IN (
         SELECT event_id FROM profiles_eventoutbox WHERE event_id = ANY(%s) FOR UPDATE SKIP LOCKED
     ) RETURNING event_id
 )
-SELECT e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at
+SELECT {_STORED_EVENT}
 FROM profiles_event e JOIN claimed c ON c.event_id = e.id
 ORDER BY e.id
-"""
+"""  # noqa: S608 - constant fragments only
 
 
 # The backlog: other rows waiting on the outbox, oldest first, that no router holds (SKIP LOCKED:
 # this statement never waits) and that never failed a routing attempt (attempts = 0, so one
 # event that makes a handler fail cannot drag every other chunk down with it).
-_CLAIM_BACKLOG_SQL = """
+_CLAIM_BACKLOG_SQL = f"""
 WITH claimed AS (
     DELETE FROM profiles_eventoutbox WHERE event_id IN (
         SELECT event_id FROM profiles_eventoutbox
@@ -96,9 +103,9 @@ WITH claimed AS (
         FOR UPDATE SKIP LOCKED
     ) RETURNING event_id
 )
-SELECT e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at
+SELECT {_STORED_EVENT}
 FROM profiles_event e JOIN claimed c ON c.event_id = e.id
-"""
+"""  # noqa: S608 - constant fragments only
 
 
 def outbox_claim(*, event_ids: list[int], backlog: int = 0) -> list[StoredEvent]:
@@ -128,7 +135,17 @@ def outbox_claim(*, event_ids: list[int], backlog: int = 0) -> list[StoredEvent]
     EventOutbox.objects.filter(event_id__in=claimed).delete()
     rows = Event.objects.filter(id__in=claimed).order_by("id")
     return [
-        StoredEvent(e.id, e.source_id, e.customer_id, e.type, e.name, e.channel, e.timestamp, e.received_at)
+        StoredEvent(
+            e.id,
+            e.source_id,
+            e.customer_id,
+            e.type,
+            e.name,
+            e.channel,
+            e.timestamp,
+            e.received_at,
+            "consent" in e.context or (e.type == "identify" and "consent" in e.properties),
+        )
         for e in rows
     ]
 

@@ -148,7 +148,10 @@ def _checked(choice: ConsentChoice) -> ConsentChoice:
 def consent_apply_events(events: list[StoredEvent]) -> None:
     """Routing handler: record the consent carried by events (`context.consent` on any call, the
     `consent` trait of an identify). One query finds the events that carry any, in the
-    routing transaction, so the consent commits with the routing of its event."""
+    routing transaction, so the consent commits with the routing of its event. Most chunks carry
+    none, and the claim says so (StoredEvent.consent): they cost nothing here."""
+    if not any(event.consent for event in events):
+        return
     rows = list(
         Event.objects.filter(id__in=[e.id for e in events])
         .filter(Q(context__has_key="consent") | Q(type="identify", properties__has_key="consent"))

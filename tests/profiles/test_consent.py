@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 import pytest
+from django.db import transaction
 from django.test import Client
 
 from orchestration.routing import route
@@ -16,8 +17,9 @@ from profiles.models import Event
 from profiles.privacy.conventions import ConsentChoice, choices_from
 from profiles.privacy.models import ConsentChange, ConsentOrigin, PrivacyAudit
 from profiles.privacy.selectors import consent_allows, consent_allows_many
-from profiles.privacy.services import consent_set
+from profiles.privacy.services import consent_apply_events, consent_set
 from profiles.selectors import customer_find
+from profiles.services import outbox_claim
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -224,6 +226,30 @@ def test_routing_the_same_events_twice_records_consent_once(ingest: Any) -> None
 def test_events_without_consent_record_nothing(ingest: Any) -> None:
     _routed(ingest, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     assert ConsentChange.objects.count() == 0
+
+
+def test_the_claim_says_which_events_carry_consent(ingest: Any) -> None:
+    sent = [
+        {"type": "track", "userId": "u1", "event": "A", "context": {"consent": {"marketing": {"email": True}}}},
+        {"type": "identify", "userId": "u1", "traits": {"consent": {"marketing": {"sms": "denied"}}}},
+        {"type": "track", "userId": "u1", "event": "B", "properties": {"consent": {"marketing": True}}},
+        {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
+    ]
+    assert ingest.post("batch", {"batch": sent}).status_code == 200
+    with transaction.atomic():
+        claimed = outbox_claim(event_ids=list(Event.objects.order_by("id").values_list("id", flat=True)))
+    # A track's `consent` property is the track's own business; only context and identify traits count.
+    assert [event.consent for event in claimed] == [True, True, False, False]
+
+
+def test_a_chunk_that_carries_no_consent_costs_the_handler_no_query(
+    ingest: Any, django_assert_num_queries: Any
+) -> None:
+    assert ingest.post("track", {"userId": "u1", "event": "A", "properties": {"consent": True}}).status_code == 200
+    with transaction.atomic():
+        claimed = outbox_claim(event_ids=list(Event.objects.values_list("id", flat=True)))
+    with django_assert_num_queries(0):
+        consent_apply_events(claimed)
 
 
 def test_webhook_changes_are_history_even_when_repeated() -> None:
