@@ -1,11 +1,13 @@
 """`make run`: the API and admin, a worker and the scheduler, until Ctrl-C stops them all."""
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -93,8 +95,13 @@ class Command(BaseCommand):
         # (a web worker under a master killed at the deadline) is killed with its group. A web
         # worker that got the terminal's SIGINT while its master was stopping it sometimes never
         # stopped (granian 2.8.7), and held the terminal's pipe open after everything else had gone.
+        # And each is told by the kernel when this process goes, however it goes: stopped by a
+        # SIGKILL (an OOM kill, a supervisor's last resort), it could not stop them itself, and
+        # they would run on, orphaned, holding the port.
+        stop_with_me = _stop_with_parent(os.getpid())
         processes = {
-            name: subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603 - our own argv
+            # preexec_fn: this process runs no other thread while it starts its children.
+            name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=stop_with_me)  # noqa: S603, PLW1509
             for name, cmd in commands.items()
         }
         stopping = False
@@ -126,6 +133,23 @@ class Command(BaseCommand):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # anything of its group still there
         sys.exit(exit_code)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent(parent: int) -> Callable[[], None]:
+    """What a child runs before it execs: SIGTERM to it when `parent` exits (Linux; elsewhere
+    nothing). If the parent has already gone by then, it stops at once."""
+
+    def arrange() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 def _redact(url: str) -> str:
