@@ -245,3 +245,35 @@ def sessions_for() -> Callable[[Any], SessionsClient]:
 def test_redis() -> redis.Redis:
     """The test run's own Redis database (REDIS_URL), the only one a test may flush."""
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+# --- The WSGI fast path beside the Django stack (tests/wsgi.py has the in-process call) -----------
+
+
+@pytest.fixture(scope="module")
+def django_stack() -> Any:
+    """The /v1 Django stack a fast path hands requests on to: what the fast path must equal."""
+    from config.core.wsgi import SourceApiHandler
+
+    return SourceApiHandler()
+
+
+@pytest.fixture(scope="module")
+def fast() -> Any:
+    """The WSGI fast path with a fallback that fails the test if a request reaches it."""
+    from config.core.wsgi import fast_path
+    from tests.wsgi import refuse
+
+    return fast_path(refuse)
+
+
+@pytest.fixture
+def redis_unreachable(settings: Any) -> Iterator[None]:
+    """The app's Redis client pointed at a port where nothing listens."""
+    from config.core import redis as tl_redis
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    tl_redis.client.cache_clear()
+    yield
+    # The settings fixture restores REDIS_URL after this; the next client() call rebuilds.
+    tl_redis.client.cache_clear()

@@ -344,18 +344,6 @@ def test_without_a_generation_change_the_compiled_journey_is_reused(vip_journey:
 # --- Degraded ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_unreachable(settings: Any) -> Iterator[None]:
-    """The app's Redis client pointed at a port where nothing listens."""
-    from config.core import redis as tl_redis
-
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    tl_redis.client.cache_clear()
-    yield
-    # The settings fixture restores REDIS_URL after this; the next client() call rebuilds.
-    tl_redis.client.cache_clear()
-
-
 def degraded_count(reason: str) -> float:
     return metrics.DECIDE_DEGRADED.labels(placement="support_entry", reason=reason)._value.get()
 

@@ -18,7 +18,6 @@ import pytest
 from django.core import signals
 from django.test import override_settings
 
-from config.core import redis as tl_redis
 from config.core.fast_path import FastPath
 from config.core.wsgi import SourceApiHandler, fast_path
 from journeys import decide
@@ -27,7 +26,7 @@ from journeys.models import Decision
 from journeys.services import journey_publish
 from tests.factories import CustomerFactory, IdentityFactory, SourceFactory
 from tests.journeys.factories import JourneyFactory, JourneyVersionFactory
-from tests.wsgi import Answer, Recorder, call, environ, refuse
+from tests.wsgi import Answer, Recorder, call, environ
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,16 +48,6 @@ def _without_decision_id(answer: Answer) -> Answer:
 
 def _auth(write_key: str) -> str:
     return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
-
-
-@pytest.fixture(scope="module")
-def django_stack() -> SourceApiHandler:
-    return SourceApiHandler()
-
-
-@pytest.fixture(scope="module")
-def fast() -> FastPath:
-    return fast_path(refuse)
 
 
 @pytest.fixture(autouse=True)
@@ -162,14 +151,6 @@ def test_an_unknown_placement_is_the_same_404(both: Callable[..., tuple[Answer, 
 def test_over_the_rate_limit_is_the_same_429_with_retry_after(both: Callable[..., tuple[Answer, Answer]]) -> None:
     django_answer, fast_answer = both(ask())
     assert (fast_answer, ("Retry-After", "1") in fast_answer[1]) == (django_answer, True)
-
-
-@pytest.fixture
-def redis_unreachable(settings: Any) -> Iterator[None]:
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    tl_redis.client.cache_clear()
-    yield
-    tl_redis.client.cache_clear()
 
 
 def test_a_degraded_answer_is_the_same(both: Callable[..., tuple[Answer, Answer]], redis_unreachable: None) -> None:

@@ -24,23 +24,13 @@ from config.core.wsgi import SourceApiHandler, fast_path, source_api_middleware
 from orchestration.sessions.fast_path import ROUTE
 from tests.conftest import SessionsClient
 from tests.factories import SourceFactory
-from tests.wsgi import Answer, Recorder, call, environ, refuse
+from tests.wsgi import Answer, Recorder, call, environ
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _call(app: Callable[..., Any], method: str, path: str, body: bytes = b"", **headers: str) -> Answer:
     return call(app, environ(method, path, body, headers))
-
-
-@pytest.fixture(scope="module")
-def django_stack() -> SourceApiHandler:
-    return SourceApiHandler()
-
-
-@pytest.fixture(scope="module")
-def fast() -> FastPath:
-    return fast_path(refuse)
 
 
 @pytest.fixture
