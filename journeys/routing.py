@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import OperationalError, connection
 
 from config.core import metrics, observability
 from journeys import selectors
@@ -273,13 +273,6 @@ def enrollment_id(journey_id: UUID, customer_id: UUID, event: EventView | None) 
 def _insert_enrollment(row: Enrollment) -> bool:
     """Insert unless the customer is already active in the journey (the partial unique index)
     or this id exists (the same event started it before): ON CONFLICT DO NOTHING, no savepoint."""
-    if connection.vendor != "postgresql":
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        except IntegrityError:
-            return False
-        return True
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO journeys_enrollment (id, created_at, updated_at, journey_id, version_id, customer_id, "
@@ -371,7 +364,7 @@ def enrollment_create(
         created_at=now,
         updated_at=now,
     )
-    if pending is not None and connection.vendor == "postgresql":
+    if pending is not None:
         # Inserted one by one, a second start of the journey in the same chunk met the first
         # one's row (still active until the chunk's end) and did not start: the same here.
         if (live.journey_id, customer_id) in pending:

@@ -31,7 +31,7 @@ from uuid import UUID
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.core import metrics
@@ -281,8 +281,6 @@ def _history_rows(customer_ids: list[UUID], name: str, since: datetime | None) -
     scan of the event_customer_time index per customer."""
     if not customer_ids:
         return {}
-    if connection.vendor != "postgresql":
-        return _history_rows_orm(customer_ids, name, since)
     table = Event._meta.db_table
     params: list[Any] = [[str(c) for c in customer_ids], name]
     since_sql = ""
@@ -313,18 +311,6 @@ def _history_rows(customer_ids: list[UUID], name: str, since: datetime | None) -
                     "context": _json(context),
                 }
             )
-    return found
-
-
-def _history_rows_orm(customer_ids: list[UUID], name: str, since: datetime | None) -> dict[UUID, list[dict[str, Any]]]:
-    """The same, one query per customer (embedded mode's SQLite has no LATERAL over an array)."""
-    found: dict[UUID, list[dict[str, Any]]] = {}
-    for customer_id in customer_ids:
-        events = Event.objects.filter(customer_id=customer_id, type="track", name=name)
-        if since is not None:
-            events = events.filter(timestamp__gte=since)
-        rows = events.order_by("-timestamp", "-id").values("timestamp", "channel", "properties", "context")
-        found[customer_id] = [{"name": name, "type": "track", **row} for row in rows[:HISTORY_LIMIT]]
     return found
 
 
@@ -464,8 +450,6 @@ def evaluate(
 def memberships_apply(*, changes: list[Change], now: datetime) -> list[tuple[Change, int]]:
     """Insert and delete membership rows; returns the changes this call made, each with its
     membership row id (a change another transaction made first is not returned)."""
-    if connection.vendor != "postgresql":
-        return _memberships_apply_orm(changes, now)
     made: list[tuple[Change, int]] = []
     table = SegmentMembership._meta.db_table
     entering = sorted((c for c in changes if c.entered), key=lambda c: (str(c.segment.id), str(c.customer_id)))
@@ -500,27 +484,6 @@ def memberships_apply(*, changes: list[Change], now: datetime) -> list[tuple[Cha
             made.extend(
                 (c, deleted[(c.segment.id, c.customer_id)]) for c in leaving if (c.segment.id, c.customer_id) in deleted
             )
-    return made
-
-
-def _memberships_apply_orm(changes: list[Change], now: datetime) -> list[tuple[Change, int]]:
-    """The same, a statement per change (embedded mode: SQLite, one writer at a time)."""
-    made: list[tuple[Change, int]] = []
-    for change in changes:
-        rows = SegmentMembership.objects.filter(segment_id=change.segment.id, customer_id=change.customer_id)
-        if change.entered:
-            try:
-                with transaction.atomic():
-                    row = SegmentMembership.objects.create(
-                        segment_id=change.segment.id, customer_id=change.customer_id, entered_at=now
-                    )
-            except IntegrityError:
-                continue
-            made.append((change, row.id))
-        else:
-            row_id = rows.values_list("id", flat=True).first()
-            if row_id is not None and SegmentMembership.objects.filter(id=row_id).delete()[0]:
-                made.append((change, row_id))
     return made
 
 
@@ -718,10 +681,6 @@ def segments_on_customers_merged(merges: dict[UUID, list[UUID]]) -> None:
     ids}; kept once, the earliest entry time wins), in one statement for all the merges of a
     call. Segment events are not emitted here: the survivor's next routed event re-evaluates its
     segments with the merged traits."""
-    if connection.vendor != "postgresql":
-        for survivor_id, merged_ids in merges.items():
-            _merge_orm(survivor_id, merged_ids)
-        return
     pairs = [{"merged": str(merged), "survivor": str(survivor)} for survivor, ids in merges.items() for merged in ids]
     table = SegmentMembership._meta.db_table
     with connection.cursor() as cursor:
@@ -744,20 +703,6 @@ def segments_on_customers_merged(merges: dict[UUID, list[UUID]]) -> None:
         )
 
 
-def _merge_orm(survivor_id: UUID, merged_ids: list[UUID]) -> None:
-    kept = {m.segment_id: m for m in SegmentMembership.objects.filter(customer_id=survivor_id)}
-    for membership in SegmentMembership.objects.filter(customer_id__in=merged_ids).order_by("entered_at"):
-        survivor = kept.get(membership.segment_id)
-        if survivor is None:
-            kept[membership.segment_id] = SegmentMembership.objects.create(
-                segment_id=membership.segment_id, customer_id=survivor_id, entered_at=membership.entered_at
-            )
-        elif membership.entered_at < survivor.entered_at:
-            survivor.entered_at = membership.entered_at
-            survivor.save(update_fields=["entered_at"])
-    SegmentMembership.objects.filter(customer_id__in=merged_ids).delete()
-
-
 def segments_on_customers_erased(customer_ids: list[UUID]) -> dict[str, int]:
     """Erase hook: the customers' segment memberships go."""
     deleted, _ = SegmentMembership.objects.filter(customer_id__in=customer_ids).delete()
@@ -765,13 +710,3 @@ def segments_on_customers_erased(customer_ids: list[UUID]) -> dict[str, int]:
 
 
 # --- reads -------------------------------------------------------------------------------------------
-
-
-def customer_segment_keys(*, customer_ids: Collection[UUID]) -> dict[UUID, frozenset[str]]:
-    """The segments each customer is in now, by key (one query)."""
-    found: dict[UUID, set[str]] = {c: set() for c in customer_ids}
-    for customer_id, key in SegmentMembership.objects.filter(customer_id__in=list(customer_ids)).values_list(
-        "customer_id", "segment__key"
-    ):
-        found.setdefault(customer_id, set()).add(key)
-    return {c: frozenset(keys) for c, keys in found.items()}

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Q
 
 from journeys.models import (
     Enrollment,
@@ -15,7 +15,6 @@ from journeys.models import (
     Journey,
     JourneyVersion,
     SegmentMembership,
-    StepRun,
     Timer,
     VersionStatus,
 )
@@ -45,10 +44,6 @@ def versions_by_id(*, version_ids: Iterable[UUID]) -> dict[UUID, JourneyVersion]
 
 def enrollment_get(*, enrollment_id: UUID) -> Enrollment | None:
     return Enrollment.objects.select_related("journey", "version").filter(id=enrollment_id).first()
-
-
-def enrollment_history(*, enrollment: Enrollment) -> QuerySet[StepRun]:
-    return StepRun.objects.filter(enrollment=enrollment).order_by("id")
 
 
 def customer_enrollments(*, customer_ids: list[UUID], limit: int = 100) -> list[Enrollment]:

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from config.core import metrics, observability
@@ -29,11 +29,9 @@ from journeys.models import (
     VersionStatus,
 )
 from journeys.world import (
-    ENROLLMENT_VALUES,
     DbWorld,
     _array_cursor,
     enrollment_state,
-    enrollment_state_of,
     enrollments_save,
 )
 
@@ -356,15 +354,6 @@ def _enrollments_lock(ids: set[UUID]) -> dict[UUID, tuple[EnrollmentState, str]]
     """Lock the enrollments (skipping those held elsewhere) and read them as the machine's
     states, with each one's status before the machine runs. One statement with the ids as a
     binary array: the ORM would quote 500 UUIDs into the SQL text and build 500 model dicts."""
-    if connection.vendor != "postgresql":
-        rows = {
-            values["id"]: values
-            for values in Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=ids)
-            .order_by("id")
-            .values(*ENROLLMENT_VALUES)
-        }
-        return {pk: (enrollment_state_of(values), values["status"]) for pk, values in rows.items()}
     with _array_cursor() as cursor:
         cursor.execute(_ENROLLMENTS_LOCK, [list(ids)], prepare=True)
         found = cursor.fetchall()
@@ -404,15 +393,6 @@ _TIMERS_CLAIM = (
 
 def _timers_claim(now: datetime, batch: int) -> list[tuple[int, UUID, str, int, str, datetime]]:
     """Up to `batch` due timers that no other tick holds, locked and marked fired at `now`."""
-    if connection.vendor != "postgresql":
-        timers = list(
-            Timer.objects.select_for_update(skip_locked=True)
-            .filter(fired_at__isnull=True, due_at__lte=now)
-            .order_by("due_at")
-            .values_list("id", "enrollment_id", "step", "visit", "kind", "due_at")[:batch]
-        )
-        Timer.objects.filter(id__in=[t[0] for t in timers]).update(fired_at=now)
-        return timers
     with _array_cursor() as cursor:
         cursor.execute(_TIMERS_CLAIM, [now, now, batch], prepare=True)
         return cursor.fetchall()

@@ -34,7 +34,7 @@ from config.core.netguard import ForbiddenDestination, destination_check
 from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
-from journeys.models import Enrollment, StepRun, Timer
+from journeys.models import Enrollment
 from profiles import services as profile_services
 from profiles.contracts import SourceInfo
 from profiles.models import Customer
@@ -175,17 +175,12 @@ class DbWorld:
                 "detail": {},
             }
             return True
-        if connection.vendor == "postgresql":
-            # Prepared once per connection: a timer batch of message steps runs this hundreds of times.
-            with _array_cursor() as cursor:
-                cursor.execute(
-                    _GUARD_INSERT, [UUID(enrollment.id), key, step, kind, enrollment.visit, self.now()], prepare=True
-                )
-                row = cursor.fetchone()
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(_GUARD_INSERT, [enrollment.id, key, step, kind, enrollment.visit, self.now()])
-                row = cursor.fetchone()
+        # Prepared once per connection: a timer batch of message steps runs this hundreds of times.
+        with _array_cursor() as cursor:
+            cursor.execute(
+                _GUARD_INSERT, [UUID(enrollment.id), key, step, kind, enrollment.visit, self.now()], prepare=True
+            )
+            row = cursor.fetchone()
         if row is None:
             return False
         self._inserted[key] = row[0]
@@ -205,22 +200,21 @@ class DbWorld:
     def flush(self) -> None:
         """Write what the chunk buffered: timers cleared and set, history rows, outcomes of the
         rows inserted early. Called once at the end of a chunk, inside its transaction."""
-        postgres = connection.vendor == "postgresql"
         if self._clear:
-            _timers_clear(self._clear, postgres=postgres)
+            _timers_clear(self._clear)
             self._clear.clear()
         if self._timers:
             timers = {(pk, *key): due for pk, set_ in self._timers.items() for key, due in set_.items()}
             if timers:
-                _timers_upsert(timers, postgres=postgres)
+                _timers_upsert(timers)
             self._timers.clear()
         if self._runs:
-            inserted = _history_insert(self._runs, postgres=postgres)
+            inserted = _history_insert(self._runs)
             if inserted != len(self._runs):
                 raise HistoryConflict(f"{len(self._runs) - inserted} step(s) of this chunk were already recorded")
             self._runs.clear()
         if self._outcomes:
-            _outcomes_update(self._outcomes, postgres=postgres)
+            _outcomes_update(self._outcomes)
             self._outcomes.clear()
         self._inserted.clear()
         for (journey, kind, outcome), count in self._steps.items():
@@ -353,11 +347,8 @@ class HistoryConflict(Exception):
     stale. The transaction rolls back and the task is retried."""
 
 
-def _timers_clear(enrollment_ids: set[str], *, postgres: bool) -> None:
+def _timers_clear(enrollment_ids: set[str]) -> None:
     """Delete the enrollments' timers that have not fired (those of the waits they left)."""
-    if not postgres:
-        Timer.objects.filter(enrollment_id__in=list(enrollment_ids), fired_at__isnull=True).delete()
-        return
     with _array_cursor() as cursor:
         cursor.execute(
             "DELETE FROM journeys_timer WHERE enrollment_id = ANY(%b::uuid[]) AND fired_at IS NULL",
@@ -366,43 +357,29 @@ def _timers_clear(enrollment_ids: set[str], *, postgres: bool) -> None:
         )
 
 
-def _timers_upsert(timers: dict[tuple[str, str, int, str], datetime], *, postgres: bool) -> None:
-    if postgres:
-        keys = list(timers)
-        with _array_cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO journeys_timer (enrollment_id, step, visit, kind, due_at, fired_at) "
-                "SELECT e, s, v, k, d, NULL FROM unnest(%b::uuid[], %b::text[], %b::int[], %b::text[], "
-                "%b::timestamptz[]) AS t(e, s, v, k, d) "
-                "ON CONFLICT (enrollment_id, step, visit, kind) "
-                "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
-                [
-                    [UUID(k[0]) for k in keys],
-                    [k[1] for k in keys],
-                    [k[2] for k in keys],
-                    [k[3] for k in keys],
-                    [timers[k] for k in keys],
-                ],
-                prepare=True,
-            )
-        return
-    with connection.cursor() as cursor:
-        for (enrollment_id, step, visit, kind), due_at in timers.items():
-            cursor.execute(
-                "INSERT INTO journeys_timer (enrollment_id, step, visit, kind, due_at, fired_at) "
-                "VALUES (%s, %s, %s, %s, %s, NULL) ON CONFLICT (enrollment_id, step, visit, kind) "
-                "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
-                [UUID(enrollment_id).hex, step, visit, kind, due_at],
-            )
+def _timers_upsert(timers: dict[tuple[str, str, int, str], datetime]) -> None:
+    keys = list(timers)
+    with _array_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO journeys_timer (enrollment_id, step, visit, kind, due_at, fired_at) "
+            "SELECT e, s, v, k, d, NULL FROM unnest(%b::uuid[], %b::text[], %b::int[], %b::text[], "
+            "%b::timestamptz[]) AS t(e, s, v, k, d) "
+            "ON CONFLICT (enrollment_id, step, visit, kind) "
+            "DO UPDATE SET due_at = EXCLUDED.due_at, fired_at = NULL",
+            [
+                [UUID(k[0]) for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [k[3] for k in keys],
+                [timers[k] for k in keys],
+            ],
+            prepare=True,
+        )
 
 
-def _outcomes_update(outcomes: dict[int, tuple[str, dict[str, Any]]], *, postgres: bool) -> None:
+def _outcomes_update(outcomes: dict[int, tuple[str, dict[str, Any]]]) -> None:
     """The outcomes of the history rows inserted early, in one statement (bulk_update's CASE
     WHEN per row took over a millisecond a row for a batch of 500 message steps)."""
-    if not postgres:
-        rows = [StepRun(id=pk, outcome=outcome, detail=detail) for pk, (outcome, detail) in outcomes.items()]
-        StepRun.objects.bulk_update(rows, ["outcome", "detail"])
-        return
     ids = list(outcomes)
     with _array_cursor() as cursor:
         cursor.execute(
@@ -413,12 +390,8 @@ def _outcomes_update(outcomes: dict[int, tuple[str, dict[str, Any]]], *, postgre
         )
 
 
-def _history_insert(runs: dict[str, dict[str, Any]], *, postgres: bool) -> int:
+def _history_insert(runs: dict[str, dict[str, Any]]) -> int:
     """Insert history rows ON CONFLICT (key) DO NOTHING; returns how many went in."""
-    if not postgres:
-        before = StepRun.objects.filter(key__in=list(runs)).count()
-        StepRun.objects.bulk_create([StepRun(key=key, **row) for key, row in runs.items()], ignore_conflicts=True)
-        return len(runs) - before
     keys = list(runs)
     with _array_cursor() as cursor:
         cursor.execute(
@@ -515,23 +488,6 @@ def enrollment_state_of(values: dict[str, Any]) -> EnrollmentState:
     )
 
 
-ENROLLMENT_FIELDS = [
-    "step",
-    "visit",
-    "status",
-    "waiting_for",
-    "state",
-    "converted",
-    "end_reason",
-    "ended_at",
-    "updated_at",
-]
-
-
-def enrollment_save(row: Enrollment, state: EnrollmentState) -> None:
-    enrollments_save([(row.status, state)])
-
-
 def enrollments_save(changes: list[tuple[str, EnrollmentState]]) -> None:
     """Write the machine's changes (status before, state after) back to the locked rows, in one
     statement; count how enrollments ended."""
@@ -544,20 +500,6 @@ def enrollments_save(changes: list[tuple[str, EnrollmentState]]) -> None:
     )
     for (journey, status), count in ended.items():
         metrics.JOURNEY_EXITS.labels(journey=journey, status=status).inc(count)
-    if connection.vendor != "postgresql":
-        for state in states:
-            Enrollment.objects.filter(id=state.id).update(
-                step=state.step,
-                visit=state.visit,
-                status=state.status,
-                waiting_for=state.waiting_for,
-                state=state.state,
-                converted=state.converted,
-                end_reason=state.end_reason[:200],
-                ended_at=state.ended_at,
-                updated_at=now,
-            )
-        return
     with _array_cursor() as cursor:
         cursor.execute(
             "UPDATE journeys_enrollment AS e SET step = t.step, visit = t.visit, status = t.status, "

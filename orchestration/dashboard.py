@@ -91,22 +91,13 @@ def throughput(now: datetime) -> Throughput:
 
 def routing_lag(now: datetime) -> Lag:
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT count(*), avg(lag_ms), percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_ms), max(lag_ms) "
-                "FROM (SELECT lag_ms, routed_at FROM orchestration_routelog ORDER BY id DESC LIMIT %s) AS recent "
-                "WHERE routed_at >= %s",
-                [SCAN_LIMIT, now - WINDOW],
-            )
-            count, average, p95, longest = cursor.fetchone()
-        else:
-            cursor.execute(
-                "SELECT count(*), avg(lag_ms), max(lag_ms) FROM (SELECT lag_ms, routed_at FROM orchestration_routelog "
-                "ORDER BY id DESC LIMIT %s) AS recent WHERE routed_at >= %s",
-                [SCAN_LIMIT, now - WINDOW],
-            )
-            count, average, longest = cursor.fetchone()
-            p95 = None
+        cursor.execute(
+            "SELECT count(*), avg(lag_ms), percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_ms), max(lag_ms) "
+            "FROM (SELECT lag_ms, routed_at FROM orchestration_routelog ORDER BY id DESC LIMIT %s) AS recent "
+            "WHERE routed_at >= %s",
+            [SCAN_LIMIT, now - WINDOW],
+        )
+        count, average, p95, longest = cursor.fetchone()
     return Lag(int(count), float(average) if average is not None else None, p95, longest)
 
 

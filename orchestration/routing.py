@@ -81,12 +81,6 @@ def record_routed(events: list[StoredEvent]) -> None:
     """One RouteLog row per event, written by one statement from the ids and receipt times (the
     ORM's bulk_create built a model per event, the largest per-event cost of a chunk)."""
     now = timezone.now()
-    if connection.vendor != "postgresql":
-        RouteLog.objects.bulk_create(
-            RouteLog(event_id=e.id, routed_at=now, lag_ms=max(0, int((now - e.received_at).total_seconds() * 1000)))
-            for e in events
-        )
-        return
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {RouteLog._meta.db_table} (event_id, routed_at, lag_ms) "  # noqa: S608 - our table

@@ -26,7 +26,7 @@ from profiles.identifiers import IdentityKey
 from profiles.identity_rules import is_junk
 from profiles.merging import MergeRequest, customers_merge, identity_limits
 from profiles.messages import Message, MessageError, parse_message
-from profiles.models import Customer, Event, EventOutbox, Identity, MergeRefusal, QuarantinedMessage
+from profiles.models import MergeRefusal, QuarantinedMessage
 from profiles.privacy.selectors import suppressed_identities, suppression_in_force
 from profiles.schemas.validation import SCHEMA_REASON, schemas_check
 
@@ -115,8 +115,8 @@ def event_ingest(
             message.schema_violations = violations
         messages = check.accepted
 
-    store = _PostgresStore() if connection.vendor == "postgresql" else _OrmStore()
-    if isinstance(store, _PostgresStore) and _one_statement_will_do(messages, quarantine):
+    store = _Store()
+    if _one_statement_will_do(messages, quarantine):
         stored = store.ingest_simple(source, messages, received_at=received_at, parsed=result)
         if stored is not None:
             _observe(source, messages, quarantine, stored)
@@ -445,39 +445,6 @@ def _json(value: Any) -> str:
 _Held = dict[uuid.UUID, dict[str, set[str]]]
 
 
-class _Store:
-    def lookup(self, keys: set[IdentityKey], limited_kinds: list[str]) -> tuple[dict[IdentityKey, uuid.UUID], _Held]:
-        """The live customer of each key found, and the identities of `limited_kinds` that
-        those customers hold."""
-        raise NotImplementedError
-
-    def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
-        raise NotImplementedError
-
-    def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
-        raise NotImplementedError
-
-    def insert_new(
-        self,
-        customers: dict[uuid.UUID, _TraitState],
-        identities: dict[IdentityKey, uuid.UUID],
-        source: SourceInfo,
-        now: datetime,
-    ) -> None:
-        """Insert new customers and identities, or nothing (raising _IdentityConflict) when
-        another transaction claimed one of the identities first. A savepoint undoes them."""
-        with transaction.atomic():
-            if customers:
-                self.insert_customers(customers, now)
-            self.insert_identities(identities, source, now)
-
-    def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
-        raise NotImplementedError
-
-    def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
-        raise NotImplementedError
-
-
 class _PreparedCursor:
     """A server-side-binding cursor that prepares its statements.
 
@@ -523,7 +490,7 @@ def _allow_prepare(raw: psycopg.Connection[Any]) -> None:
         raw.prepare_threshold = 2**31
 
 
-class _PostgresStore(_Store):
+class _Store:
     """Set-based statements over unnest()-ed arrays: one round trip per step, whatever the batch size."""
 
     # merged_into always names the final survivor, so one hop finds the live profile. The
@@ -866,81 +833,3 @@ class _PostgresStore(_Store):
                 [source.id, source.channel, received_at, rows, received_at],
             )
             return [row[0] for row in cursor.fetchall()]
-
-
-class _OrmStore(_Store):
-    """The embedded (SQLite) mode: the same steps through the ORM. Writers are serialised by
-    SQLite itself, so the checks below cannot race."""
-
-    def lookup(self, keys: set[IdentityKey], limited_kinds: list[str]) -> tuple[dict[IdentityKey, uuid.UUID], _Held]:
-        found: dict[IdentityKey, uuid.UUID] = {}
-        by_kind: dict[str, list[str]] = {}
-        for kind, value in keys:
-            by_kind.setdefault(kind, []).append(value)
-        for kind, values in by_kind.items():
-            rows = Identity.objects.filter(kind=kind, value__in=values).values_list(
-                "value", "customer_id", "customer__merged_into_id"
-            )
-            for value, customer_id, merged_into_id in rows:
-                found[(kind, value)] = merged_into_id or customer_id
-        held: _Held = {}
-        if limited_kinds and found:
-            limited = Identity.objects.filter(customer_id__in=set(found.values()), kind__in=limited_kinds)
-            for kind, value, customer_id in limited.values_list("kind", "value", "customer_id"):
-                held.setdefault(customer_id, {}).setdefault(kind, set()).add(value)
-        return found, held
-
-    def insert_customers(self, customers: dict[uuid.UUID, _TraitState], now: datetime) -> None:
-        Customer.objects.bulk_create(
-            Customer(id=cid, traits=traits, trait_times=times, once_keys=once)
-            for cid, (traits, times, once) in customers.items()
-        )
-
-    def insert_identities(self, identities: dict[IdentityKey, uuid.UUID], source: SourceInfo, now: datetime) -> None:
-        try:
-            Identity.objects.bulk_create(
-                Identity(kind=kind, value=value, customer_id=cid, source_id=source.id)
-                for (kind, value), cid in identities.items()
-            )
-        except IntegrityError:
-            raise _IdentityConflict from None
-
-    def merge_traits(self, updates: dict[uuid.UUID, trait_ops.TraitOps], now: datetime) -> None:
-        for customer in Customer.objects.filter(id__in=list(updates)):
-            customer.traits, customer.trait_times, customer.once_keys = trait_ops.apply(
-                customer.traits, customer.trait_times, customer.once_keys, updates[customer.id]
-            )
-            customer.save(update_fields=["traits", "trait_times", "once_keys", "updated_at"])
-
-    def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
-        existing = set(
-            Event.objects.filter(source_id=source.id, message_id__in=[m.message_id for m in messages]).values_list(
-                "message_id", flat=True
-            )
-        )
-        events = [
-            Event(
-                source_id=source.id,
-                message_id=m.message_id,
-                type=m.type,
-                name=m.name,
-                customer_id=m.customer_id,
-                channel=source.channel,
-                user_id=m.user_id,
-                anonymous_id=m.anonymous_id,
-                timestamp=m.timestamp,
-                original_timestamp=m.original_timestamp,
-                sent_at=m.sent_at,
-                received_at=received_at,
-                properties=m.properties,
-                context=m.context,
-                extra=m.extra,
-                schema_version_id=m.schema_version_id,
-                schema_violations=m.schema_violations,
-            )
-            for m in messages
-            if m.message_id not in existing
-        ]
-        created = Event.objects.bulk_create(events)
-        EventOutbox.objects.bulk_create(EventOutbox(event_id=e.pk, enqueued_at=received_at) for e in created)
-        return [e.pk for e in created]

@@ -189,10 +189,7 @@ def _apply(records: list[MergeRecord], final: dict[UUID, UUID]) -> None:
     MergeRecord.objects.bulk_create(records)
     now = timezone.now()
     survivors = list({record.survivor_id: record.survivor for record in records}.values())
-    if connection.vendor == "postgresql":
-        _apply_postgres(final, survivors, now)
-    else:
-        _apply_orm(final, survivors, now)
+    _apply_sets(final, survivors, now)
     by_survivor: dict[UUID, list[UUID]] = {}
     for loser, survivor_id in final.items():
         by_survivor.setdefault(survivor_id, []).append(loser)
@@ -227,7 +224,7 @@ _SET_MERGED_STATE = """
 """
 
 
-def _apply_postgres(final: dict[UUID, UUID], survivors: list[Customer], now: datetime) -> None:
+def _apply_sets(final: dict[UUID, UUID], survivors: list[Customer], now: datetime) -> None:
     pairs = orjson.dumps([{"loser": loser, "survivor": survivor} for loser, survivor in final.items()]).decode()
     losers = list(final)
     # json, as JSONField itself writes: traits set through the API may hold what orjson refuses
@@ -250,27 +247,6 @@ def _apply_postgres(final: dict[UUID, UUID], survivors: list[Customer], now: dat
         cursor.execute(_MOVE_EVENTS, [pairs, losers])
         cursor.execute(_POINT_AT_SURVIVORS, [now, pairs, losers, losers])
         cursor.execute(_SET_MERGED_STATE, [now, states, [c.id for c in survivors]])
-
-
-def _apply_orm(final: dict[UUID, UUID], survivors: list[Customer], now: datetime) -> None:
-    """The embedded (SQLite) mode: the same writes, a few statements per survivor."""
-    by_survivor: dict[UUID, list[UUID]] = {}
-    for loser, survivor_id in final.items():
-        by_survivor.setdefault(survivor_id, []).append(loser)
-    for survivor_id, losers in by_survivor.items():
-        Identity.objects.filter(customer_id__in=losers).update(customer_id=survivor_id, updated_at=now)
-        Event.objects.filter(customer_id__in=losers).update(customer_id=survivor_id)
-        Customer.objects.filter(Q(id__in=losers) | Q(merged_into_id__in=losers)).update(
-            merged_into_id=survivor_id, updated_at=now
-        )
-    for c in survivors:
-        Customer.objects.filter(id=c.id).update(
-            traits=c.traits,
-            trait_times=c.trait_times,
-            once_keys=c.once_keys,
-            computed_state=c.computed_state,
-            updated_at=now,
-        )
 
 
 def customer_unmerge(*, record_id: int, actor: str) -> Customer:

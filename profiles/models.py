@@ -18,14 +18,6 @@ class ChannelKind(models.TextChoices):
     SERVER = "server"
 
 
-class IdentityKind(models.TextChoices):
-    USER_ID = "user_id"
-    ANONYMOUS_ID = "anonymous_id"
-    EMAIL = "email"
-    PHONE = "phone"
-    DEVICE_ID = "device_id"
-
-
 class SchemaPolicy(models.TextChoices):
     """What ingestion does with a source's messages when a schema applies to them."""
 

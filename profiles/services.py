@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from config.core.secrets import digest, new_secret
 from profiles.contracts import SourceInfo, StoredEvent
-from profiles.models import Event, EventOutbox, Source
+from profiles.models import EventOutbox, Source
 
 
 def source_create(*, name: str, channel: str, identity_kinds: list[str] | None = None) -> tuple[Source, str]:
@@ -119,35 +119,15 @@ def outbox_claim(*, event_ids: list[int], backlog: int = 0) -> list[StoredEvent]
     statement waits for another router's rows (SKIP LOCKED), so routers never wait on each other.
     """
     assert connection.in_atomic_block, "outbox_claim needs the caller's transaction"
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SKIP_LOCKED_SQL if backlog > 0 else _CLAIM_SQL, [event_ids])
-            events = [StoredEvent(*row) for row in cursor.fetchall()]
-            if backlog > 0:
-                cursor.execute(_CLAIM_BACKLOG_SQL, [event_ids, backlog])
-                more = cursor.fetchall()
-                if more:
-                    events = sorted(events + [StoredEvent(*row) for row in more], key=lambda e: e.id)
-            return events
-    claimed = list(
-        EventOutbox.objects.select_for_update().filter(event_id__in=event_ids).values_list("event_id", flat=True)
-    )
-    EventOutbox.objects.filter(event_id__in=claimed).delete()
-    rows = Event.objects.filter(id__in=claimed).order_by("id")
-    return [
-        StoredEvent(
-            e.id,
-            e.source_id,
-            e.customer_id,
-            e.type,
-            e.name,
-            e.channel,
-            e.timestamp,
-            e.received_at,
-            "consent" in e.context or (e.type == "identify" and "consent" in e.properties),
-        )
-        for e in rows
-    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SKIP_LOCKED_SQL if backlog > 0 else _CLAIM_SQL, [event_ids])
+        events = [StoredEvent(*row) for row in cursor.fetchall()]
+        if backlog > 0:
+            cursor.execute(_CLAIM_BACKLOG_SQL, [event_ids, backlog])
+            more = cursor.fetchall()
+            if more:
+                events = sorted(events + [StoredEvent(*row) for row in more], key=lambda e: e.id)
+        return events
 
 
 def outbox_failed(*, event_ids: list[int]) -> None:

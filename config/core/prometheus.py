@@ -20,7 +20,6 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -116,10 +114,6 @@ def outbox_state() -> tuple[int, float]:
             " WHERE e.id = (SELECT min(event_id) FROM profiles_eventoutbox))"
         )
         count, oldest = cursor.fetchone()
-    if isinstance(oldest, str):  # SQLite (embedded mode) returns the column's text
-        oldest = parse_datetime(oldest)
-        if oldest is not None and timezone.is_naive(oldest):
-            oldest = timezone.make_aware(oldest, UTC)
     age = max(0.0, (timezone.now() - oldest).total_seconds()) if oldest is not None else 0.0
     return int(count), age
 

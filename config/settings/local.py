@@ -1,10 +1,23 @@
-"""Developer laptop: `make run`. Works with no configuration at all (embedded mode)."""
+"""Developer laptop: `make run`. Works with no configuration at all (embedded mode).
+
+Without DATABASE_URL it starts (or finds running) the embedded PostgreSQL in var/postgres and
+uses it: the same database, SQL and code as production (config/embedded.py).
+"""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "local-only-not-secret")
 os.environ.setdefault("DJANGO_DEBUG", "true")
 # A laptop's receivers are on localhost.
 os.environ.setdefault("OUTBOUND_ALLOW_PRIVATE_HOSTS", "true")
+_embedded_database = not os.environ.get("DATABASE_URL")
+if _embedded_database:
+    from config.embedded import configure_environment
 
-from config.settings.base import *  # noqa: F403
+    configure_environment(Path(__file__).resolve().parent.parent.parent)
+
+from config.settings.base import *  # noqa: E402, F403
+
+# `serve` stops the embedded server when it exits.
+EMBEDDED_DATABASE = _embedded_database

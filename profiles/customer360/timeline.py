@@ -16,7 +16,6 @@ instant (event ids zero-padded, UUIDs as hex, so text order is the database's or
 import base64
 import binascii
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,15 +23,10 @@ from uuid import UUID
 
 import orjson
 from django.db import connection
-from django.db.models import Q, QuerySet
 
 from config.core.errors import BadRequest
 from profiles import contracts
 from profiles.contracts import TimelineEntry, TimelineQuery
-from profiles.models import Event, MergeRecord
-from profiles.privacy.models import ConsentChange
-from profiles.privacy.selectors import customer_cluster_ids
-from profiles.selectors import customer_get
 
 Position = tuple[datetime, str, str]
 
@@ -57,127 +51,12 @@ def _numeric_key(value: int) -> str:
     return f"{value:020d}"
 
 
-def _keyset(
-    queryset: QuerySet[Any], before: Position | None, *, kind: str, at: str, key: str, key_value: Callable[[str], Any]
-) -> QuerySet[Any]:
-    """Rows strictly after the cursor in (at, kind, key) descending order. The redundant
-    `at <= cursor` bound is what lets the index range scan start at the cursor."""
-    if before is None:
-        return queryset
-    cursor_at, cursor_kind, cursor_key = before
-    if kind < cursor_kind:
-        return queryset.filter(**{f"{at}__lte": cursor_at})
-    if kind > cursor_kind:
-        return queryset.filter(**{f"{at}__lt": cursor_at})
-    return queryset.filter(**{f"{at}__lte": cursor_at}).filter(
-        Q(**{f"{at}__lt": cursor_at}) | Q(**{at: cursor_at, f"{key}__lt": key_value(cursor_key)})
-    )
-
-
-def _events(query: TimelineQuery) -> list[TimelineEntry]:
-    rows = (
-        _keyset(
-            Event.objects.filter(customer_id=query.customer_id),
-            query.before,
-            kind=EVENT,
-            at="timestamp",
-            key="id",
-            key_value=int,
-        )
-        .order_by("-timestamp", "-id")
-        .values_list("id", "timestamp", "type", "name", "channel", "source_id", "message_id", "properties")[
-            : query.limit
-        ]
-    )
-    return [
-        TimelineEntry(
-            at=timestamp,
-            kind=EVENT,
-            key=_numeric_key(event_id),
-            id=str(event_id),
-            channel=channel,
-            data={
-                "type": kind,
-                "name": name,
-                "source_id": source_id,
-                "message_id": message_id,
-                "properties": properties,
-            },
-        )
-        for event_id, timestamp, kind, name, channel, source_id, message_id, properties in rows
-    ]
-
-
-def _consent_changes(query: TimelineQuery) -> list[TimelineEntry]:
-    rows = _keyset(
-        ConsentChange.objects.filter(customer_id__in=query.customer_ids),
-        query.before,
-        kind=CONSENT_CHANGE,
-        at="changed_at",
-        key="id",
-        key_value=int,
-    ).order_by("-changed_at", "-id")[: query.limit]
-    return [
-        TimelineEntry(
-            at=change.changed_at,
-            kind=CONSENT_CHANGE,
-            key=_numeric_key(change.id),
-            id=str(change.id),
-            channel="",
-            data={
-                "purpose": change.purpose,
-                "channel": change.channel,
-                "status": change.status,
-                "origin": change.origin,
-                "source_id": change.source_id,
-                "source_label": change.source_label,
-                "actor": change.actor,
-                "event_id": change.event_id,
-                "applied": change.applied,
-            },
-        )
-        for change in rows
-    ]
-
-
-def _merges(kind: str, at: str) -> Callable[[TimelineQuery], list[TimelineEntry]]:
-    def source(query: TimelineQuery) -> list[TimelineEntry]:
-        queryset = MergeRecord.objects.filter(survivor_id__in=query.customer_ids)
-        if kind == UNMERGE:
-            queryset = queryset.exclude(undone_at=None)
-        rows = _keyset(queryset, query.before, kind=kind, at=at, key="id", key_value=int).order_by(f"-{at}", "-id")[
-            : query.limit
-        ]
-        return [
-            TimelineEntry(
-                at=getattr(record, at),
-                kind=kind,
-                key=_numeric_key(record.id),
-                id=str(record.id),
-                channel="",
-                data={
-                    "survivor_id": record.survivor_id,
-                    "merged_id": record.merged_id,
-                    "reason": record.reason,
-                    "actor": record.undone_by if kind == UNMERGE else record.actor,
-                },
-            )
-            for record in rows
-        ]
-
-    return source
-
-
-BUILT_IN: list[tuple[frozenset[str], contracts.TimelineSource]] = [
-    (frozenset({EVENT}), _events),
-    (frozenset({CONSENT_CHANGE}), _consent_changes),
-    (frozenset({MERGE}), _merges(MERGE, "created_at")),
-    (frozenset({UNMERGE}), _merges(UNMERGE, "undone_at")),
-]
+# The kinds the built-in statement below reads; other apps add theirs (contracts.timeline_sources).
+BUILT_IN_KINDS = (EVENT, CONSENT_CHANGE, MERGE, UNMERGE)
 
 
 def timeline_kinds() -> list[str]:
-    return sorted({kind for kinds, _ in BUILT_IN + contracts.timeline_sources() for kind in kinds})
+    return sorted({*BUILT_IN_KINDS, *(kind for kinds, _ in contracts.timeline_sources() for kind in kinds)})
 
 
 # The built-in sources as one statement for PostgreSQL: the same per-source plans (index range
@@ -234,7 +113,8 @@ _SQL_BRANCHES: dict[str, tuple[str, str, str]] = {
 
 
 def _sql_keyset(kind: str, at: str, key: str, before: Position | None) -> str:
-    """As _keyset, in SQL."""
+    """Rows strictly after the cursor in (at, kind, key) descending order. The redundant
+    `at <= cursor` bound is what lets the index range scan start at the cursor."""
     if before is None:
         return ""
     if kind < before[1]:
@@ -336,37 +216,24 @@ def customer_timeline(
     before: Position | None = None,
     limit: int = 50,
     kinds: set[str] | None = None,
-    portable: bool | None = None,
 ) -> TimelinePage | None:
     """One page of a customer's timeline (the profile it was merged into, with every profile
     merged into that), newest first, and the position to continue from (None on the last page);
-    None when there is no such customer. On PostgreSQL the customer and the built-in sources
-    are one statement; `portable` forces one query per source (any database)."""
-    if portable is None:
-        portable = connection.vendor != "postgresql"
-    built_in = [(k, s) for k, s in BUILT_IN if kinds is None or k & kinds]
+    None when there is no such customer. The customer and the built-in kinds are one statement;
+    each registered source (sessions, deliveries, ...) is one query more."""
+    wanted = [kind for kind in BUILT_IN_KINDS if kinds is None or kind in kinds]
     registered = [(k, s) for k, s in contracts.timeline_sources() if kinds is None or k & kinds]
-    entries: list[TimelineEntry] = []
-    live_id: UUID | None
-    cluster: list[UUID] = []
-    if portable:
-        customer = customer_get(customer_id=customer_id)
-        live_id = customer.id if customer else None
-        if live_id is not None:
-            cluster = customer_cluster_ids(customer_id=live_id)
-    else:
-        wanted = [kind for source_kinds, _ in built_in for kind in sorted(source_kinds)]
-        live_id, cluster, entries = _built_in_sql(customer_id, before, limit + 1, wanted)
+    live_id, cluster, entries = _built_in_sql(customer_id, before, limit + 1, wanted)
     if live_id is None:
         return None
-    if registered or (built_in and portable):
+    if registered:
         query = TimelineQuery(
             customer_id=live_id,
             customer_ids=tuple(cluster),
             before=before,
             limit=limit + 1,
         )
-        for _, source in (built_in if portable else []) + registered:
+        for _, source in registered:
             entries.extend(e for e in source(query) if kinds is None or e.kind in kinds)
     entries.sort(key=lambda e: (e.at, e.kind, e.key), reverse=True)
     page = entries[:limit]

@@ -455,13 +455,10 @@ def _quarantined_with_phone(phones: set[str]) -> list[int]:
 
 def _delete_refusals(cluster: list[UUID]) -> int:
     names = {str(c) for c in cluster}
-    if connection.vendor == "postgresql":
-        match = Q()
-        for name in names:
-            match |= Q(customer_ids__contains=[name])
-        return MergeRefusal.objects.filter(match).delete()[0]
-    doomed = [r.id for r in MergeRefusal.objects.all() if names & {str(i) for i in r.customer_ids or ()}]
-    return MergeRefusal.objects.filter(id__in=doomed).delete()[0] if doomed else 0
+    match = Q()
+    for name in names:
+        match |= Q(customer_ids__contains=[name])
+    return MergeRefusal.objects.filter(match).delete()[0]
 
 
 def _delete_events(cluster: list[UUID]) -> int:

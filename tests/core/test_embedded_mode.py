@@ -1,16 +1,20 @@
-"""`make run` with no configuration: SQLite, in-process tasks, and it ingests."""
+"""`make run` with no configuration: an embedded PostgreSQL in the data directory, in-process
+tasks, and it ingests and routes through the same code as production."""
 
 import contextlib
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
 import requests
 
+from config import embedded
 from tests.conftest import ROOT, wait_until
 
 
@@ -22,26 +26,39 @@ def _free_port() -> int:
 
 def _run(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180, check=True
     )
     return done.stdout
 
 
-def _embedded(database: Path) -> dict[str, str]:
-    """The environment of a laptop with nothing configured, its SQLite database migrated."""
+@pytest.fixture
+def laptop(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a laptop with nothing configured, its embedded database migrated; the
+    embedded server is stopped afterwards whatever the test did to `serve`."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
+        if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "PGHOST", "PGPORT")
     }
-    env |= {"SQLITE_PATH": str(database), "DJANGO_SETTINGS_MODULE": "config.settings.local"}
-    _run(env, "migrate", "--noinput")
-    return env
+    env |= {"EMBEDDED_DATA_DIR": str(tmp_path / "postgres"), "DJANGO_SETTINGS_MODULE": "config.settings.local"}
+    try:
+        _run(env, "migrate", "--noinput")
+        yield env
+    finally:
+        embedded.stop(tmp_path / "postgres")
 
 
-def test_embedded_mode_starts_ingests_and_routes_in_process(tmp_path: Path) -> None:
-    database = tmp_path / "embedded.sqlite3"
-    env = _embedded(database)
+def _query(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
+    """Rows of the embedded database, through the socket directory its server announced (the
+    fifth line of postmaster.pid, as PostgreSQL documents it)."""
+    pgdata = Path(env["EMBEDDED_DATA_DIR"])
+    socket_dir = (pgdata / "postmaster.pid").read_text().splitlines()[4]
+    with psycopg.connect(host=socket_dir, user="postgres", dbname=embedded.DATABASE_NAME) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_embedded_mode_starts_ingests_and_routes_in_process(laptop: dict[str, str]) -> None:
+    env = laptop
     write_key = _run(env, "create_source", "laptop", "--channel", "web").strip().splitlines()[-1]
     port = _free_port()
     serve = subprocess.Popen(
@@ -63,6 +80,14 @@ def test_embedded_mode_starts_ingests_and_routes_in_process(tmp_path: Path) -> N
             timeout=30,
         )
         status, body = response.status_code, response.text
+        # The event, and the Session Started it led to (sessions are derived from events), both routed.
+        wait_until(
+            lambda: _query(env, "SELECT count(*) FROM orchestration_routelog") == [(2,)],
+            timeout=30,
+            message="both events routed",
+        )
+        names = _query(env, "SELECT name FROM profiles_event ORDER BY id")
+        outbox = _query(env, "SELECT count(*) FROM profiles_eventoutbox")
     finally:
         os.killpg(serve.pid, signal.SIGINT)
         try:
@@ -73,15 +98,19 @@ def test_embedded_mode_starts_ingests_and_routes_in_process(tmp_path: Path) -> N
             output, _ = serve.communicate()
             raise AssertionError(f"serve did not stop within 60 s of SIGINT\n{output}") from None
     assert status == 200, f"{status} {body}\n--- serve output ---\n{output}"
-    assert "Mode: embedded (SQLite database, tasks run in-process" in output, output
-    with sqlite3.connect(database) as db:
-        # The event, and the Session Started it led to (sessions are derived from events).
-        assert db.execute("SELECT name FROM profiles_event ORDER BY id").fetchall() == [
-            ("Tried It",),
-            ("Session Started",),
-        ]
-        assert db.execute("SELECT count(*) FROM orchestration_routelog").fetchone() == (2,)
-        assert db.execute("SELECT count(*) FROM profiles_eventoutbox").fetchone() == (0,)
+    assert "Mode: embedded (embedded PostgreSQL in var/postgres, tasks run in-process" in output, output
+    assert names == [("Tried It",), ("Session Started",)]
+    assert outbox == [(0,)]
+    # serve stopped the embedded server once its children had gone.
+    assert not (Path(env["EMBEDDED_DATA_DIR"]) / "postmaster.pid").exists()
+
+
+def test_the_embedded_database_keeps_its_data_across_restarts(laptop: dict[str, str]) -> None:
+    _run(laptop, "create_source", "kept", "--channel", "web")
+    embedded.stop(Path(laptop["EMBEDDED_DATA_DIR"]))
+    assert not (Path(laptop["EMBEDDED_DATA_DIR"]) / "postmaster.pid").exists()
+    _run(laptop, "migrate", "--noinput")  # starts it again, as `make run` does
+    assert _query(laptop, "SELECT name FROM profiles_source WHERE name = 'kept'") == [("kept",)]
 
 
 def _answers(url: str) -> bool:
@@ -91,8 +120,8 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_what_serve_started_stops_when_serve_is_killed(tmp_path: Path) -> None:
-    env = _embedded(tmp_path / "embedded.sqlite3")
+def test_what_serve_started_stops_when_serve_is_killed(laptop: dict[str, str], tmp_path: Path) -> None:
+    env = laptop
     port = _free_port()
     with (tmp_path / "serve.log").open("w") as log:
         serve = subprocess.Popen(

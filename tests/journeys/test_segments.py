@@ -388,41 +388,35 @@ def test_the_periodic_task_rechecks_time_based_segments(ingest: Any) -> None:
     assert [name for name, _, _ in segment_events()] == ["Segment Entered", "Segment Exited"]
 
 
-# Embedded mode runs on SQLite, where segments use plain ORM statements instead of PostgreSQL's
-# array and LATERAL SQL: the same behaviour, tested here on the test database.
-
-
-def test_orm_membership_changes_are_made_once(vip: Segment) -> None:
+def test_membership_changes_are_made_once(vip: Segment) -> None:
     live = live_segments()[0]
     person = CustomerFactory.create().id
     now = timezone.now()
     enter, leave = segments.Change(live, person, True), segments.Change(live, person, False)
     made = [
-        len(segments._memberships_apply_orm([enter], now)),
-        len(segments._memberships_apply_orm([enter], now)),
-        len(segments._memberships_apply_orm([leave], now)),
-        len(segments._memberships_apply_orm([leave], now)),
+        len(segments.memberships_apply(changes=[enter], now=now)),
+        len(segments.memberships_apply(changes=[enter], now=now)),
+        len(segments.memberships_apply(changes=[leave], now=now)),
+        len(segments.memberships_apply(changes=[leave], now=now)),
     ]
     assert made == [1, 0, 1, 0]
 
 
-def test_orm_history_rows_are_the_postgresql_rows(ingest: Any) -> None:
+def test_history_rows_are_each_customers_newest_first(ingest: Any) -> None:
     for total in (10, 60, 90):
         ingest.post("track", {"userId": "ann", "event": "Order Completed", "properties": {"total": total}})
     ids = [customer("ann").id, CustomerFactory.create().id]
-    since = timezone.now() - timedelta(hours=1)
-    assert segments._history_rows_orm(ids, "Order Completed", since) == {
-        ids[0]: segments._history_rows(ids, "Order Completed", since)[ids[0]],
-        ids[1]: [],
-    }
+    rows = segments._history_rows(ids, "Order Completed", timezone.now() - timedelta(hours=1))
+    assert [row["properties"]["total"] for row in rows[ids[0]]] == [90, 60, 10]
+    assert ids[1] not in rows
 
 
-def test_orm_merge_gives_the_survivor_the_losers_memberships() -> None:
+def test_merge_gives_the_survivor_the_losers_memberships() -> None:
     other = SegmentFactory.create(key="other", condition=VIP)
     older = SegmentMembershipFactory.create(segment__key="vip", segment__condition=VIP)
     newer = SegmentMembershipFactory.create(segment=other)
     shared = SegmentMembershipFactory.create(segment=other, customer_id=older.customer_id)
-    segments._merge_orm(older.customer_id, [newer.customer_id])
+    segments.segments_on_customers_merged({older.customer_id: [newer.customer_id]})
     rows = sorted(SegmentMembership.objects.values_list("segment__key", "customer_id"))
     assert rows == [("other", older.customer_id), ("vip", older.customer_id)]
     assert SegmentMembership.objects.get(id=shared.id).entered_at == min(shared.entered_at, newer.entered_at)

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from config import embedded
 from config.core.prometheus import multiprocess_dir_reset
 from config.core.server import DEFAULT_THREADS, web_argv
 
@@ -38,13 +39,13 @@ class Command(BaseCommand):
         }
         multiprocess_dir_reset(env["PROMETHEUS_MULTIPROC_DIR"])
         if settings.EMBEDDED_MODE:
-            database = "PostgreSQL" if settings.DATABASE_URL else "SQLite"
+            database = "embedded PostgreSQL in var/postgres" if settings.EMBEDDED_DATABASE else "PostgreSQL"
             state = "Redis" if settings.REDIS_URL else "the database"
             self.stdout.write(
-                f"Mode: embedded ({database} database, tasks run in-process, session state in {state}). "
+                f"Mode: embedded ({database}, tasks run in-process, session state in {state}). "
                 "Set DATABASE_URL, REDIS_URL and CELERY_BROKER_URL for PostgreSQL, Redis and Celery workers."
             )
-            # One process: SQLite has one writer, and in-process tasks need no worker.
+            # One web process whose threads also run the tasks (in-process): a laptop's load.
             web = web_argv(python, host=host, port=port, workers=1, threads=8)
             commands = {"web": web, "scheduler": [python, "manage.py", "run_scheduler"]}
         else:
@@ -132,6 +133,9 @@ class Command(BaseCommand):
                 process.wait()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # anything of its group still there
+        if settings.EMBEDDED_DATABASE:
+            # Last, once nothing uses it; `make run` starts it again (its data stays in var/).
+            embedded.stop(embedded.data_dir(settings.BASE_DIR))
         sys.exit(exit_code)
 
 
