@@ -68,4 +68,5 @@ bench-journeys: $(VENV)/.dev services
 	$(PY) bench/journeys.py
 
 clean:
+	@if [ -x $(PY) ]; then $(PY) -m config.embedded stop; fi
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

