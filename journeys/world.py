@@ -9,8 +9,6 @@ history, the timers and the enrollment updates are buffered and written by `flus
 """
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 import urllib.error
@@ -31,6 +29,7 @@ from channels import contracts as channel_contracts
 from config.core import metrics
 from config.core.errors import ApplicationError
 from config.core.netguard import ForbiddenDestination, destination_check
+from config.core.signing import SigningKeyMissing, signature_headers
 from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
@@ -290,19 +289,21 @@ class DbWorld:
         )
 
     def call_webhook(self, enrollment: EnrollmentState, *, url: str, body: dict[str, Any], key: str) -> WebhookResult:
-        """A signed POST (`Throughline-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`)
-        with an Idempotency-Key header, so a receiver can drop the repeat a redelivered step sends."""
-        if not settings.JOURNEYS_WEBHOOK_SECRET:
+        """A signed POST (config/core/signing.py: `Throughline-Signature` and the Standard Webhooks
+        headers, `webhook-id` being the Idempotency-Key), so a receiver can drop the repeat a
+        redelivered step sends."""
+        payload = orjson.dumps(body)
+        try:
+            signatures = signature_headers(
+                settings.JOURNEYS_WEBHOOK_SECRET, payload, message_id=key, timestamp=int(time.time())
+            )
+        except SigningKeyMissing:
             # Unsigned, a receiver could not tell our POST from anyone's: not sent.
             return WebhookResult(ok=False, error="refused: JOURNEYS_WEBHOOK_SECRET is not set")
         try:
             destination_check(url, allow_private=settings.OUTBOUND_ALLOW_PRIVATE_HOSTS)
         except ForbiddenDestination as refused:
             return WebhookResult(ok=False, error=f"refused: {refused}"[:200])
-        payload = orjson.dumps(body)
-        stamp = str(int(time.time()))
-        secret = str(settings.JOURNEYS_WEBHOOK_SECRET).encode()
-        signature = hmac.new(secret, stamp.encode() + b"." + payload, hashlib.sha256).hexdigest()
         request = urllib.request.Request(  # noqa: S310 - the URL's scheme is checked by the definition schema
             url,
             data=payload,
@@ -311,7 +312,7 @@ class DbWorld:
                 "Content-Type": "application/json",
                 "User-Agent": "Throughline-Journeys/1",
                 "Idempotency-Key": key,
-                "Throughline-Signature": f"t={stamp},v1={signature}",
+                **signatures,
             },
         )
         try:

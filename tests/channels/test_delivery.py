@@ -45,7 +45,20 @@ def test_webhook_is_signed_by_throughline(providers: Any, http_sink: HttpSink) -
     (request,) = http_sink.requests
     stripe_verify("whsec_test", request.body, request.headers["Throughline-Signature"], now=time.time(), tolerance=300)
     assert orjson.loads(request.body) == {"id": str(delivery.id), "content": {"a": 1}}
-    assert request.headers["Idempotency-Key"] == "w1"
+    assert request.headers["Idempotency-Key"] == request.headers["webhook-id"] == "w1"
+
+
+def test_a_webhook_is_not_sent_when_the_signing_secret_is_empty(providers: Any, http_sink: HttpSink) -> None:
+    providers["webhook"]["signing_secret"] = ""
+    customer = customer_with(user_id="u1", traits={"webhook_url": f"{http_sink.url}/hook"})
+    delivery = deliver(channel="webhook", customer_id=customer.id, content={"a": 1}, idempotency_key="w-unsigned")
+
+    attempted = delivery_attempt(delivery_id=delivery.id)
+
+    assert http_sink.requests == []
+    assert attempted.status == DeliveryStatus.FAILED
+    delivery.refresh_from_db()
+    assert "CHANNELS_WEBHOOK_SIGNING_SECRET is not set" in delivery.last_error
 
 
 def test_a_webhook_url_on_a_private_address_is_refused(providers: Any, http_sink: HttpSink, settings: Any) -> None:

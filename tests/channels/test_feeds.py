@@ -14,8 +14,8 @@ from channels.adapters.mapping import compile_mapping, to_messages, validate_map
 from channels.feeds import feeds_poll_due, polling_feed_set, source_mapping_set
 from channels.models import PollingFeed
 from channels.services import webhook_secret_set
-from channels.signing import stripe_sign
 from config.core.errors import BadRequest
+from config.core.signing import stripe_sign
 from profiles.models import Event, Source
 from tests.channels.servers import HttpSink
 from tests.factories import SourceFactory

@@ -1,6 +1,7 @@
 """Every step kind run by the real world: PostgreSQL, the channels contract, ingestion of
 journeys' own calls, a local HTTP server for webhooks, durable timers ticked on a moved clock."""
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -193,6 +194,12 @@ def test_webhook_posts_signed_json_with_an_idempotency_key(ingest: Any, sink: Ht
     stamp, signature = (part.split("=", 1)[1] for part in request.headers["Throughline-Signature"].split(","))
     expected = hmac.new(b"s3cret", stamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(signature, expected)
+    # Standard Webhooks: the same secret and timestamp, over "<webhook-id>.<timestamp>.<body>".
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert (headers["webhook-id"], headers["webhook-timestamp"]) == (f"{enrollment.id}:hook:1", stamp)
+    signed = f"{enrollment.id}:hook:1.{stamp}.".encode() + request.body
+    standard = base64.b64encode(hmac.new(b"s3cret", signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{standard}"
 
 
 def test_a_failing_webhook_takes_on_failed(ingest: Any, sink: HttpSink) -> None:
