@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.models import Delivery, DeliveryStatus
 from channels.services import deliver, delivery_attempt
@@ -13,6 +14,7 @@ from channels.signing import stripe_verify
 from profiles.models import Event
 from tests.channels.factories import customer_with, deny
 from tests.channels.servers import HttpSink
+from tests.conftest import client_traceparents
 
 pytestmark = pytest.mark.django_db
 PHONE = "+14155550100"
@@ -59,6 +61,19 @@ def test_a_webhook_is_not_sent_when_the_signing_secret_is_empty(providers: Any, 
     assert attempted.status == DeliveryStatus.FAILED
     delivery.refresh_from_db()
     assert "CHANNELS_WEBHOOK_SIGNING_SECRET is not set" in delivery.last_error
+
+
+@pytest.mark.parametrize("channel", ["sms", "webhook"])
+def test_a_provider_call_carries_the_traceparent_of_its_span(
+    providers: Any, http_sink: HttpSink, spans: InMemorySpanExporter, channel: str
+) -> None:
+    customer = customer_with(user_id="u1", phone=PHONE, traits={"webhook_url": f"{http_sink.url}/hook"})
+    delivery = deliver(channel=channel, customer_id=customer.id, content={"body": "Hi"}, idempotency_key="t1")
+
+    assert delivery_attempt(delivery_id=delivery.id).status == DeliveryStatus.SENT
+
+    (request,) = http_sink.requests
+    assert request.headers["traceparent"] in client_traceparents(spans)
 
 
 def test_a_webhook_url_on_a_private_address_is_refused(providers: Any, http_sink: HttpSink, settings: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from django.utils import timezone
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.models import Delivery
 from channels.services import contact_policy_set
@@ -19,6 +20,7 @@ from journeys.models import Enrollment, EnrollmentStatus, Journey, StepRun, Time
 from journeys.services import enrollment_start, timers_tick
 from profiles.models import Customer, Event
 from tests.channels.servers import HttpSink, start_http_sink
+from tests.conftest import client_traceparents
 from tests.journeys.engine_support import fresh_contact_policy, identify, providers, publish, route_pending, send
 
 pytestmark = pytest.mark.django_db
@@ -580,6 +582,42 @@ def test_a_template_that_fails_to_render_sends_the_default_content(ingest: Any, 
     step["default_content"]["push"] = {"title": "You saved", "body": "b"}
     _run(_api({"msg": step, "done": {"type": "exit"}}, "msg"), customer)
     assert Delivery.objects.get().content == {"title": "You saved", "body": "b"}
+
+
+def test_a_webhook_answered_with_a_redirect_does_not_follow_it(ingest: Any, sink: HttpSink) -> None:
+    """A 302 is the receiver's answer: following it could lead past the private-address check."""
+    elsewhere = start_http_sink()
+    try:
+        sink.default = (302, {"Location": f"{elsewhere.url}/internal"}, b"")
+        customer = _customer(ingest)
+        enrollment = _run(
+            _api(
+                {
+                    "hook": {"type": "webhook", "url": sink.url, "next": "ok", "on_failed": "fallback"},
+                    "ok": {"type": "route", "destination": "ok"},
+                    "fallback": {"type": "route", "destination": "fallback"},
+                },
+                "hook",
+            ),
+            customer,
+        )
+    finally:
+        elsewhere.stop()
+    assert (len(sink.requests), elsewhere.requests) == (1, [])
+    assert enrollment.state["routes"][0]["destination"] == "fallback"
+    assert StepRun.objects.get(enrollment=enrollment, step="hook").detail["status"] == 302
+
+
+def test_a_webhook_call_carries_the_traceparent_of_its_span(
+    ingest: Any, sink: HttpSink, spans: InMemorySpanExporter
+) -> None:
+    customer = _customer(ingest)
+    _run(
+        _api({"hook": {"type": "webhook", "url": sink.url, "next": "done"}, "done": {"type": "exit"}}, "hook"), customer
+    )
+
+    (request,) = sink.requests
+    assert request.headers["traceparent"] in client_traceparents(spans)
 
 
 def test_a_webhook_to_a_private_address_is_refused(ingest: Any, sink: HttpSink, settings: Any) -> None:
