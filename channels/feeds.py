@@ -2,9 +2,7 @@
 `mapped` webhook and to the legacy HTTP endpoint it is polled from."""
 
 import logging
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +16,7 @@ from django.utils import timezone
 from channels.adapters import mapping
 from channels.models import PollingFeed, SourceMapping
 from channels.services import fernet
+from config.core import outbound
 from config.core.errors import BadRequest
 from profiles.contracts import SourceInfo
 from profiles.ingest import event_ingest
@@ -78,8 +77,13 @@ def polling_feed_set(
 ) -> PollingFeed:
     """Create or change a source's polling feed; the auth header's value is stored encrypted.
     The first poll is due at once."""
-    if not url.startswith(("http://", "https://")) or len(url) > 1000:
-        raise BadRequest("url must be an http(s) URL of at most 1000 characters", code="invalid_feed")
+    if len(url) > 1000:
+        raise BadRequest("url must be at most 1000 characters", code="invalid_feed")
+    try:
+        # Where it resolves is checked on every poll (the address may change); this is its form.
+        outbound.target_check(url)
+    except outbound.Refused as refused:
+        raise BadRequest(f"url: {refused}", code="invalid_feed") from None
     if interval_seconds < MIN_INTERVAL_SECONDS:
         raise BadRequest(f"interval_seconds must be at least {MIN_INTERVAL_SECONDS}", code="invalid_feed")
     if not cursor_param or not next_cursor_path:
@@ -180,19 +184,22 @@ def _fetch(feed: PollingFeed) -> object:
     headers = {"Accept": "application/json", "User-Agent": "Throughline-Poller"}
     if feed.auth_header_encrypted and feed.auth_header_name:
         headers[feed.auth_header_name] = fernet().decrypt(bytes(feed.auth_header_encrypted)).decode()
-    request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310 - http(s) checked on set
     limit = settings.CHANNELS_POLL_MAX_BYTES
     try:
-        with urllib.request.urlopen(request, timeout=settings.CHANNELS_POLL_TIMEOUT_SECONDS) as response:  # noqa: S310
-            body = response.read(limit + 1)
-    except urllib.error.HTTPError as failure:
-        raise FeedError(f"HTTP {failure.code} from the feed") from None
-    except (urllib.error.URLError, OSError, ValueError) as failure:
+        response = outbound.request(
+            "GET", url, headers=headers, timeout=settings.CHANNELS_POLL_TIMEOUT_SECONDS, max_body=limit
+        )
+    except outbound.Refused as refused:
+        raise FeedError(f"refused: {refused}") from None
+    except outbound.OutboundError as failure:
         raise FeedError(f"feed unreachable: {failure}") from None
-    if len(body) > limit:
+    if not 200 <= response.status < 300:
+        # A redirect included: it is not followed (it could lead past the destination check).
+        raise FeedError(f"HTTP {response.status} from the feed")
+    if response.truncated:
         raise FeedError(f"feed page is larger than {limit} bytes")
     try:
-        return orjson.loads(body)
+        return orjson.loads(response.body)
     except orjson.JSONDecodeError:
         raise FeedError("feed page is not JSON") from None
 

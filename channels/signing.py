@@ -1,9 +1,9 @@
-"""Webhook signature schemes, pure: no Django, no ORM.
+"""Inbound webhook signature schemes, pure: no Django, no ORM.
 
-Stripe style (what Throughline signs with and what chat and POS providers send):
-`t=<unix>,v1=<hex HMAC-SHA256 over "<t>.<raw body>">`. Twilio: base64 HMAC-SHA1 keyed with the
-auth token over the full URL followed by the POST parameters sorted by name, each name
-immediately followed by its value.
+Stripe style (what chat and POS providers send, and what Throughline signs with:
+config/core/signing.py): `t=<unix>,v1=<hex HMAC-SHA256 over "<t>.<raw body>">`. Twilio: base64
+HMAC-SHA1 keyed with the auth token over the full URL followed by the POST parameters sorted by
+name, each name immediately followed by its value.
 """
 
 import base64
@@ -11,18 +11,17 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
+from config.core.signing import stripe_sign
+
 
 class SignatureError(Exception):
     """Missing, malformed, wrong or stale signature."""
 
 
-def stripe_sign(secret: str, body: bytes, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
 def stripe_verify(secret: str, body: bytes, header: str, *, now: float, tolerance: int) -> int:
     """Return the signed timestamp, or raise SignatureError."""
+    if not secret:
+        raise SignatureError("no secret to verify the signature with")
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header.split(","):

@@ -9,12 +9,8 @@ history, the timers and the enrollment updates are buffered and written by `flus
 """
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -28,9 +24,9 @@ from django.db import connection
 from django.utils import timezone
 
 from channels import contracts as channel_contracts
-from config.core import metrics
+from config.core import metrics, outbound
 from config.core.errors import ApplicationError
-from config.core.netguard import ForbiddenDestination, destination_check
+from config.core.signing import SigningKeyMissing, signature_headers
 from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
@@ -284,37 +280,34 @@ class DbWorld:
         )
 
     def call_webhook(self, enrollment: EnrollmentState, *, url: str, body: dict[str, Any], key: str) -> WebhookResult:
-        """A signed POST (`Throughline-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`)
-        with an Idempotency-Key header, so a receiver can drop the repeat a redelivered step sends."""
-        if not settings.JOURNEYS_WEBHOOK_SECRET:
+        """A signed POST (config/core/signing.py: `Throughline-Signature` and the Standard Webhooks
+        headers, `webhook-id` being the Idempotency-Key) through the outbound client, so a
+        receiver can drop the repeat a redelivered step sends. A redirect is an answer (not 2xx)."""
+        payload = orjson.dumps(body)
+        try:
+            signatures = signature_headers(
+                settings.JOURNEYS_WEBHOOK_SECRET, payload, message_id=key, timestamp=int(time.time())
+            )
+        except SigningKeyMissing:
             # Unsigned, a receiver could not tell our POST from anyone's: not sent.
             return WebhookResult(ok=False, error="refused: JOURNEYS_WEBHOOK_SECRET is not set")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Throughline-Journeys/1",
+            "Idempotency-Key": key,
+            **signatures,
+        }
         try:
-            destination_check(url, allow_private=settings.OUTBOUND_ALLOW_PRIVATE_HOSTS)
-        except ForbiddenDestination as refused:
+            response = outbound.request(
+                "POST", url, headers=headers, body=payload, timeout=settings.JOURNEYS_WEBHOOK_TIMEOUT_SECONDS
+            )
+        except outbound.Refused as refused:
             return WebhookResult(ok=False, error=f"refused: {refused}"[:200])
-        payload = orjson.dumps(body)
-        stamp = str(int(time.time()))
-        secret = str(settings.JOURNEYS_WEBHOOK_SECRET).encode()
-        signature = hmac.new(secret, stamp.encode() + b"." + payload, hashlib.sha256).hexdigest()
-        request = urllib.request.Request(  # noqa: S310 - the URL's scheme is checked by the definition schema
-            url,
-            data=payload,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "Throughline-Journeys/1",
-                "Idempotency-Key": key,
-                "Throughline-Signature": f"t={stamp},v1={signature}",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=settings.JOURNEYS_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
-                return WebhookResult(ok=200 <= response.status < 300, status=response.status)
-        except urllib.error.HTTPError as error:
-            return WebhookResult(ok=False, status=error.code, error=f"HTTP {error.code}")
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            return WebhookResult(ok=False, error=str(getattr(error, "reason", error))[:200])
+        except outbound.OutboundError as error:
+            return WebhookResult(ok=False, error=str(error)[:200])
+        if 200 <= response.status < 300:
+            return WebhookResult(ok=True, status=response.status)
+        return WebhookResult(ok=False, status=response.status, error=f"HTTP {response.status}")
 
     # --- timers ----------------------------------------------------------------------------------
     def set_timer(self, enrollment: EnrollmentState, *, kind: str, due_at: datetime) -> None:

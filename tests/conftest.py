@@ -19,7 +19,11 @@ from django.db import close_old_connections, connection
 from django.http import HttpResponse
 from django.test import Client
 from django.test.client import ClientHandler
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
+from config.core import observability
 from tests.factories import ApiTokenFactory, SourceFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +44,25 @@ def source(db: Any) -> Any:
 @pytest.fixture
 def api_token(db: Any) -> Any:
     return ApiTokenFactory()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for one test."""
+    exporter = InMemorySpanExporter()
+    observability.tracing_start(SimpleSpanProcessor(exporter))
+    yield exporter
+    observability.tracing_stop()
+    exporter.clear()
+
+
+def client_traceparents(exporter: InMemorySpanExporter) -> set[str]:
+    """The traceparent header each finished outbound client span sent."""
+    return {
+        f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-{span.context.trace_flags:02x}"
+        for span in exporter.get_finished_spans()
+        if span.kind == SpanKind.CLIENT and span.context is not None
+    }
 
 
 class IngestClient:

@@ -1,30 +1,27 @@
-"""Webhooks to customer-configured URLs, signed by Throughline the Stripe way."""
+"""Webhooks to customer-configured URLs, signed by Throughline (config/core/signing.py)."""
 
 import time
 
 import orjson
-from django.conf import settings
 
 from channels.policy import PermanentError
 from channels.senders.base import Outgoing, http_post
-from channels.signing import stripe_sign
-from config.core.netguard import ForbiddenDestination, destination_check
-
-SIGNATURE_HEADER = "Throughline-Signature"
+from config.core.signing import SigningKeyMissing, signature_headers
 
 
 def send_webhook(config: dict[str, str], message: Outgoing) -> str:
-    # The URL is the customer's `webhook_url` trait, which any write key can set: never let it
-    # reach the service's own network.
-    try:
-        destination_check(message.address, allow_private=settings.OUTBOUND_ALLOW_PRIVATE_HOSTS)
-    except ForbiddenDestination as refused:
-        raise PermanentError(f"refused: {refused}") from None
+    # The URL is the customer's `webhook_url` trait, which any write key can set: the outbound
+    # client refuses it when it resolves to the service's own network.
     body = orjson.dumps({"id": message.delivery_id, "content": message.content})
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: stripe_sign(config["signing_secret"], body, int(time.time())),
-        "Idempotency-Key": message.idempotency_key,
-    }
+    try:
+        signatures = signature_headers(
+            config.get("signing_secret", ""), body, message_id=message.idempotency_key, timestamp=int(time.time())
+        )
+    except SigningKeyMissing:
+        # Unsigned, a receiver could not tell our POST from anyone's: not sent.
+        raise PermanentError(
+            "refused: the webhook provider has no signing_secret (CHANNELS_WEBHOOK_SIGNING_SECRET is not set)"
+        ) from None
+    headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key, **signatures}
     http_post(message.address, body, headers, timeout=message.timeout)
     return message.delivery_id

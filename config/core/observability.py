@@ -1,8 +1,9 @@
 """Tracing (OpenTelemetry) and the process-level wiring of metrics and logs.
 
 Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is
-set: spans go out over OTLP/HTTP in batches, and the Django, Celery, psycopg, redis, requests and
-urllib instrumentations are installed. Otherwise nothing is imported or installed, and every
+set: spans go out over OTLP/HTTP in batches, and the Django, Celery, psycopg, redis and requests
+instrumentations are installed (Throughline's own outbound calls make their client spans in
+config/core/outbound.py). Otherwise nothing is imported or installed, and every
 helper here returns after one boolean test, so the hot path pays nothing. Tests install an
 in-memory exporter with `tracing_start`.
 
@@ -103,7 +104,6 @@ def _instrument() -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
-    from opentelemetry.instrumentation.urllib import URLLibInstrumentor
 
     for instrumentor in (
         DjangoInstrumentor(),
@@ -111,7 +111,6 @@ def _instrument() -> None:
         PsycopgInstrumentor(),
         RedisInstrumentor(),
         RequestsInstrumentor(),
-        URLLibInstrumentor(),
     ):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()

@@ -159,12 +159,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Journeys ----------------------------------------------------------------------------------
 # The time zone for customers without a `timezone` trait (local-time waits, now.* conditions).
 JOURNEYS_FALLBACK_TIMEZONE = env.str("JOURNEYS_FALLBACK_TIMEZONE", default="UTC")
-# Webhook steps sign their POSTs (Throughline-Signature: t=..,v1=HMAC-SHA256) with this secret.
+# Webhook steps sign their POSTs (config/core/signing.py) with this secret; empty: none is sent.
 JOURNEYS_WEBHOOK_SECRET = env.str("JOURNEYS_WEBHOOK_SECRET", default="")
 JOURNEYS_WEBHOOK_TIMEOUT_SECONDS = env.float("JOURNEYS_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# Webhooks to URLs that users or customers configure (journey webhook steps, the webhook channel's
-# `webhook_url` trait, which any write key can set) refuse hosts resolving to private, loopback
-# or link-local addresses unless this is on (config/core/netguard.py).
+# Outbound calls (journey webhook steps and polling feeds, whose URLs users set; the webhook
+# channel's `webhook_url` trait, which any write key can set; every provider call) refuse hosts
+# resolving to private, loopback or link-local addresses unless this is on (config/core/outbound.py).
 OUTBOUND_ALLOW_PRIVATE_HOSTS = env.bool("OUTBOUND_ALLOW_PRIVATE_HOSTS", default=False)
 # Extra ticks a timer tick enqueues when more timers are due than one batch (run in parallel by
 # the journeys workers' processes).

@@ -2,6 +2,7 @@
 scripted status, and an SMTP server (aiosmtpd) that records messages."""
 
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ class HttpSink:
         self.server.server_close()
 
 
-def start_http_sink() -> HttpSink:
+def start_http_sink(tls: ssl.SSLContext | None = None) -> HttpSink:
+    """Listening on 127.0.0.1; with `tls`, over HTTPS with that server context."""
     sink: HttpSink
 
     class Handler(BaseHTTPRequestHandler):
@@ -82,6 +84,8 @@ def start_http_sink() -> HttpSink:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     sink = HttpSink(server=server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return sink

@@ -103,3 +103,14 @@ def test_a_feed_needs_a_mapping_first_and_hides_its_secret(
     assert accepted.status_code == 200
     assert "auth_header_value" not in api(f"/api/v1/sources/{erp.id}/polling-feed").json()
     assert PollingFeed.objects.get(source_id=erp.id).auth_header_encrypted is not None
+
+
+def test_a_feed_url_with_credentials_in_it_is_a_400(client: Client, api_token: Any, erp: Source) -> None:
+    _put(client, api_token, f"/api/v1/sources/{erp.id}/event-mapping", {"spec": MAPPING})
+
+    response = _put(
+        client, api_token, f"/api/v1/sources/{erp.id}/polling-feed", {"url": "https://user:pw@legacy.example.com/o"}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_feed")
+    assert not PollingFeed.objects.filter(source_id=erp.id).exists()

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.models import Delivery, DeliveryStatus
 from channels.services import deliver, delivery_attempt
@@ -13,6 +14,7 @@ from channels.signing import stripe_verify
 from profiles.models import Event
 from tests.channels.factories import customer_with, deny
 from tests.channels.servers import HttpSink
+from tests.conftest import client_traceparents
 
 pytestmark = pytest.mark.django_db
 PHONE = "+14155550100"
@@ -45,7 +47,33 @@ def test_webhook_is_signed_by_throughline(providers: Any, http_sink: HttpSink) -
     (request,) = http_sink.requests
     stripe_verify("whsec_test", request.body, request.headers["Throughline-Signature"], now=time.time(), tolerance=300)
     assert orjson.loads(request.body) == {"id": str(delivery.id), "content": {"a": 1}}
-    assert request.headers["Idempotency-Key"] == "w1"
+    assert request.headers["Idempotency-Key"] == request.headers["webhook-id"] == "w1"
+
+
+def test_a_webhook_is_not_sent_when_the_signing_secret_is_empty(providers: Any, http_sink: HttpSink) -> None:
+    providers["webhook"]["signing_secret"] = ""
+    customer = customer_with(user_id="u1", traits={"webhook_url": f"{http_sink.url}/hook"})
+    delivery = deliver(channel="webhook", customer_id=customer.id, content={"a": 1}, idempotency_key="w-unsigned")
+
+    attempted = delivery_attempt(delivery_id=delivery.id)
+
+    assert http_sink.requests == []
+    assert attempted.status == DeliveryStatus.FAILED
+    delivery.refresh_from_db()
+    assert "CHANNELS_WEBHOOK_SIGNING_SECRET is not set" in delivery.last_error
+
+
+@pytest.mark.parametrize("channel", ["sms", "webhook"])
+def test_a_provider_call_carries_the_traceparent_of_its_span(
+    providers: Any, http_sink: HttpSink, spans: InMemorySpanExporter, channel: str
+) -> None:
+    customer = customer_with(user_id="u1", phone=PHONE, traits={"webhook_url": f"{http_sink.url}/hook"})
+    delivery = deliver(channel=channel, customer_id=customer.id, content={"body": "Hi"}, idempotency_key="t1")
+
+    assert delivery_attempt(delivery_id=delivery.id).status == DeliveryStatus.SENT
+
+    (request,) = http_sink.requests
+    assert request.headers["traceparent"] in client_traceparents(spans)
 
 
 def test_a_webhook_url_on_a_private_address_is_refused(providers: Any, http_sink: HttpSink, settings: Any) -> None:

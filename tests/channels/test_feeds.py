@@ -9,15 +9,17 @@ import orjson
 import pytest
 from django.test import Client
 from django.utils import timezone
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.adapters.mapping import compile_mapping, to_messages, validate_mapping
 from channels.feeds import feeds_poll_due, polling_feed_set, source_mapping_set
 from channels.models import PollingFeed
 from channels.services import webhook_secret_set
-from channels.signing import stripe_sign
 from config.core.errors import BadRequest
+from config.core.signing import stripe_sign
 from profiles.models import Event, Source
 from tests.channels.servers import HttpSink
+from tests.conftest import client_traceparents
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -201,3 +203,32 @@ def test_a_failing_feed_keeps_its_cursor_and_says_why(feed: PollingFeed, http_si
 def test_a_feed_needs_an_http_url(erp: Source) -> None:
     with pytest.raises(BadRequest):
         polling_feed_set(source_id=erp.id, url="file:///etc/passwd")
+
+
+def test_a_feed_resolving_to_a_private_address_is_not_polled(
+    feed: PollingFeed, http_sink: HttpSink, settings: Any
+) -> None:
+    settings.OUTBOUND_ALLOW_PRIVATE_HOSTS = False  # as in production: the feed server is on 127.0.0.1
+
+    (result,) = feeds_poll_due()
+
+    assert http_sink.requests == []
+    assert (result.pages, result.error) == (0, "refused: 127.0.0.1 resolves to a private address (127.0.0.1)")
+
+
+def test_a_feed_answering_with_a_redirect_is_not_followed(feed: PollingFeed, http_sink: HttpSink) -> None:
+    http_sink.by_path["/orders"] = (302, {"Location": "/orders?since=c2"}, b"")
+
+    (result,) = feeds_poll_due()
+
+    assert [request.path for request in http_sink.requests] == ["/orders"]
+    assert (result.pages, result.error) == (0, "HTTP 302 from the feed")
+
+
+def test_a_feed_poll_carries_the_traceparent_of_its_span(
+    feed: PollingFeed, http_sink: HttpSink, spans: InMemorySpanExporter
+) -> None:
+    feeds_poll_due()
+
+    sent = [request.headers["traceparent"] for request in http_sink.requests]
+    assert (len(sent), set(sent)) == (3, client_traceparents(spans))

@@ -1,11 +1,13 @@
 """The pure retry policy and signature schemes."""
 
 import random
+from typing import Any
 
 import pytest
 
 from channels.policy import PermanentError, TransientError, backoff_seconds, classify_status
-from channels.signing import SignatureError, stripe_sign, stripe_verify, twilio_sign, twilio_verify
+from channels.signing import SignatureError, stripe_verify, twilio_sign, twilio_verify
+from config.core.signing import SigningKeyMissing, signature_headers, stripe_sign
 
 
 @pytest.mark.parametrize(("status", "kind"), [(500, TransientError), (503, TransientError), (429, TransientError)])
@@ -38,6 +40,24 @@ def test_stripe_signature_round_trips() -> None:
 def test_stripe_signature_outside_tolerance_is_refused() -> None:
     with pytest.raises(SignatureError):
         stripe_verify("s", b"{}", stripe_sign("s", b"{}", 1000), now=1301, tolerance=300)
+
+
+@pytest.mark.parametrize(
+    "sign",
+    [
+        lambda: stripe_sign("", b"{}", 1000),
+        lambda: signature_headers("", b"{}", message_id="k1", timestamp=1000),
+    ],
+    ids=["stripe", "headers"],
+)
+def test_signing_with_an_empty_key_is_refused(sign: Any) -> None:
+    with pytest.raises(SigningKeyMissing):
+        sign()
+
+
+def test_verifying_with_an_empty_key_is_a_signature_error() -> None:
+    with pytest.raises(SignatureError):
+        stripe_verify("", b"{}", "t=1000,v1=00", now=1000, tolerance=300)
 
 
 def test_twilio_signature_covers_url_and_sorted_params() -> None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels import contracts
 from channels.models import Delivery, DeliveryStatus, UndeliverableAddress
@@ -16,6 +17,7 @@ from channels.services import delivery_attempt
 from profiles.models import Event
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
+from tests.conftest import client_traceparents
 
 pytestmark = pytest.mark.django_db
 TOKEN_GRANT: tuple[int, dict[str, str], bytes] = (
@@ -85,6 +87,17 @@ def test_push_is_sent_in_fcm_v1_format_with_an_oauth_token(fcm: HttpSink, servic
     delivery = Delivery.objects.get(id=ref.id)
     assert delivery.provider_message_id == "0:1700000000000001%abc"
     assert Event.objects.filter(customer_id=customer.id, name="Message Sent").count() == 1
+
+
+def test_the_token_and_send_calls_carry_the_traceparent_of_their_spans(
+    fcm: HttpSink, spans: InMemorySpanExporter
+) -> None:
+    customer = customer_with(user_id="u1", traits={"push_token": DEVICE})
+
+    assert delivery_attempt(delivery_id=_push(customer.id).id).status == DeliveryStatus.SENT
+
+    grant, send = fcm.requests
+    assert {grant.headers["traceparent"], send.headers["traceparent"]} == client_traceparents(spans)
 
 
 def test_the_access_token_is_fetched_once_for_many_pushes(fcm: HttpSink) -> None:

@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 
 from channels.services import webhook_secret_set
-from channels.signing import stripe_sign, twilio_sign
+from channels.signing import twilio_sign
+from config.core.signing import stripe_sign
 from profiles.models import Event, QuarantinedMessage, Source
 from profiles.privacy.selectors import consent_allows
 from profiles.selectors import customer_find

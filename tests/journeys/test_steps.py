@@ -1,6 +1,7 @@
 """Every step kind run by the real world: PostgreSQL, the channels contract, ingestion of
 journeys' own calls, a local HTTP server for webhooks, durable timers ticked on a moved clock."""
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from django.utils import timezone
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.models import Delivery
 from channels.services import contact_policy_set
@@ -18,6 +20,7 @@ from journeys.models import Enrollment, EnrollmentStatus, Journey, StepRun, Time
 from journeys.services import enrollment_start, timers_tick
 from profiles.models import Customer, Event
 from tests.channels.servers import HttpSink, start_http_sink
+from tests.conftest import client_traceparents
 from tests.journeys.engine_support import fresh_contact_policy, identify, providers, publish, route_pending, send
 
 pytestmark = pytest.mark.django_db
@@ -193,6 +196,12 @@ def test_webhook_posts_signed_json_with_an_idempotency_key(ingest: Any, sink: Ht
     stamp, signature = (part.split("=", 1)[1] for part in request.headers["Throughline-Signature"].split(","))
     expected = hmac.new(b"s3cret", stamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(signature, expected)
+    # Standard Webhooks: the same secret and timestamp, over "<webhook-id>.<timestamp>.<body>".
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert (headers["webhook-id"], headers["webhook-timestamp"]) == (f"{enrollment.id}:hook:1", stamp)
+    signed = f"{enrollment.id}:hook:1.{stamp}.".encode() + request.body
+    standard = base64.b64encode(hmac.new(b"s3cret", signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{standard}"
 
 
 def test_a_failing_webhook_takes_on_failed(ingest: Any, sink: HttpSink) -> None:
@@ -573,6 +582,42 @@ def test_a_template_that_fails_to_render_sends_the_default_content(ingest: Any, 
     step["default_content"]["push"] = {"title": "You saved", "body": "b"}
     _run(_api({"msg": step, "done": {"type": "exit"}}, "msg"), customer)
     assert Delivery.objects.get().content == {"title": "You saved", "body": "b"}
+
+
+def test_a_webhook_answered_with_a_redirect_does_not_follow_it(ingest: Any, sink: HttpSink) -> None:
+    """A 302 is the receiver's answer: following it could lead past the private-address check."""
+    elsewhere = start_http_sink()
+    try:
+        sink.default = (302, {"Location": f"{elsewhere.url}/internal"}, b"")
+        customer = _customer(ingest)
+        enrollment = _run(
+            _api(
+                {
+                    "hook": {"type": "webhook", "url": sink.url, "next": "ok", "on_failed": "fallback"},
+                    "ok": {"type": "route", "destination": "ok"},
+                    "fallback": {"type": "route", "destination": "fallback"},
+                },
+                "hook",
+            ),
+            customer,
+        )
+    finally:
+        elsewhere.stop()
+    assert (len(sink.requests), elsewhere.requests) == (1, [])
+    assert enrollment.state["routes"][0]["destination"] == "fallback"
+    assert StepRun.objects.get(enrollment=enrollment, step="hook").detail["status"] == 302
+
+
+def test_a_webhook_call_carries_the_traceparent_of_its_span(
+    ingest: Any, sink: HttpSink, spans: InMemorySpanExporter
+) -> None:
+    customer = _customer(ingest)
+    _run(
+        _api({"hook": {"type": "webhook", "url": sink.url, "next": "done"}, "done": {"type": "exit"}}, "hook"), customer
+    )
+
+    (request,) = sink.requests
+    assert request.headers["traceparent"] in client_traceparents(spans)
 
 
 def test_a_webhook_to_a_private_address_is_refused(ingest: Any, sink: HttpSink, settings: Any) -> None:

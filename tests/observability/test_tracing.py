@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -26,15 +25,6 @@ from tests.journeys.engine_support import fresh_contact_policy, identify, provid
 from tests.observability.otlp import OtlpReceiver, start_otlp_receiver
 
 __all__ = ["fresh_contact_policy", "providers"]  # fixtures used here
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    observability.tracing_start(SimpleSpanProcessor(exporter))
-    yield exporter
-    observability.tracing_stop()
-    exporter.clear()
 
 
 @pytest.fixture
