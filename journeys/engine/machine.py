@@ -334,9 +334,11 @@ def _branch(journey: CompiledJourney, e: EnrollmentState, world: World, step: Ma
 
 def cohort_bucket(enrollment_id: str, step: str) -> float:
     """A number in [0, 100) fixed by the enrollment id and step: the same customer pass always
-    lands in the same cohort, whoever runs it."""
+    lands in the same cohort, whoever runs it. It carries the 53 bits of the hash a float holds,
+    so a split's shares are kept to any precision a definition gives them (a percent may be any
+    number), not rounded to the hundredth of a percent (0.001 would have taken 0.01)."""
     digest = hashlib.sha256(f"{enrollment_id}:{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 10_000 / 100
+    return (int.from_bytes(digest[:8], "big") >> 11) * 100 / 2**53
 
 
 def _random_split(
