@@ -319,11 +319,11 @@ def _branch(journey: CompiledJourney, e: EnrollmentState, world: World, step: Ma
     why = "no branch matched: default"
     for index, branch in enumerate(step["branches"]):
         condition = journey.conditions[(e.step, index)]
-        ctx = world.context(e, event=None, needs=condition.needs)
-        matched = condition.evaluate(ctx)
-        seen.append(
-            {"branch": index, "name": branch.get("name", ""), "matched": matched, "explain": condition.explain(ctx)}
-        )
+        # The explanation evaluates the whole condition and carries its result; evaluating it
+        # again beside it would only do the same work twice.
+        explained = condition.explain(world.context(e, event=None, needs=condition.needs))
+        matched = bool(explained["result"])
+        seen.append({"branch": index, "name": branch.get("name", ""), "matched": matched, "explain": explained})
         if matched:
             chosen = branch["next"]
             why = f"branch {index} {branch.get('name', '')!r} matched (first match wins)".replace(" ''", "")
