@@ -594,6 +594,30 @@ def test_a_split_in_tenths_of_a_percent_sends_every_customer_down_a_path(db: Any
     assert shares == pytest.approx({"offer_a": 33.3, "offer_b": 33.3, "offer_c": 33.4}, abs=4)
 
 
+def test_a_step_that_acts_is_not_run_by_decide_and_the_default_answers(db: Any, post: Callable[..., Any]) -> None:
+    publish(
+        {
+            "trigger": {"type": "decide", "placement": "banner"},
+            "start": "tag",
+            "steps": {
+                "tag": {"type": "set_traits", "traits": {"saw_banner": True}, "next": "show"},
+                "show": {"type": "route", "destination": "offer_a"},
+            },
+            "default_decision": {"route": "no_offer"},
+        },
+        key="banner",
+    )
+    customer = customer_with({}, user_id="u-tag")
+
+    body = post(ask("u-tag", placement="banner")).json()
+
+    assert body["route"] == "no_offer"
+    walked = Decision.objects.get(id=body["decision_id"]).explanation["journeys"][0]
+    assert (walked["outcome"], walked["path"][0]["kind"]) == ("unsupported_step", "set_traits")
+    customer.refresh_from_db()
+    assert customer.traits == {}
+
+
 def test_an_unknown_placement_is_404_even_with_redis_down(
     vip_journey: Any, post: Callable[..., Any], redis_unreachable: None
 ) -> None:
