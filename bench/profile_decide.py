@@ -222,7 +222,7 @@ def main() -> int:
     for payload in bodies:
         request(payload)
     if args.callgrind:
-        from journeys.decide import recorder
+        from journeys.decide_recorder import recorder
 
         recorder.flush()
         subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
@@ -240,7 +240,7 @@ def main() -> int:
     )
     print(f"wall ms per request {(wall1 - wall0) * 1000 / args.n:.3f}{' (under cProfile)' if profiler else ''}")
     print(f"the no-op DRF view in this process: python {noop_ms:.3f} ms per request")
-    from journeys.decide import recorder
+    from journeys.decide_recorder import recorder
     from journeys.models import Decision
 
     recorder.flush()

@@ -25,7 +25,8 @@ from rest_framework.views import APIView
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from config.core.fast_path import Answer, Environ, Route, body_reader
 from config.core.views import SourceFacingApi
-from journeys.decide import DecisionResult, Identity, UnknownPlacement, decision_get, decision_make
+from journeys.decide import DecisionResult, UnknownPlacement, decision_get, decision_make
+from journeys.decide_lookup import Identity
 from profiles.contracts import SourceInfo
 from profiles.writekey import source_enabled, write_key_from_authorization
 

@@ -319,11 +319,11 @@ def _branch(journey: CompiledJourney, e: EnrollmentState, world: World, step: Ma
     why = "no branch matched: default"
     for index, branch in enumerate(step["branches"]):
         condition = journey.conditions[(e.step, index)]
-        ctx = world.context(e, event=None, needs=condition.needs)
-        matched = condition.evaluate(ctx)
-        seen.append(
-            {"branch": index, "name": branch.get("name", ""), "matched": matched, "explain": condition.explain(ctx)}
-        )
+        # The explanation evaluates the whole condition and carries its result; evaluating it
+        # again beside it would only do the same work twice.
+        explained = condition.explain(world.context(e, event=None, needs=condition.needs))
+        matched = bool(explained["result"])
+        seen.append({"branch": index, "name": branch.get("name", ""), "matched": matched, "explain": explained})
         if matched:
             chosen = branch["next"]
             why = f"branch {index} {branch.get('name', '')!r} matched (first match wins)".replace(" ''", "")
@@ -334,9 +334,11 @@ def _branch(journey: CompiledJourney, e: EnrollmentState, world: World, step: Ma
 
 def cohort_bucket(enrollment_id: str, step: str) -> float:
     """A number in [0, 100) fixed by the enrollment id and step: the same customer pass always
-    lands in the same cohort, whoever runs it."""
+    lands in the same cohort, whoever runs it. It carries the 53 bits of the hash a float holds,
+    so a split's shares are kept to any precision a definition gives them (a percent may be any
+    number), not rounded to the hundredth of a percent (0.001 would have taken 0.01)."""
     digest = hashlib.sha256(f"{enrollment_id}:{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 10_000 / 100
+    return (int.from_bytes(digest[:8], "big") >> 11) * 100 / 2**53
 
 
 def _random_split(

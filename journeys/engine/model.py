@@ -138,18 +138,6 @@ class CompiledJourney:
     def cooldown(self) -> timedelta:
         return duration((self.definition.get("entry") or {}).get("cooldown"))
 
-    def waits_on(self) -> frozenset[str]:
-        """Event names this journey's waiting customers react to (awaited, exits, outcomes)."""
-        names = {rule.event for rule in self.exits if rule.event}
-        for step in self.steps.values():
-            if step["type"] == "wait_for_event":
-                names.add(step["event"])
-            elif step["type"] == "message":
-                names |= OUTCOME_EVENTS
-        if any(rule.stops_matching is not None for rule in self.exits):
-            names.add("*")
-        return frozenset(names)
-
 
 def compile_journey(*, key: str, version_id: str, definition: Mapping[str, Any]) -> CompiledJourney:
     """Compile every condition of a (validated) definition once."""

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from config.core import metrics
 from journeys import contracts as journey_contracts
-from journeys import decide
+from journeys import decide_journeys, decide_recorder
 from journeys.demo import VIP_ROUTING
 from journeys.models import Decision
 from journeys.services import journey_publish, version_create_draft
@@ -45,15 +45,15 @@ def auth(write_key: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     yield
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
 
 
 def publish(definition: dict[str, Any], key: str = "vip-routing") -> Any:
     version = JourneyVersionFactory.create(journey=JourneyFactory.create(key=key), number=1, definition=definition)
     journey_publish(version=version)
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     version.refresh_from_db()
     return version
 
@@ -326,7 +326,7 @@ def test_a_publish_reaches_decide_within_the_generation_check(
     with django_capture_on_commit_callbacks(execute=True):
         journey_publish(version=draft)
 
-    time.sleep(decide.GENERATION_CHECK_SECONDS + 0.05)
+    time.sleep(decide_journeys.GENERATION_CHECK_SECONDS + 0.05)
     body = post(ask("u-1")).json()
 
     assert (body["route"], body["version"]) == ("concierge", 2)
@@ -459,11 +459,11 @@ def test_database_down_answers_degraded_and_keeps_the_decision_until_it_is_back(
 
     assert down.status_code == 200
     assert (down.json()["route"], down.json()["reason"]) == ("self_service", "database_unavailable")
-    assert decide.decisions_pending() == 1
+    assert decide_recorder.decisions_pending() == 1
     database_down(False)
     back = send().json()
     assert back["route"] == "premium_support"
-    assert decide.decisions_pending() == 0
+    assert decide_recorder.decisions_pending() == 0
     kept = Decision.objects.get(id=down.json()["decision_id"])
     assert kept.degraded and kept.result["route"] == "self_service"
 
@@ -557,6 +557,65 @@ def test_the_holdout_gets_the_default_decision(db: Any, post: Callable[..., Any]
 
     assert (body["route"], body["degraded"]) == ("no_offer", False)
     assert Decision.objects.get(id=body["decision_id"]).explanation["journeys"][0]["outcome"] == "holdout"
+
+
+THIRDS = {
+    "trigger": {"type": "decide", "placement": "banner"},
+    "start": "split",
+    "steps": {
+        "split": {
+            "type": "random_split",
+            "paths": [
+                {"percent": 33.3, "next": "a"},
+                {"percent": 33.3, "next": "b"},
+                {"percent": 33.4, "next": "c"},
+            ],
+        },
+        "a": {"type": "route", "destination": "offer_a"},
+        "b": {"type": "route", "destination": "offer_b"},
+        "c": {"type": "route", "destination": "offer_c"},
+    },
+    "default_decision": {"route": "no_offer"},
+}
+
+
+def test_a_split_in_tenths_of_a_percent_sends_every_customer_down_a_path(db: Any, post: Callable[..., Any]) -> None:
+    """33.3/33.3/33.4 adds up to 100, so no customer may fall past the last path (whole-percent
+    buckets sent 1 in 100 to the default). 1,500 distinct customers (user ids with no profile yet,
+    so the buckets, and this test, are the same on every run); each path's share is within 4
+    points of its percent, over three standard deviations of a fair draw of this size."""
+    publish(copy.deepcopy(THIRDS), key="banner")
+    people = 1500
+
+    routes = [post(ask(f"thirds-{i}", placement="banner")).json()["route"] for i in range(people)]
+
+    shares = {route: routes.count(route) / people * 100 for route in set(routes)}
+    assert set(shares) == {"offer_a", "offer_b", "offer_c"}
+    assert shares == pytest.approx({"offer_a": 33.3, "offer_b": 33.3, "offer_c": 33.4}, abs=4)
+
+
+def test_a_step_that_acts_is_not_run_by_decide_and_the_default_answers(db: Any, post: Callable[..., Any]) -> None:
+    publish(
+        {
+            "trigger": {"type": "decide", "placement": "banner"},
+            "start": "tag",
+            "steps": {
+                "tag": {"type": "set_traits", "traits": {"saw_banner": True}, "next": "show"},
+                "show": {"type": "route", "destination": "offer_a"},
+            },
+            "default_decision": {"route": "no_offer"},
+        },
+        key="banner",
+    )
+    customer = customer_with({}, user_id="u-tag")
+
+    body = post(ask("u-tag", placement="banner")).json()
+
+    assert body["route"] == "no_offer"
+    walked = Decision.objects.get(id=body["decision_id"]).explanation["journeys"][0]
+    assert (walked["outcome"], walked["path"][0]["kind"]) == ("unsupported_step", "set_traits")
+    customer.refresh_from_db()
+    assert customer.traits == {}
 
 
 def test_an_unknown_placement_is_404_even_with_redis_down(

@@ -20,7 +20,7 @@ from django.test import override_settings
 
 from config.core.fast_path import FastPath
 from config.core.wsgi import SourceApiHandler, fast_path
-from journeys import decide
+from journeys import decide_journeys, decide_recorder
 from journeys.demo import VIP_ROUTING
 from journeys.models import Decision
 from journeys.services import journey_publish
@@ -52,14 +52,14 @@ def _auth(write_key: str) -> str:
 
 @pytest.fixture(autouse=True)
 def vip_journey(transactional_db: Any) -> Iterator[Any]:
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     version = JourneyVersionFactory.create(
         journey=JourneyFactory.create(key="vip-routing"), number=1, definition=copy.deepcopy(VIP_ROUTING)
     )
     journey_publish(version=version)
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     yield version
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def test_anyone_elses_answer_is_the_same(both: Callable[..., tuple[Answer, Answe
 
 def test_the_fast_paths_decision_is_recorded(fast: FastPath, source: Any) -> None:
     _, _, body = _call(fast, ask("u-vip"), {"HTTP_AUTHORIZATION": _auth(source.write_key)})
-    decide.recorder.flush()
+    decide_recorder.recorder.flush()
     decision = Decision.objects.get(id=orjson.loads(body)["decision_id"])
     assert (decision.result["route"], decision.degraded) == ("premium_support", False)
 

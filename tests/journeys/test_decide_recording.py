@@ -23,7 +23,7 @@ from django.test import Client
 from django.utils import timezone
 
 from config.core.server import web_argv
-from journeys import decide
+from journeys import decide, decide_journeys, decide_recorder
 from journeys.demo import VIP_ROUTING
 from journeys.models import Decision
 from journeys.services import journey_publish
@@ -33,12 +33,12 @@ from tests.journeys.factories import DecisionFactory, JourneyFactory, JourneyVer
 
 @pytest.fixture(autouse=True)
 def _fresh() -> Iterator[None]:
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     yield
-    decide.recorder.flush()
-    decide.forget_compiled()
+    decide_recorder.recorder.flush()
+    decide_journeys.forget_compiled()
     # The recorder's thread gives its connection back when idle, so the test database can go.
-    wait_until(lambda: not decide.recorder.connected, timeout=decide.IDLE_CLOSE_SECONDS + 5)
+    wait_until(lambda: not decide_recorder.recorder.connected, timeout=decide_recorder.IDLE_CLOSE_SECONDS + 5)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def vip_journey(transactional_db: Any) -> Any:
         journey=JourneyFactory.create(key="vip-routing"), number=1, definition=copy.deepcopy(VIP_ROUTING)
     )
     journey_publish(version=version)
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     return version
 
 
@@ -99,7 +99,7 @@ def test_a_decision_this_process_holds_resolves_through_the_api(
 
 def test_a_decision_another_process_still_holds_is_waited_for(vip_journey: Any, settings: Any) -> None:
     settings.DECIDE_RECORD_LINGER_MS = 100
-    decision_id = decide.new_decision_id()
+    decision_id = decide_recorder.new_decision_id()
 
     def written_elsewhere() -> None:
         DecisionFactory.create(id=decision_id)
@@ -122,7 +122,7 @@ def test_an_unknown_decision_id_from_long_ago_is_not_waited_for(transactional_db
 def test_decision_ids_say_when_they_were_made() -> None:
     before = time.time()
 
-    decision_id = decide.new_decision_id()
+    decision_id = decide_recorder.new_decision_id()
 
     assert decision_id.version == 7
     assert before - 0.002 <= (decision_id.int >> 80) / 1000 <= time.time()

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from journeys import decide
+from journeys import decide_journeys
 from journeys.demo import ABANDONED_CART, JOURNEYS, VIP_ROUTING
 from journeys.models import Journey, JourneyVersion, Segment, VersionStatus
 from journeys.services import journey_create, journey_publish
@@ -71,7 +71,7 @@ def test_seed_demo_seeds_the_journeys_too() -> None:
 
 def test_the_seeded_vip_routing_answers_decide(source: Any, client: Client) -> None:
     call_command("seed_journeys_demo", stdout=StringIO())
-    decide.forget_compiled()
+    decide_journeys.forget_compiled()
     IdentityFactory.create(customer=CustomerFactory.create(traits={"vip": True}), kind="user_id", value="vip-1")
     basic = "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
 

@@ -163,6 +163,15 @@ def test_random_split_cohorts_follow_the_percentages() -> None:
     assert cohort_bucket("same", "split") == cohort_bucket("same", "split")
 
 
+def test_a_split_path_of_a_thousandth_of_a_percent_takes_about_that_share() -> None:
+    """A percent may be any number. A path of 0.001 % takes the buckets below 0.001: about 4 of
+    400,000 enrollments (buckets in whole hundredths of a percent gave it the 0.01 % at 0.00,
+    about 40)."""
+    taken = sum(cohort_bucket(f"enrollment-{i}", "split") < 0.001 for i in range(400_000))
+
+    assert taken <= 12
+
+
 def test_a_local_window_across_midnight() -> None:
     late = datetime(2026, 3, 11, 23, 30, tzinfo=UTC)
     assert next_window_start(late, "UTC", "22:00", "06:00", None) is None
