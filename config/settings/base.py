@@ -368,6 +368,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The rest ---------------------------------------------------------------------------------
+# `seed_demo` (run by `make run`) keeps the demo's write keys, API token and admin password here
+# (mode 0600; the database keeps only their hashes) and prints them again at every start.
+DEMO_CREDENTIALS_FILE = env.str("DEMO_CREDENTIALS_FILE", default=str(BASE_DIR / "var" / "demo-credentials.json"))
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
