@@ -406,4 +406,9 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
 from config.core.logs import logging_config  # noqa: E402 - settings first, then what they configure
 
-LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, redact=LOG_REDACT)
+LOGGING = logging_config(
+    level=LOG_LEVEL,
+    fmt=LOG_FORMAT,
+    redact=LOG_REDACT,
+    periodic_tasks=[entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+)
