@@ -5,9 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from config.core import health, prometheus
 from config.core.views import NoRouteApi
 from journeys import decide_apis
-from orchestration import dashboard
+from orchestration import dashboard, home
 
 urlpatterns = [
+    path("", home.home_view, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
