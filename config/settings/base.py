@@ -318,6 +318,9 @@ CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
         "password": env.str("CHANNELS_SMTP_PASSWORD", default=""),
         "use_tls": "true" if env.bool("CHANNELS_SMTP_USE_TLS", default=False) else "false",
         "from_email": env.str("CHANNELS_EMAIL_FROM", default="no-reply@localhost"),
+        # Embedded mode sends email only to a host named explicitly (else the console provider
+        # logs it); production-like mode keeps the localhost default.
+        "enabled": "true" if env.str("CHANNELS_SMTP_HOST", default="") or not EMBEDDED_MODE else "false",
     },
     "webhook": {"kind": "webhook", "signing_secret": env.str("CHANNELS_WEBHOOK_SIGNING_SECRET", default="")},
     # Push through FCM HTTP v1: a service account (client email + RSA key) or a fixed access token.
@@ -331,8 +334,14 @@ CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
         "private_key": env.str("FCM_PRIVATE_KEY", default="", multiline=True),
         "access_token": env.str("FCM_ACCESS_TOKEN", default=""),
     },
+    # Logs the message instead of sending it; used only by CHANNELS_CONSOLE_UNCONFIGURED.
+    "console": {"kind": "console"},
 }
 CHANNELS_ROUTES = {"sms": ["twilio", "sms_secondary"], "email": ["smtp"], "push": ["fcm"], "webhook": ["webhook"]}
+# A channel with none of its providers configured sends through the console provider, which
+# logs the rendered message and marks the delivery sent (channels/senders/console.py). On by
+# default in embedded mode only, so `make run` shows messages going out without an account.
+CHANNELS_CONSOLE_UNCONFIGURED = env.bool("CHANNELS_CONSOLE_UNCONFIGURED", default=EMBEDDED_MODE)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
