@@ -2,9 +2,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from channels.models import ContactPolicy, Delivery, PollingFeed, SourceMapping, WebhookSecret
 from channels.selectors import contact_policy_forget
+from channels.senders.console import content_text
 
 
 @admin.register(Delivery)
@@ -13,9 +16,15 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "channel", "provider"]
     search_fields = ["idempotency_key", "provider_message_id", "customer_id"]
     readonly_fields = [field.name for field in Delivery._meta.fields]
+    # The message as it reads (content_text), under the stored JSON.
+    readonly_fields.insert(readonly_fields.index("content") + 1, "message")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="Message")
+    def message(self, obj: Delivery) -> SafeString:
+        return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>', content_text(obj.content))
 
 
 @admin.register(WebhookSecret)

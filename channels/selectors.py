@@ -33,13 +33,21 @@ def delivery_by_provider_id(*, channel: str, provider_message_id: str) -> Delive
 
 def providers_for(*, channel: str, fallback: list[str]) -> list[str]:
     """The channel's configured providers in order, then the caller's fallback hints; only those
-    enabled and holding the credentials their kind needs."""
+    enabled and holding the credentials their kind needs. When none is, and
+    CHANNELS_CONSOLE_UNCONFIGURED is on (embedded mode), the console provider, which logs the
+    message: never as a failover, so a configured provider that is down is never taken for sent."""
     names = list(settings.CHANNELS_ROUTES.get(channel, ())) + list(fallback)
-    return [
+    usable = [
         name
         for name in dict.fromkeys(names)
         if name in settings.CHANNELS_PROVIDERS and _usable(settings.CHANNELS_PROVIDERS[name])
     ]
+    if not usable and settings.CHANNELS_CONSOLE_UNCONFIGURED:
+        return [CONSOLE_PROVIDER]
+    return usable
+
+
+CONSOLE_PROVIDER = "console"
 
 
 # A provider of these kinds without every one of these settings cannot send: it is not offered

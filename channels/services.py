@@ -491,6 +491,7 @@ def _send_one(claim: _Claim) -> _Outcome:
         address=delivery.address,
         content=delivery.content,
         timeout=settings.CHANNELS_SEND_TIMEOUT_SECONDS,
+        channel=delivery.channel,
     )
     try:
         provider, message_id = _send(delivery, outgoing)

@@ -1,3 +1,4 @@
+import logging
 import math
 from collections.abc import Sequence
 from uuid import UUID
@@ -12,6 +13,10 @@ from channels.services import (
     deliveries_stuck_sweep,
     send_pending_clear,
 )
+
+# Periodic tasks log a line only when they did something (config.core.logs.PeriodicTaskFilter
+# drops Celery's own lines about them).
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="channels.send_delivery", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -72,11 +77,24 @@ def sweep_stuck_deliveries() -> dict[str, int]:
     deliveries left "queued" whose task was lost."""
     result = deliveries_stuck_sweep(older_than=settings.CHANNELS_STUCK_AFTER_SECONDS)
     lost = deliveries_queued_sweep(older_than=settings.CHANNELS_QUEUED_STALE_SECONDS)
-    return {"requeued": len(result.requeued), "dead": len(result.dead), "enqueued": len(lost)}
+    counts = {"requeued": len(result.requeued), "dead": len(result.dead), "enqueued": len(lost)}
+    if any(counts.values()):
+        logger.info(
+            "stuck deliveries: %(requeued)d sent again, %(dead)d given up, %(enqueued)d queued ones enqueued again",
+            counts,
+        )
+    return counts
 
 
 @shared_task(name="channels.poll_feeds", acks_late=True, reject_on_worker_lost=True)
 def poll_feeds() -> int:
     """Periodic (beat, maintenance queue): poll the legacy feeds that are due. Idempotent: the
     records' ids deduplicate a page fetched twice, and a feed is taken by one worker at a time."""
-    return len(feeds_poll_due())
+    polled = feeds_poll_due()
+    accepted, rejected = sum(result.accepted for result in polled), sum(result.rejected for result in polled)
+    failed = sum(1 for result in polled if result.error)
+    if accepted or rejected or failed:
+        logger.info(
+            "polled %d feeds: %d records accepted, %d rejected, %d failed", len(polled), accepted, rejected, failed
+        )
+    return len(polled)

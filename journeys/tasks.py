@@ -1,6 +1,7 @@
 """Journeys' Celery tasks: the durable timer tick. Named, idempotent (timers are claimed FOR
 UPDATE SKIP LOCKED and marked fired in the transaction that acts on them)."""
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -13,6 +14,10 @@ from journeys.selectors import timers_next_due
 from journeys.services import timers_tick
 
 TRANSIENT = (OperationalError, InterfaceError)
+
+# Periodic tasks log a line only when they did something (config.core.logs.PeriodicTaskFilter
+# drops Celery's own lines about them).
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -46,6 +51,8 @@ def tick_timers(helpers: int | None = None, ahead: bool = False) -> int:
         soon = timers_next_due(after=now, until=now + timedelta(seconds=settings.JOURNEYS_TICK_INTERVAL_SECONDS))
         if soon is not None:
             tick_timers.apply_async(kwargs={"ahead": True}, eta=soon, expires=soon + timedelta(seconds=10))
+    if fired:
+        logger.info("fired %d journey timers", fired)
     return fired
 
 
@@ -62,4 +69,7 @@ def recheck_segments() -> int:
     """Re-evaluate the members of time-based segments (now.*, within_last, performed windows),
     whose membership changes as time passes without an event. Idempotent: a change is made (and
     its event emitted) only by the statement that changes the membership row."""
-    return segments_recheck()
+    changed = segments_recheck()
+    if changed:
+        logger.info("segment recheck changed %d memberships", changed)
+    return changed

@@ -1,5 +1,6 @@
 """Celery tasks. Named, primitive arguments, idempotent: acks_late + reject_on_worker_lost."""
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -12,6 +13,10 @@ from orchestration.dispatch import send_chunks
 from profiles.services import outbox_reclaim_stale
 
 TRANSIENT = (OperationalError, InterfaceError)
+
+# Periodic tasks log a line only when they did something (config.core.logs.PeriodicTaskFilter
+# drops Celery's own lines about them).
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -39,4 +44,5 @@ def sweep_outbox(older_than_seconds: int | None = None, limit: int = 50_000) -> 
     if stale:
         metrics.OUTBOX_SWEPT.inc(len(stale))
         send_chunks(stale)
+        logger.info("re-enqueued %d events whose routing had not completed", len(stale))
     return len(stale)

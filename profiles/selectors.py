@@ -159,6 +159,20 @@ def source_info(*, source_id: UUID | str) -> SourceInfo | None:
     )
 
 
+def sources_named(*, prefix: str) -> list[SourceInfo]:
+    """The sources whose name starts with `prefix`, by name."""
+    return [
+        SourceInfo(
+            id=source.id,
+            name=source.name,
+            channel=source.channel,
+            enabled=source.enabled,
+            identity_kinds=frozenset(source.identity_kinds or ()),
+        )
+        for source in Source.objects.filter(name__startswith=prefix).order_by("name")
+    ]
+
+
 def source_has_identified(
     *, source_id: UUID | str, customer_ids: Collection[UUID], ignoring_events: Collection[str] = ()
 ) -> bool:

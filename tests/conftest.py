@@ -37,6 +37,13 @@ def _clean_redis() -> None:
 
 
 @pytest.fixture
+def demo_credentials(settings: Any, tmp_path: Path) -> Path:
+    """Where seed_demo keeps the demo's secrets in this test (never the checkout's var/)."""
+    settings.DEMO_CREDENTIALS_FILE = str(tmp_path / "demo-credentials.json")
+    return tmp_path / "demo-credentials.json"
+
+
+@pytest.fixture
 def source(db: Any) -> Any:
     return SourceFactory()
 

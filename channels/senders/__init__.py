@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from channels.senders.base import Outgoing
+from channels.senders.console import send_console
 from channels.senders.email import send_email
 from channels.senders.push import send_fcm_push
 from channels.senders.sms import send_twilio_sms
@@ -15,6 +16,7 @@ SENDERS: dict[str, Sender] = {
     "smtp": send_email,
     "webhook": send_webhook,
     "fcm": send_fcm_push,
+    "console": send_console,
 }
 
 __all__ = ["SENDERS", "Outgoing", "Sender"]

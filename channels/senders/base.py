@@ -15,6 +15,7 @@ class Outgoing:
     address: str
     content: dict[str, Any] = field(default_factory=dict)
     timeout: float = 5.0
+    channel: str = ""
 
 
 ErrorClassifier = Callable[[int, bytes, str | None], SendError | None]

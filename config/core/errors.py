@@ -4,7 +4,7 @@
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -63,11 +63,6 @@ class PreconditionRequired(ApplicationError):
     code = "precondition_required"
 
 
-class ServiceUnavailable(ApplicationError):
-    status_code = 503
-    code = "unavailable"
-
-
 class PayloadTooLarge(ApplicationError):
     status_code = 413
     code = "payload_too_large"
@@ -85,15 +80,6 @@ class RateLimited(ApplicationError):
     def __init__(self, detail: str, *, retry_after: int):
         super().__init__(detail)
         self.retry_after = retry_after
-
-
-def error_response(exc: ApplicationError) -> JsonResponse:
-    response = JsonResponse(exc.as_body(), status=exc.status_code)
-    if isinstance(exc, RateLimited):
-        response["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, Unauthorized):
-        response["WWW-Authenticate"] = 'Basic realm="throughline"'
-    return response
 
 
 def _flatten(detail: Any) -> str:

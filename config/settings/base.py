@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's files, served by whitenoise: /api/docs/ works offline, at a pinned version.
+    "drf_spectacular_sidecar",
     "config.core",
     "profiles",
     "journeys",
@@ -310,6 +312,9 @@ CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
         "password": env.str("CHANNELS_SMTP_PASSWORD", default=""),
         "use_tls": "true" if env.bool("CHANNELS_SMTP_USE_TLS", default=False) else "false",
         "from_email": env.str("CHANNELS_EMAIL_FROM", default="no-reply@localhost"),
+        # Embedded mode sends email only to a host named explicitly (else the console provider
+        # logs it); production-like mode keeps the localhost default.
+        "enabled": "true" if env.str("CHANNELS_SMTP_HOST", default="") or not EMBEDDED_MODE else "false",
     },
     "webhook": {"kind": "webhook", "signing_secret": env.str("CHANNELS_WEBHOOK_SIGNING_SECRET", default="")},
     # Push through FCM HTTP v1: a service account (client email + RSA key) or a fixed access token.
@@ -323,8 +328,14 @@ CHANNELS_PROVIDERS: dict[str, dict[str, str]] = {
         "private_key": env.str("FCM_PRIVATE_KEY", default="", multiline=True),
         "access_token": env.str("FCM_ACCESS_TOKEN", default=""),
     },
+    # Logs the message instead of sending it; used only by CHANNELS_CONSOLE_UNCONFIGURED.
+    "console": {"kind": "console"},
 }
 CHANNELS_ROUTES = {"sms": ["twilio", "sms_secondary"], "email": ["smtp"], "push": ["fcm"], "webhook": ["webhook"]}
+# A channel with none of its providers configured sends through the console provider, which
+# logs the rendered message and marks the delivery sent (channels/senders/console.py). On by
+# default in embedded mode only, so `make run` shows messages going out without an account.
+CHANNELS_CONSOLE_UNCONFIGURED = env.bool("CHANNELS_CONSOLE_UNCONFIGURED", default=EMBEDDED_MODE)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -348,6 +359,11 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Off: Swagger UI would otherwise load a badge from validator.swagger.io for a public host.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "APPEND_COMPONENTS": {
         "securitySchemes": {
@@ -362,6 +378,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The rest ---------------------------------------------------------------------------------
+# `seed_demo` (run by `make run`) keeps the demo's write keys, API token and admin password here
+# (mode 0600; the database keeps only their hashes) and prints them again at every start.
+DEMO_CREDENTIALS_FILE = env.str("DEMO_CREDENTIALS_FILE", default=str(BASE_DIR / "var" / "demo-credentials.json"))
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -390,4 +409,9 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
 from config.core.logs import logging_config  # noqa: E402 - settings first, then what they configure
 
-LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, redact=LOG_REDACT)
+LOGGING = logging_config(
+    level=LOG_LEVEL,
+    fmt=LOG_FORMAT,
+    redact=LOG_REDACT,
+    periodic_tasks=[entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+)

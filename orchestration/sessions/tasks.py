@@ -1,11 +1,17 @@
 """Periodic session upkeep. Named, primitive arguments, idempotent (ending skips what another
 worker holds and what is already ended): acks_late + reject_on_worker_lost."""
 
+import logging
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from orchestration.sessions.services import sessions_end_inactive
+
+# Periodic tasks log a line only when they did something (config.core.logs.PeriodicTaskFilter
+# drops Celery's own lines about them).
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -18,4 +24,7 @@ from orchestration.sessions.services import sessions_end_inactive
 )
 def end_inactive_sessions(limit: int = 1000) -> int:
     """End sessions idle past their channel's timeout; returns how many."""
-    return sessions_end_inactive(now=timezone.now(), limit=limit)
+    ended = sessions_end_inactive(now=timezone.now(), limit=limit)
+    if ended:
+        logger.info("ended %d inactive sessions", ended)
+    return ended

@@ -31,7 +31,7 @@ def test_create_api_token_prints_a_working_token_last(client: Any) -> None:
     assert ApiToken.objects.get(name="support").token_hash != token
 
 
-def test_seed_demo_registers_one_source_per_channel_and_prints_their_keys() -> None:
+def test_seed_demo_registers_one_source_per_channel_and_prints_their_keys(demo_credentials: Any) -> None:
     out = StringIO()
     call_command("seed_demo", stdout=out)
     assert Source.objects.count() == 7

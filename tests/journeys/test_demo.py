@@ -14,7 +14,7 @@ from django.test import Client
 from journeys import decide_journeys
 from journeys.demo import ABANDONED_CART, JOURNEYS, VIP_ROUTING
 from journeys.models import Journey, JourneyVersion, Segment, VersionStatus
-from journeys.services import journey_create, journey_publish
+from journeys.services import journey_create, journey_publish, version_create_draft
 from tests.factories import CustomerFactory, IdentityFactory
 
 pytestmark = pytest.mark.django_db
@@ -47,21 +47,41 @@ def test_seeding_twice_changes_nothing() -> None:
     call_command("seed_journeys_demo", stdout=out)
 
     assert snapshot() == before
-    assert out.getvalue().count("(unchanged)") == 3
+    assert out.getvalue().count("left as it is") == 4
 
 
-def test_a_journey_that_differs_from_the_demo_gets_a_new_published_version() -> None:
-    older = copy.deepcopy(ABANDONED_CART)
-    older["steps"]["wait_for_order"]["timeout"] = {"hours": 2}
-    journey_publish(version=journey_create(key="abandoned-cart", name="Abandoned cart recovery", definition=older))
+def test_a_version_published_after_the_seed_survives_a_second_seed() -> None:
+    call_command("seed_journeys_demo", stdout=StringIO())
+    edited = copy.deepcopy(ABANDONED_CART)
+    edited["steps"]["wait_for_order"]["timeout"] = {"hours": 2}
+    journey_publish(version=version_create_draft(journey=Journey.objects.get(key="abandoned-cart"), definition=edited))
 
     call_command("seed_journeys_demo", stdout=StringIO())
 
-    versions = dict(Journey.objects.get(key="abandoned-cart").versions.values_list("number", "status"))
-    assert versions == {1: VersionStatus.ARCHIVED, 2: VersionStatus.PUBLISHED}
+    versions = Journey.objects.get(key="abandoned-cart").versions
+    assert dict(versions.values_list("number", "status")) == {1: VersionStatus.ARCHIVED, 2: VersionStatus.PUBLISHED}
+    assert versions.get(number=2).definition == edited
 
 
-def test_seed_demo_seeds_the_journeys_too() -> None:
+def test_an_edited_segment_is_left_as_it_is() -> None:
+    call_command("seed_journeys_demo", stdout=StringIO())
+    Segment.objects.filter(key="vip").update(enabled=False, name="Our best customers")
+
+    call_command("seed_journeys_demo", stdout=StringIO())
+
+    assert Segment.objects.filter(key="vip").values_list("enabled", "name").get() == (False, "Our best customers")
+
+
+def test_a_missing_demo_journey_is_created_beside_the_existing_ones() -> None:
+    journey_publish(version=journey_create(key="abandoned-cart", name="Mine", definition=ABANDONED_CART))
+
+    call_command("seed_journeys_demo", stdout=StringIO())
+
+    assert Journey.objects.get(key="abandoned-cart").name == "Mine"
+    assert JourneyVersion.objects.filter(status=VersionStatus.PUBLISHED).count() == 3
+
+
+def test_seed_demo_seeds_the_journeys_too(demo_credentials: Any) -> None:
     call_command("seed_demo", stdout=StringIO())
     call_command("seed_demo", stdout=StringIO())
 

@@ -88,7 +88,8 @@ class Command(BaseCommand):
             }
         (settings.BASE_DIR / "var").mkdir(exist_ok=True)
         self.stdout.write(
-            f"Serving the API at http://{bind}/ , the admin at http://{bind}/admin/ , docs at http://{bind}/api/docs/"
+            f"Serving at http://{bind}/ (that page says where everything is): the admin at http://{bind}/admin/ , "
+            f"docs at http://{bind}/api/docs/"
         )
         self.stdout.flush()
         # Each in a process group of its own: a Ctrl-C (SIGINT to the terminal's group) reaches only
