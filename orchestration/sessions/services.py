@@ -44,9 +44,8 @@ MAX_TOKEN_LENGTH = 128
 
 def _lock(*keys: str) -> None:
     """Serialise writers of the same identity or customer channel until commit (PostgreSQL
-    advisory locks, taken in sorted order so two writers never deadlock). SQLite, the embedded
-    database, already runs one writer at a time."""
-    if connection.vendor != "postgresql" or not keys:
+    advisory locks, taken in sorted order so two writers never deadlock)."""
+    if not keys:
         return
     with connection.cursor() as cursor:
         cursor.execute(

@@ -338,13 +338,7 @@ class RedisStore(DatabaseStore):
         if changed is None:
             return current
         saved = changed.evolve(version=current.version + 1)
-        if connection.vendor == "postgresql":
-            written = _conditional_update(saved, current.version)
-        else:
-            before = _fields(current)
-            fields = {name: value for name, value in _fields(saved).items() if value != before[name]}
-            written = SessionRecord.objects.filter(id=session_id, version=current.version).update(**fields)
-        if written != 1:
+        if _conditional_update(saved, current.version) != 1:
             return super().update(session_id, mutate, expected=expected, guard=guard)
         self._after_commit([saved])
         return saved
