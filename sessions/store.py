@@ -30,9 +30,9 @@ from django.db import connection, transaction
 from config.core import ratelimit
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError, RateLimited
-from orchestration.sessions.concurrency import Expected, VersionMismatch, check_version
-from orchestration.sessions.documents import SessionDoc
-from orchestration.sessions.models import SessionRecord
+from sessions.concurrency import Expected, VersionMismatch, check_version
+from sessions.documents import SessionDoc
+from sessions.models import SessionRecord
 
 logger = logging.getLogger(__name__)
 

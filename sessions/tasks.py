@@ -5,9 +5,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from orchestration.sessions.services import sessions_end_inactive
+from sessions.services import sessions_end_inactive
 
 
+# The name it had under orchestration: a task's name is what the broker's queued messages and
+# the beat schedule carry, so a new name would leave the tasks queued during a deploy unknown.
 @shared_task(
     name="orchestration.end_inactive_sessions",
     acks_late=True,

@@ -13,8 +13,8 @@ from uuid import UUID
 import orjson
 from django.db import connection
 
-from orchestration.sessions.models import SessionRecord
 from profiles.contracts import TimelineEntry, TimelineQuery
+from sessions.models import SessionRecord
 
 SESSION_STARTED = "session_started"
 SESSION_ENDED = "session_ended"

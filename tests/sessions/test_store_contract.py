@@ -9,10 +9,10 @@ from typing import Any
 import factory
 import pytest
 
-from orchestration.sessions.concurrency import ANY, VersionMismatch
-from orchestration.sessions.documents import SessionDoc
-from orchestration.sessions.store import DatabaseStore, RedisStore, SessionNotFound
 from profiles.models import Customer
+from sessions.concurrency import ANY, VersionMismatch
+from sessions.documents import SessionDoc
+from sessions.store import DatabaseStore, RedisStore, SessionNotFound
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
