@@ -2,7 +2,8 @@
 embedded mode), written through to PostgreSQL, read, patched, handed off and resumed by channels.
 
 Layout: `merge_patch`, `concurrency` and `documents` are pure (no Django); `models` are the
-durable records; `store` the two SessionStore implementations; `services` the writes;
-`selectors` the reads; `apis`/`staff_apis` the HTTP surface; `handlers` and `tasks` derive
-sessions from ingested events and end inactive ones.
+durable records; `store` the SessionStore protocol and its two implementations; `services` the
+writes (with `sessions_from_events`, the routing handler that derives sessions from ingested
+events); `selectors` the reads; `apis`/`staff_apis` the HTTP surface; `tasks` ends inactive
+sessions; `privacy` and `timeline` are what `apps` registers on profiles' contracts.
 """
