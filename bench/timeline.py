@@ -112,12 +112,12 @@ def seed(events: int, noise_events: int, noise_customers: int) -> dict[str, Any]
     from django.core.management import call_command
 
     from config.core.auth import api_token_create
-    from orchestration.sessions.models import SessionRecord
     from profiles.merging import customer_merge
     from profiles.models import Customer, Identity
     from profiles.privacy.conventions import ConsentChoice
     from profiles.privacy.services import consent_set
     from profiles.services import source_create
+    from sessions.models import SessionRecord
 
     call_command("migrate", verbosity=0)
     sources = {channel: source_create(name=f"bench-{channel}", channel=channel)[0] for channel in CHANNELS}

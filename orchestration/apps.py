@@ -18,7 +18,7 @@ class OrchestrationConfig(AppConfig):
         # Segments after computed traits (conditions read them), before journeys (which trigger on
         # Segment Entered and read membership).
         from journeys.segments import register_session_events, segments_on_routed
-        from orchestration.sessions.selectors import LIFECYCLE_EVENTS
+        from sessions.selectors import LIFECYCLE_EVENTS
 
         routing.register_handler(segments_on_routed)
         register_session_events(LIFECYCLE_EVENTS)
@@ -27,13 +27,14 @@ class OrchestrationConfig(AppConfig):
 
         routing.register_handler(journeys_on_routed)
 
-        from orchestration.sessions.wiring import connect as connect_sessions
+        # Sessions derived from routed events (Session Started, activity keeping them alive).
+        from sessions.services import sessions_from_events
 
-        connect_sessions()
+        routing.register_handler(sessions_from_events)
 
         # The live session state and the resume link, for journeys' conditions and templates.
         from journeys import contracts as journey_contracts
-        from orchestration.sessions.journey_context import live_session_state, resume_url
+        from sessions.journey_context import live_session_state, resume_url
 
         journey_contracts.register_session_provider(live_session_state)
         journey_contracts.register_link_provider("resume_url", resume_url)

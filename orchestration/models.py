@@ -13,9 +13,3 @@ class RouteLog(models.Model):
 
     def __str__(self) -> str:
         return f"routed:{self.event_id}"
-
-
-# The session state store's durable records live in their own package.
-from orchestration.sessions.models import ResumeToken, SessionContinuation, SessionRecord  # noqa: E402
-
-__all__ = ["ResumeToken", "RouteLog", "SessionContinuation", "SessionRecord"]

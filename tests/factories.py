@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from config.core.models import ApiToken
 from config.core.secrets import digest, new_secret
-from orchestration.sessions.models import SessionRecord
 from profiles.models import (
     ChannelKind,
     Customer,
@@ -20,6 +19,7 @@ from profiles.models import (
     SchemaStatus,
     Source,
 )
+from sessions.models import SessionRecord
 
 
 class SourceFactory(factory.django.DjangoModelFactory):

@@ -8,12 +8,12 @@ of a session GET, a seventh of a decide), the request_started/request_finished s
 building the WSGIRequest and the HttpResponse and closing it, the middleware and DRF's
 finalisation. Here each route's operation (the function its Django view calls too: the same
 auth, rate limit, body limit, services and selectors) runs on the environ, and the answer is
-built as bytes. The routes: GET and PATCH /v1/sessions/{id} (orchestration/sessions/fast_path.py)
+built as bytes. The routes: GET and PATCH /v1/sessions/{id} (sessions/fast_path.py)
 and POST /v1/decide (journeys/decide_apis.py); config.core.wsgi puts this in front of the lean
 /v1 handler.
 
 The answer is the one the Django view gives, header for header and byte for byte
-(tests/orchestration/test_sessions_fast_path.py and tests/journeys/test_decide_fast_path.py
+(tests/sessions/test_fast_path.py and tests/journeys/test_decide_fast_path.py
 compare the two): JSON errors with the same codes, rendered by DRF's renderer; DRF's Allow
 header; SecurityMiddleware's headers (computed by SecurityMiddleware itself, once);
 X-Request-ID bound for every log line of the request, as RequestIdMiddleware does;

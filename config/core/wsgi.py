@@ -97,7 +97,7 @@ def fast_path(fallback: Callable[[dict[str, Any], StartResponse], Iterable[bytes
     comparison), then the session GET and PATCH (a regular expression)."""
     from config.core.fast_path import FastPath
     from journeys.decide_apis import FAST_ROUTE as DECIDE
-    from orchestration.sessions.fast_path import ROUTE as SESSION
+    from sessions.fast_path import ROUTE as SESSION
 
     return FastPath(fallback, source_api_middleware(), [DECIDE, SESSION])
 

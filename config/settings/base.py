@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "profiles",
     "journeys",
     "channels",
+    "sessions",
     "orchestration",
 ]
 
@@ -214,7 +215,7 @@ ROUTING_SWEEP_AFTER_SECONDS = env.int("ROUTING_SWEEP_AFTER_SECONDS", default=60)
 # one small task at a time; when it keeps up, chunks stay as dispatched. 0: only the task's own.
 ROUTING_CLAIM_BACKLOG = env.int("ROUTING_CLAIM_BACKLOG", default=500)
 
-# --- Cross-channel sessions (orchestration/sessions) ------------------------------------------
+# --- Cross-channel sessions (sessions/) ------------------------------------------------------
 # "redis" when REDIS_URL is set (written through to the database), else "database".
 SESSIONS_STORE = env.str("SESSIONS_STORE", default="auto")
 # A session ends after this long without activity on its channel (events or API writes).

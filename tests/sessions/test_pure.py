@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestration.sessions.concurrency import (
+from sessions.concurrency import (
     ANY,
     PreconditionError,
     VersionMismatch,
@@ -11,7 +11,7 @@ from orchestration.sessions.concurrency import (
     matches_none,
     parse_if_match,
 )
-from orchestration.sessions.merge_patch import PatchError, json_depth, merge_patch
+from sessions.merge_patch import PatchError, json_depth, merge_patch
 
 # RFC 7386, Appendix A: target, patch, result.
 RFC_7386_EXAMPLES = [

@@ -12,9 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.core.errors import BadRequest, NotFound
-from orchestration.sessions import selectors, services
-from orchestration.sessions.apis import EndInput, SessionOutput
-from orchestration.sessions.models import ResumeToken
+from sessions import selectors, services
+from sessions.apis import EndInput, SessionOutput
+from sessions.models import ResumeToken
 
 
 class StaffSessionOutput(SessionOutput):

@@ -16,11 +16,11 @@ from django.db.models import Count, F, Q
 
 from config.core import metrics
 from config.core.errors import NotFound
-from orchestration.sessions.documents import Outcome, SessionDoc
-from orchestration.sessions.models import ContinuationKind, SessionContinuation, SessionRecord
-from orchestration.sessions.store import RateLimit, session_store, to_doc
 from profiles import selectors as profiles
 from profiles.contracts import SourceInfo
+from sessions.documents import Outcome, SessionDoc
+from sessions.models import ContinuationKind, SessionContinuation, SessionRecord
+from sessions.store import RateLimit, session_store, to_doc
 
 LIFECYCLE_EVENTS = frozenset({"Session Started", "Session Ended", "Session Resumed"})
 IDENTITY_KINDS = ("user_id", "anonymous_id")

@@ -2,7 +2,7 @@
 session state (`session.*` in conditions and templates) and a resume link (`links.resume_url`)
 that picks the session up on another channel.
 
-Registered from OrchestrationConfig.ready(): journeys never imports orchestration.
+Registered from OrchestrationConfig.ready(): journeys never imports sessions.
 """
 
 from typing import Any
@@ -11,8 +11,8 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 
-from orchestration.sessions.documents import SessionDoc
-from orchestration.sessions.selectors import customer_sessions, source_info
+from sessions.documents import SessionDoc
+from sessions.selectors import customer_sessions, source_info
 
 
 def _latest(customer_id: UUID) -> SessionDoc | None:
@@ -33,7 +33,7 @@ def resume_url(customer_id: UUID) -> str | None:
     of the source that started it (as its own handoff would be): SESSIONS_RESUME_URL with the
     token, else the resume endpoint under CHANNELS_PUBLIC_BASE_URL; None when there is no active
     session or no URL to build (the message then uses its default content)."""
-    from orchestration.sessions.services import session_handoff
+    from sessions.services import session_handoff
 
     doc = _latest(customer_id)
     if doc is None or not doc.source_ids:

@@ -12,28 +12,14 @@ from uuid import UUID
 
 import orjson
 from django.db import connection
-from django.db.models import Q, QuerySet
 
-from orchestration.sessions.models import SessionRecord
 from profiles.contracts import TimelineEntry, TimelineQuery
+from sessions.models import SessionRecord
 
 SESSION_STARTED = "session_started"
 SESSION_ENDED = "session_ended"
 KINDS = frozenset({SESSION_STARTED, SESSION_ENDED})
 _AT = {SESSION_STARTED: "started_at", SESSION_ENDED: "ended_at"}
-
-
-def _after_cursor(queryset: QuerySet[SessionRecord], query: TimelineQuery, kind: str) -> QuerySet[SessionRecord]:
-    """Rows strictly after the cursor in the timeline's (at, kind, key) descending order."""
-    if query.before is None:
-        return queryset
-    at = _AT[kind]
-    cursor_at, cursor_kind, cursor_key = query.before
-    if kind < cursor_kind:
-        return queryset.filter(**{f"{at}__lte": cursor_at})
-    if kind > cursor_kind:
-        return queryset.filter(**{f"{at}__lt": cursor_at})
-    return queryset.filter(Q(**{f"{at}__lt": cursor_at}) | Q(**{at: cursor_at, "id__lt": cursor_key}))
 
 
 def _entry(record: SessionRecord, kind: str) -> TimelineEntry:
@@ -59,7 +45,7 @@ def _entry(record: SessionRecord, kind: str) -> TimelineEntry:
 
 
 def _sql_after_cursor(kind: str, query: TimelineQuery) -> str:
-    """As _after_cursor, in SQL over the aliased columns `at` and `s.id`."""
+    """Rows strictly after the cursor in the timeline's (at, kind, key) descending order."""
     if query.before is None:
         return ""
     at = f"s.{_AT[kind]}"
@@ -76,8 +62,8 @@ _COLUMNS = (
 )
 
 
-def _sessions_sql(query: TimelineQuery) -> list[TimelineEntry]:
-    """Both kinds in one statement on PostgreSQL (one round trip for the page)."""
+def sessions_timeline(query: TimelineQuery) -> list[TimelineEntry]:
+    """Both kinds in one statement (one round trip for the page)."""
     branches = []
     for kind in sorted(KINDS):
         at = _AT[kind]
@@ -111,18 +97,4 @@ def _sessions_sql(query: TimelineQuery) -> list[TimelineEntry]:
                 ended_channel=row[11],
             )
             entries.append(_entry(record, kind))
-    return entries
-
-
-def sessions_timeline(query: TimelineQuery) -> list[TimelineEntry]:
-    if connection.vendor == "postgresql":
-        return _sessions_sql(query)
-    entries: list[TimelineEntry] = []
-    for kind in sorted(KINDS):
-        at = _AT[kind]
-        records = SessionRecord.objects.filter(customer_id__in=query.customer_ids).defer("state")
-        if kind == SESSION_ENDED:
-            records = records.exclude(ended_at=None)
-        records = _after_cursor(records, query, kind).order_by(f"-{at}", "-id")[: query.limit]
-        entries.extend(_entry(record, kind) for record in records)
     return entries

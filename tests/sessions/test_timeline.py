@@ -1,4 +1,4 @@
-"""Sessions on the customer timeline: orchestration's session records, registered with
+"""Sessions on the customer timeline: the sessions app's records, registered with
 profiles.contracts.on_timeline, over the live profile and every profile merged into it."""
 
 from typing import Any

@@ -1,16 +1,20 @@
-"""The SessionStore contract and its two implementations.
+"""The SessionStore protocol and its two implementations, which one contract test suite
+(tests/sessions/test_store_contract.py) runs against.
 
-- DatabaseStore: the database is the store (embedded mode, and the durable half of the other).
-- RedisStore: every write goes to PostgreSQL first (the write is acknowledged only once it is
-  committed there) and is then copied to Redis in one round trip: a hash per session holding
-  the version and the JSON document, with a sliding TTL per channel kind, and a sorted set per
-  customer indexing the active sessions. A read is one round trip (it also counts the caller's
-  rate limit); a miss (TTL elapsed, Redis restarted or flushed) reads PostgreSQL and puts the
-  session back. The copy is written after commit with a "set if not older" script, so copies
-  racing each other never move a session back to an older version.
+- DatabaseStore: the database is the store (no Redis, or SESSIONS_STORE=database), and the
+  durable half of the other.
+- RedisStore: every write goes to PostgreSQL first, through a DatabaseStore (the write is
+  acknowledged only once it is committed there), and is then copied to Redis in one round trip:
+  a hash per session holding the version and the JSON document, with a sliding TTL per channel
+  kind, and a sorted set per customer indexing the active sessions. A read is one round trip (it
+  also counts the caller's rate limit); a miss (TTL elapsed, Redis restarted or flushed) reads
+  PostgreSQL and puts the session back. The copy is written after commit with a "set if not
+  older" script, so copies racing each other never move a session back to an older version.
 
-Writes lock the row (SELECT ... FOR UPDATE), so versions are bumped one at a time and a writer
-holding a stale version is refused with the current one (VersionMismatch).
+The database store's writes lock the row (SELECT ... FOR UPDATE), so versions are bumped one at
+a time and a writer holding a stale version is refused with the current one (VersionMismatch);
+the Redis store first tries one conditional UPDATE on the version it read, and takes the locked
+path whenever that is refused.
 """
 
 import logging
@@ -19,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
@@ -30,9 +34,9 @@ from django.db import connection, transaction
 from config.core import ratelimit
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError, RateLimited
-from orchestration.sessions.concurrency import Expected, VersionMismatch, check_version
-from orchestration.sessions.documents import SessionDoc
-from orchestration.sessions.models import SessionRecord
+from sessions.concurrency import Expected, VersionMismatch, check_version
+from sessions.documents import SessionDoc
+from sessions.models import SessionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,50 @@ class RateLimit:
 
 class SessionNotFound(Exception):
     pass
+
+
+class SessionStore(Protocol):
+    """What services and selectors ask of the session state, whichever store holds it."""
+
+    def create(self, doc: SessionDoc, *, origin: str = "api") -> SessionDoc:
+        """Store a new session as given (its version is 1)."""
+        ...
+
+    def create_many(self, docs: list[SessionDoc], *, origin: str) -> list[SessionDoc]:
+        """Store new sessions as given, in one statement."""
+        ...
+
+    def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
+        """The session as last written, or None. `rate`: the caller's rate limit, counted by
+        the read (RateLimited when over it)."""
+        ...
+
+    def update(
+        self,
+        session_id: str,
+        mutate: Mutation,
+        *,
+        expected: Expected,
+        guard: Callable[[SessionDoc], None] | None = None,
+        rate: RateLimit | None = None,
+    ) -> SessionDoc:
+        """Let `guard` refuse the caller (before anything about the session is revealed), check
+        the expected version (VersionMismatch with the current one), apply `mutate` and save it
+        with the version bumped; SessionNotFound when there is no such session."""
+        ...
+
+    def replace_many(self, docs: list[SessionDoc]) -> None:
+        """Persist documents the caller built from rows it holds locked (versions already set)."""
+        ...
+
+    def touch_many(self, seen: dict[str, datetime]) -> list[SessionDoc]:
+        """Move active sessions' last_seen_at forward, never back, without a new version;
+        returns the sessions moved."""
+        ...
+
+    def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
+        """The customers' active sessions, most recently seen first."""
+        ...
 
 
 def inactivity_timeout(channel: str) -> timedelta:
@@ -129,21 +177,18 @@ def _apply(record: SessionRecord, doc: SessionDoc) -> list[str]:
 class DatabaseStore:
     """Sessions in the database alone."""
 
-    name = "database"
-
     def create(self, doc: SessionDoc, *, origin: str = "api") -> SessionDoc:
         return self.create_many([doc], origin=origin)[0]
 
     def create_many(self, docs: list[SessionDoc], *, origin: str) -> list[SessionDoc]:
         records = SessionRecord.objects.bulk_create(_new_record(doc, origin) for doc in docs)
-        created = [to_doc(r) for r in records]
-        self._after_commit(created)
-        return created
+        return [to_doc(r) for r in records]
 
     def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
         if rate is not None:
             ratelimit.hit(rate.bucket, rate.subject, limit_per_second=rate.per_second)
-        return self._load(session_id)
+        record = SessionRecord.objects.filter(id=session_id).first()
+        return to_doc(record) if record else None
 
     def update(
         self,
@@ -172,12 +217,9 @@ class DatabaseStore:
                 return current
             fields = _apply(record, changed.evolve(version=current.version + 1))
             record.save(update_fields=fields)
-            saved = to_doc(record)
-        self._after_commit([saved])
-        return saved
+        return to_doc(record)
 
     def replace_many(self, docs: list[SessionDoc]) -> None:
-        """Persist documents the caller built from rows it holds locked (versions already set)."""
         if not docs:
             return
         records = {str(r.id): r for r in SessionRecord.objects.filter(id__in=[d.id for d in docs])}
@@ -186,11 +228,10 @@ class DatabaseStore:
             changed.update(_apply(records[doc.id], doc))
         if changed:
             SessionRecord.objects.bulk_update(list(records.values()), sorted(changed))
-        self._after_commit(docs)
 
     def touch_many(self, seen: dict[str, datetime]) -> list[SessionDoc]:
-        """Move last_seen_at forward (activity seen in events); no version bump, since the
-        document a channel wrote is unchanged."""
+        """Activity seen in events: no version bump, since the document a channel wrote is
+        unchanged."""
         if not seen:
             return []
         with transaction.atomic():
@@ -202,28 +243,17 @@ class DatabaseStore:
                 record.last_seen_at = seen[str(record.id)]
             if moved:
                 SessionRecord.objects.bulk_update(moved, ["last_seen_at"])
-        docs = [to_doc(r) for r in moved]
-        self._after_commit(docs)
-        return docs
+        return [to_doc(r) for r in moved]
 
     def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
-        return self._active_from_database(list(customer_ids))
-
-    def load_many(self, session_ids: Iterable[str]) -> list[SessionDoc]:
-        return [to_doc(r) for r in SessionRecord.objects.filter(id__in=list(session_ids))]
-
-    # --- hooks for the cached store ---------------------------------------------------------
-
-    def _load(self, session_id: str) -> SessionDoc | None:
-        record = SessionRecord.objects.filter(id=session_id).first()
-        return to_doc(record) if record else None
-
-    def _active_from_database(self, customer_ids: list[str]) -> list[SessionDoc]:
-        records = SessionRecord.objects.filter(customer_id__in=customer_ids, ended_at=None).order_by("-last_seen_at")
+        records = SessionRecord.objects.filter(customer_id__in=list(customer_ids), ended_at=None).order_by(
+            "-last_seen_at"
+        )
         return [to_doc(r) for r in records]
 
-    def _after_commit(self, docs: list[SessionDoc]) -> None:
-        """Nothing to copy: the database is the store."""
+    def load_many(self, session_ids: Iterable[str]) -> list[SessionDoc]:
+        """The sessions with these ids, active or not (the Redis store's misses)."""
+        return [to_doc(r) for r in SessionRecord.objects.filter(id__in=list(session_ids))]
 
 
 # --- Redis --------------------------------------------------------------------------------
@@ -287,10 +317,20 @@ def _scripts() -> _Scripts:
     return _Scripts(tl_redis.client())
 
 
-class RedisStore(DatabaseStore):
-    """Sessions in Redis, written through to the database."""
+class RedisStore:
+    """Sessions in Redis, written through to the database: each write is the database store's,
+    copied to Redis once it commits."""
 
-    name = "redis"
+    def __init__(self) -> None:
+        self._database = DatabaseStore()
+
+    def create(self, doc: SessionDoc, *, origin: str = "api") -> SessionDoc:
+        return self.create_many([doc], origin=origin)[0]
+
+    def create_many(self, docs: list[SessionDoc], *, origin: str) -> list[SessionDoc]:
+        created = self._database.create_many(docs, origin=origin)
+        self._after_commit(created)
+        return created
 
     def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
         keys = [tl_redis.Keys.session(session_id)]
@@ -301,13 +341,13 @@ class RedisStore(DatabaseStore):
         except redis.RedisError:
             # As config.core.ratelimit does: a Redis outage must not become a session outage.
             logger.warning("session read from Redis failed; reading the database", exc_info=True)
-            return self._load(session_id)
+            return self._database.get(session_id)
         if reply[0] == 1:
             assert rate is not None
             raise RateLimited(f"more than {rate.per_second} requests per second", retry_after=1)
         if reply[1]:
             return SessionDoc.loads(reply[1])
-        doc = self._load(session_id)
+        doc = self._database.get(session_id)
         if doc is not None:
             self._publish([doc], rehydrate=True)
         return doc
@@ -333,21 +373,42 @@ class RedisStore(DatabaseStore):
                 guard(current)
             check_version(expected, current.version)
         except (ApplicationError, VersionMismatch):
-            return super().update(session_id, mutate, expected=expected, guard=guard)
+            return self._locked_update(session_id, mutate, expected=expected, guard=guard)
         changed = mutate(current)
         if changed is None:
             return current
         saved = changed.evolve(version=current.version + 1)
-        if connection.vendor == "postgresql":
-            written = _conditional_update(saved, current.version)
-        else:
-            before = _fields(current)
-            fields = {name: value for name, value in _fields(saved).items() if value != before[name]}
-            written = SessionRecord.objects.filter(id=session_id, version=current.version).update(**fields)
-        if written != 1:
-            return super().update(session_id, mutate, expected=expected, guard=guard)
+        if _conditional_update(saved, current.version) != 1:
+            return self._locked_update(session_id, mutate, expected=expected, guard=guard)
         self._after_commit([saved])
         return saved
+
+    def _locked_update(
+        self, session_id: str, mutate: Mutation, *, expected: Expected, guard: Callable[[SessionDoc], None] | None
+    ) -> SessionDoc:
+        """The database store's locked update (the rate limit was counted by the read), copied
+        to Redis only when it wrote."""
+        wrote = False
+
+        def tracked(doc: SessionDoc) -> SessionDoc | None:
+            nonlocal wrote
+            changed = mutate(doc)
+            wrote = changed is not None
+            return changed
+
+        saved = self._database.update(session_id, tracked, expected=expected, guard=guard)
+        if wrote:
+            self._after_commit([saved])
+        return saved
+
+    def replace_many(self, docs: list[SessionDoc]) -> None:
+        self._database.replace_many(docs)
+        self._after_commit(docs)
+
+    def touch_many(self, seen: dict[str, datetime]) -> list[SessionDoc]:
+        docs = self._database.touch_many(seen)
+        self._after_commit(docs)
+        return docs
 
     def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
         ids = list(customer_ids)
@@ -370,19 +431,19 @@ class RedisStore(DatabaseStore):
                         missing_sessions.append(session_id.decode())
         except redis.RedisError:
             logger.warning("session index read from Redis failed; reading the database", exc_info=True)
-            return self._active_from_database(ids)
+            return self._database.list_active(ids)
         if missing_sessions:
-            found = [d for d in self.load_many(missing_sessions) if d.active]
+            found = [d for d in self._database.load_many(missing_sessions) if d.active]
             self._publish(found, rehydrate=True)
             docs.extend(found)
         if missing_customers:
-            rebuilt = self._active_from_database(missing_customers)
+            rebuilt = self._database.list_active(missing_customers)
             self._rebuild_indexes(missing_customers, rebuilt)
             docs.extend(rebuilt)
         docs.sort(key=lambda d: d.last_seen_at, reverse=True)
         return docs
 
-    def forget(self, docs: Iterable[SessionDoc]) -> None:
+    def _forget(self, docs: Iterable[SessionDoc]) -> None:
         """Drop the Redis copies (and their customers' indexes): the next read rebuilds them."""
         keys = [k for d in docs for k in (tl_redis.Keys.session(d.id), tl_redis.Keys.session_index(d.customer_id))]
         if keys:
@@ -408,7 +469,7 @@ class RedisStore(DatabaseStore):
                 return
             # The write is committed in PostgreSQL; a copy that may now be stale must go.
             logger.warning("session copy to Redis failed; dropping the copies", exc_info=True)
-            self.forget(docs)
+            self._forget(docs)
 
     def _rebuild_indexes(self, customer_ids: list[str], docs: list[SessionDoc]) -> None:
         by_customer: dict[str, list[SessionDoc]] = {c: [] for c in customer_ids}
@@ -527,7 +588,7 @@ def _database_store() -> DatabaseStore:
     return DatabaseStore()
 
 
-def session_store() -> DatabaseStore:
+def session_store() -> SessionStore:
     """The store for this process: Redis when REDIS_URL is set, else the database."""
     if settings.SESSIONS_STORE == "database" or not tl_redis.is_configured():
         return _database_store()

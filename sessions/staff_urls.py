@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orchestration.sessions import staff_apis
+from sessions import staff_apis
 
 urlpatterns = [
     path("sessions", staff_apis.StaffSessionListApi.as_view(), name="staff-sessions"),

@@ -8,8 +8,8 @@ import redis
 from django.db import transaction
 
 from config.core import redis as tl_redis
-from orchestration.sessions.models import SessionContinuation, SessionRecord
-from orchestration.sessions.store import to_doc
+from sessions.models import SessionContinuation, SessionRecord
+from sessions.store import to_doc
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from config.core import observability
 from config.core import redis as tl_redis
 from config.core.fast_path import MIRRORED_MIDDLEWARE, FastPath
 from config.core.wsgi import SourceApiHandler, fast_path, source_api_middleware
-from orchestration.sessions.fast_path import ROUTE
+from sessions.fast_path import ROUTE
 from tests.conftest import SessionsClient
 from tests.factories import SourceFactory
 from tests.wsgi import Answer, Recorder, call, environ

@@ -1,4 +1,4 @@
-"""The two orchestration KPIs: context retention and cross-channel completion rate."""
+"""The two session KPIs: context retention and cross-channel completion rate."""
 
 from typing import Any
 
@@ -67,5 +67,5 @@ def test_kpis_need_a_staff_token(client: Any) -> None:
 def test_the_admin_shows_the_kpis(admin_client: Any, channels: tuple[SessionsClient, SessionsClient]) -> None:
     web, kiosk = channels
     _hand_off(web, kiosk, "u-1")
-    response = admin_client.get("/admin/orchestration/sessionrecord/")
+    response = admin_client.get("/admin/cxsessions/sessionrecord/")
     assert b"Context retention: 100.0%" in response.content

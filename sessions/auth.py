@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 
 from config.core import ratelimit
-from orchestration.sessions.store import RateLimit
 from profiles.contracts import SourceInfo
 from profiles.writekey import source_enabled, write_key_from_authorization
+from sessions.store import RateLimit
 
 BUCKET = "sessions"
 

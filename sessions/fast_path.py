@@ -9,8 +9,8 @@ import re
 from typing import Any
 
 from config.core.fast_path import Answer, Environ, Route, body_reader
-from orchestration.sessions import apis
-from orchestration.sessions.concurrency import etag
+from sessions import apis
+from sessions.concurrency import etag
 
 # The URLconf's `v1/` + `sessions/<uuid:session_id>` (Django's uuid converter: lower-case hex).
 PATH = re.compile(r"/v1/sessions/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")

@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from orchestration.sessions import selectors
-from orchestration.sessions.models import ResumeToken, SessionContinuation, SessionRecord
+from sessions import selectors
+from sessions.models import ResumeToken, SessionContinuation, SessionRecord
 
 
 class _ReadOnly(admin.ModelAdmin):

@@ -7,13 +7,15 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from orchestration.sessions.services import sessions_end_inactive
+from sessions.services import sessions_end_inactive
 
 # Periodic tasks log a line only when they did something (config.core.logs.PeriodicTaskFilter
 # drops Celery's own lines about them).
 logger = logging.getLogger(__name__)
 
 
+# The name it had under orchestration: a task's name is what the broker's queued messages and
+# the beat schedule carry, so a new name would leave the tasks queued during a deploy unknown.
 @shared_task(
     name="orchestration.end_inactive_sessions",
     acks_late=True,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orchestration.sessions import apis
+from sessions import apis
 
 urlpatterns = [
     path("sessions", apis.SessionStartApi.as_view(), name="sessions-start"),

@@ -10,12 +10,12 @@ from django.test import override_settings
 from django.utils import timezone
 
 from orchestration.routing import route
-from orchestration.sessions.models import SessionRecord
-from orchestration.sessions.services import sessions_end_inactive
-from orchestration.sessions.tasks import end_inactive_sessions
 from profiles.ingest import event_ingest
 from profiles.models import Event, EventOutbox
 from profiles.services import system_source
+from sessions.models import SessionRecord
+from sessions.services import sessions_end_inactive
+from sessions.tasks import end_inactive_sessions
 from tests.conftest import IngestClient, SessionsClient
 from tests.factories import SourceFactory
 

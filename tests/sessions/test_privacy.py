@@ -1,4 +1,4 @@
-"""Erase and export reach sessions: profiles calls what orchestration registered."""
+"""Erase and export reach sessions: profiles calls what the sessions app registered."""
 
 from typing import Any
 
@@ -6,9 +6,9 @@ import orjson
 import pytest
 
 from config.core.redis import Keys
-from orchestration.sessions.models import SessionRecord
 from profiles.privacy.services import customer_erase, customer_export
 from profiles.selectors import customer_find
+from sessions.models import SessionRecord
 from tests.conftest import SessionsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,6 +1,7 @@
 """Durable session records: PostgreSQL holds every acknowledged write, Redis a copy for speed.
 
-Registered under the orchestration app (imported by orchestration.models).
+The tables keep the names they had when these models belonged to orchestration (db_table), so
+the app could move without moving data (migrations: orchestration 0003, cxsessions 0001).
 """
 
 import uuid

@@ -19,10 +19,10 @@ from rest_framework.request import Request
 
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge, PreconditionRequired, UnsupportedMediaType
 from config.core.views import SourceFacingApi
-from orchestration.sessions import selectors, services
-from orchestration.sessions.auth import source_for_read, source_for_write
-from orchestration.sessions.concurrency import PreconditionError, etag, matches_none, parse_if_match
-from orchestration.sessions.documents import Outcome, SessionDoc
+from sessions import selectors, services
+from sessions.auth import source_for_read, source_for_write
+from sessions.concurrency import PreconditionError, etag, matches_none, parse_if_match
+from sessions.documents import Outcome, SessionDoc
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 

@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from orchestration.sessions.models import SessionRecord
 from profiles.models import Event
+from sessions.models import SessionRecord
 from tests.conftest import IngestClient, SessionsClient
 from tests.factories import SourceFactory
 

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from orchestration.sessions.models import ContinuationKind, ResumeToken, SessionContinuation
 from profiles.merging import customer_merge
 from profiles.models import Event
 from profiles.selectors import customer_find
+from sessions.models import ContinuationKind, ResumeToken, SessionContinuation
 from tests.conftest import IngestClient, SessionsClient
 from tests.factories import SourceFactory
 

@@ -16,11 +16,15 @@ from django.db.models import Q
 from config.core import metrics
 from config.core.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge, PreconditionFailed
 from config.core.secrets import digest, new_secret
-from orchestration.sessions.concurrency import ANY, Expected, VersionMismatch
-from orchestration.sessions.documents import EndReason, SessionDoc, state_size
-from orchestration.sessions.merge_patch import PatchError, json_depth, merge_patch
-from orchestration.sessions.models import ContinuationKind, ResumeToken, SessionContinuation, SessionRecord
-from orchestration.sessions.selectors import (
+from profiles.contracts import SourceInfo, StoredEvent
+from profiles.identifiers import normalize_id
+from profiles.ingest import event_ingest
+from profiles.selectors import customer_find, events_who, sources_system
+from sessions.concurrency import ANY, Expected, VersionMismatch
+from sessions.documents import EndReason, SessionDoc, state_size
+from sessions.merge_patch import PatchError, json_depth, merge_patch
+from sessions.models import ContinuationKind, ResumeToken, SessionContinuation, SessionRecord
+from sessions.selectors import (
     LIFECYCLE_EVENTS,
     customer_cluster,
     customer_clusters,
@@ -28,11 +32,7 @@ from orchestration.sessions.selectors import (
     source_info,
     source_may_access,
 )
-from orchestration.sessions.store import RateLimit, SessionNotFound, inactivity_timeout, session_store, to_doc
-from profiles.contracts import SourceInfo, StoredEvent
-from profiles.identifiers import normalize_id
-from profiles.ingest import event_ingest
-from profiles.selectors import customer_find, events_who, sources_system
+from sessions.store import RateLimit, SessionNotFound, inactivity_timeout, session_store, to_doc
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,8 @@ MAX_TOKEN_LENGTH = 128
 
 def _lock(*keys: str) -> None:
     """Serialise writers of the same identity or customer channel until commit (PostgreSQL
-    advisory locks, taken in sorted order so two writers never deadlock). SQLite, the embedded
-    database, already runs one writer at a time."""
-    if connection.vendor != "postgresql" or not keys:
+    advisory locks, taken in sorted order so two writers never deadlock)."""
+    if not keys:
         return
     with connection.cursor() as cursor:
         cursor.execute(
@@ -330,7 +329,7 @@ def session_handoff(
     *, source: SourceInfo, session_id: str, ttl_seconds: int | None, now: datetime
 ) -> tuple[str, ResumeToken]:
     """Issue a single-use resume token for the session; returns the token, shown only now."""
-    from orchestration.sessions.selectors import session_for_source
+    from sessions.selectors import session_for_source
 
     ttl = settings.SESSIONS_TOKEN_TTL_SECONDS if ttl_seconds is None else ttl_seconds
     if not 1 <= ttl <= settings.SESSIONS_TOKEN_MAX_TTL_SECONDS:
