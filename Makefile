@@ -33,6 +33,7 @@ services:
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(TEST_ENV) $(VENV)/bin/mypy .
 
 format: $(VENV)/.dev

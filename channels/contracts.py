@@ -23,9 +23,7 @@ from channels import selectors, services
 from channels.contact import PRIORITIES, ContactVerdict
 from channels.models import DeliveryChannel
 from config.core.errors import BadRequest
-from profiles.privacy import conventions
-from profiles.privacy.selectors import consent_allows
-from profiles.selectors import customer_get
+from profiles import facade as profiles
 
 CHANNELS: tuple[str, ...] = tuple(DeliveryChannel.values)
 
@@ -91,10 +89,10 @@ def channels_available(*, customer_id: UUID, channels: list[str], purpose: str) 
     """Per channel: None when a message for `purpose` could go there now (an address, consent,
     not bounced, a provider configured), else why not: no_address, no_consent, undeliverable,
     no_provider, unsupported (not a channel name). The contact policy is contact_check's."""
-    name = conventions.normalize_purpose(purpose)
+    name = profiles.consent_conventions.normalize_purpose(purpose)
     if name is None:
         raise BadRequest("purpose must be a name such as marketing or transactional", code="invalid_purpose")
-    customer = customer_get(customer_id=customer_id)
+    customer = profiles.customer_profile(customer_id=customer_id)
     answer: dict[str, str | None] = {}
     for channel in channels:
         if channel not in CHANNELS:
@@ -107,7 +105,7 @@ def channels_available(*, customer_id: UUID, channels: list[str], purpose: str) 
             address = selectors.customer_address(customer=customer, channel=channel)
             if not address:
                 answer[channel] = NO_ADDRESS
-            elif not consent_allows(customer_id=customer.id, purpose=name, channel=channel):
+            elif not profiles.consent_allows(customer_id=customer.id, purpose=name, channel=channel):
                 answer[channel] = NO_CONSENT
             elif selectors.address_undeliverable(channel=channel, address=address):
                 answer[channel] = UNDELIVERABLE
@@ -136,7 +134,7 @@ def contact_check_many(
     at: datetime | None = None,
 ) -> dict[UUID, ContactVerdict]:
     """contact_check for many customers in three queries (policy cached, customers, deliveries)."""
-    name = conventions.normalize_purpose(purpose)
+    name = profiles.consent_conventions.normalize_purpose(purpose)
     if name is None:
         raise BadRequest("purpose must be a name such as marketing or transactional", code="invalid_purpose")
     if channel not in CHANNELS:

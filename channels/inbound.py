@@ -18,12 +18,8 @@ from channels.services import delivery_outcomes_apply, delivery_status_report, w
 from channels.signing import SignatureError, stripe_verify, twilio_verify
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError, BadRequest, Conflict, Unauthorized
+from profiles import facade as profiles
 from profiles.contracts import SourceInfo
-from profiles.ingest import event_ingest
-from profiles.models import Source
-from profiles.privacy.conventions import ConsentChoice
-from profiles.privacy.services import consent_set
-from profiles.selectors import customer_find, customer_get
 
 STRIPE_STYLE_HEADER = "HTTP_THROUGHLINE_SIGNATURE"
 
@@ -37,16 +33,10 @@ class InboundResult:
 
 
 def _source(source_id: UUID) -> SourceInfo:
-    row = Source.objects.filter(id=source_id).first()
-    if row is None or not row.enabled:
+    source = profiles.source_info(source_id=source_id)
+    if source is None or not source.enabled:
         raise Unauthorized("unknown or disabled source", code="invalid_signature")
-    return SourceInfo(
-        id=row.id,
-        name=row.name,
-        channel=row.channel,
-        enabled=row.enabled,
-        identity_kinds=frozenset(row.identity_kinds or ()),
-    )
+    return source
 
 
 def _secret(source_id: UUID, provider: str) -> str:
@@ -85,7 +75,7 @@ def webhook_receive(
         # Any system's JSON: an object or a batch, through the source's field mapping.
         messages = mapped_messages(source_id=source_id, payload=payload)
         _refuse_replay(source_id, header)
-        ingested = event_ingest(source=source, raw_messages=messages, call_type=None, received_at=received_at)
+        ingested = profiles.event_ingest(source=source, raw_messages=messages, call_type=None, received_at=received_at)
         return InboundResult(
             accepted=ingested.accepted, duplicates=ingested.duplicates, rejected=len(ingested.rejected)
         )
@@ -93,7 +83,7 @@ def webhook_receive(
         raise BadRequest("body must be a JSON object with an id", code="invalid_body")
     _refuse_replay(source_id, header)
     message = chat.to_message(payload) if provider == WebhookProvider.CHAT else pos.to_message(payload)
-    ingested = event_ingest(source=source, raw_messages=[message], call_type=None, received_at=received_at)
+    ingested = profiles.event_ingest(source=source, raw_messages=[message], call_type=None, received_at=received_at)
     return InboundResult(accepted=ingested.accepted, duplicates=ingested.duplicates, rejected=len(ingested.rejected))
 
 
@@ -135,12 +125,12 @@ def _sendgrid(
     messages = []
     for event in batch:
         delivery = _delivery_of(event.get("delivery_id"))
-        customer = customer_get(customer_id=delivery.customer_id) if delivery is not None else None
+        customer = profiles.customer_profile(customer_id=delivery.customer_id) if delivery is not None else None
         ids = customer_ids_for_message(customer=customer) if customer is not None else {}
         message = sendgrid.to_message(event, ids)
         if message is not None:
             messages.append(message)
-    ingested = event_ingest(source=source, raw_messages=messages, call_type=None, received_at=received_at)
+    ingested = profiles.event_ingest(source=source, raw_messages=messages, call_type=None, received_at=received_at)
     # Applying an outcome twice (SendGrid re-sends batches) leaves the same state behind.
     consent = delivery_outcomes_apply(outcomes=[sendgrid.outcome(event) for event in batch], source=source)
     return InboundResult(
@@ -164,21 +154,23 @@ def _twilio(
     except SignatureError as error:
         raise Unauthorized(str(error), code="invalid_signature") from None
     params = dict(pairs)
-    customer = customer_find(kind="phone", value=params.get("From", ""))
+    customer = profiles.customer_find(kind="phone", value=params.get("From", ""))
     ids = customer_ids_for_message(customer=customer) if customer is not None else {}
     message = twilio.to_message(params, ids)
     if message is None:
         raise BadRequest("MessageSid and a valid From number are required", code="invalid_body")
-    ingested = event_ingest(source=source, raw_messages=[message], call_type=None, received_at=received_at)
+    ingested = profiles.event_ingest(source=source, raw_messages=[message], call_type=None, received_at=received_at)
     result = InboundResult(accepted=ingested.accepted, duplicates=ingested.duplicates, rejected=len(ingested.rejected))
     word = twilio.keyword(params.get("Body", ""))
     if word in ("stop", "start") and ingested.accepted:
-        person = customer_find(kind="phone", value=params["From"])
+        person = profiles.customer_find(kind="phone", value=params["From"])
         if person is not None:
             status = "denied" if word == "stop" else "granted"
-            consent_set(
+            profiles.consent_set(
                 customer_id=person.id,
-                choices=[ConsentChoice(purpose, "sms", status) for purpose in settings.CHANNELS_SMS_STOP_PURPOSES],
+                choices=[
+                    profiles.ConsentChoice(purpose, "sms", status) for purpose in settings.CHANNELS_SMS_STOP_PURPOSES
+                ],
                 origin="webhook",
                 actor=f"webhook:twilio:{source.id}",
                 source_id=source.id,

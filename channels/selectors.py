@@ -4,7 +4,7 @@ import threading
 import time
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.conf import settings
@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from channels import contact
 from channels.models import ContactPolicy, Delivery, DeliveryStatus, UndeliverableAddress
-from profiles.models import Customer, Identity
+from profiles import facade as profiles
 
 _ADDRESS_KINDS = {"email": "email", "sms": "phone"}
 PUSH_TOKEN_KIND = "push_token"  # noqa: S105 - an identity kind, not a secret
@@ -64,36 +64,33 @@ def _usable(config: dict[str, str]) -> bool:
 Identities = list[tuple[str, str]]
 
 
-def customer_identities(*, customer: Customer) -> Identities:
+class Person(Protocol):
+    """A customer as delivery reads it: profiles' CustomerProfile, or its row."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def traits(self) -> Any: ...
+
+
+def customer_identities(*, customer: Person) -> Identities:
     """Every (kind, value) of the person, the profile and those merged into it, oldest first:
-    one query, which a send reuses for the address and for its outcome event."""
-    cluster = Customer.objects.filter(Q(id=customer.id) | Q(merged_into_id=customer.id)).values("id")
-    return list(
-        Identity.objects.filter(customer_id__in=cluster).order_by("created_at", "id").values_list("kind", "value")
-    )
+    one lookup, which a send reuses for the address and for its outcome event."""
+    return profiles.customer_identities(customer_ids=[customer.id]).get(customer.id, [])
 
 
-def customers_identities(*, customers: list[Customer]) -> dict[UUID, Identities]:
-    """customer_identities for many customers in one query, keyed by each customer's id."""
-    ids = [customer.id for customer in customers]
-    found: dict[UUID, Identities] = {cid: [] for cid in ids}
-    if not ids:
-        return found
-    rows = (
-        Identity.objects.filter(Q(customer_id__in=ids) | Q(customer__merged_into_id__in=ids))
-        .order_by("created_at", "id")
-        .values_list("customer_id", "customer__merged_into_id", "kind", "value")
-    )
-    for cid, merged_into, kind, value in rows:
-        found[cid if cid in found or merged_into is None else merged_into].append((kind, value))
-    return found
+def customers_identities(*, customers: list[Person]) -> dict[UUID, Identities]:
+    """customer_identities for many customers at once, keyed by each customer's id."""
+    found = profiles.customer_identities(customer_ids=[customer.id for customer in customers])
+    return {customer.id: found.get(customer.id, []) for customer in customers}
 
 
 def _newest(identities: Identities, kind: str) -> str:
     return next((value for found, value in reversed(identities) if found == kind), "")
 
 
-def customer_address(*, customer: Customer, channel: str, identities: Identities | None = None) -> str:
+def customer_address(*, customer: Person, channel: str, identities: Identities | None = None) -> str:
     """Where a message on `channel` goes: the newest email or phone identity of the person, for
     push the newest `push_token` identity (a source listing push_token among its identity kinds
     records one per device) else the `push_token` trait (an identify from the app), the
@@ -115,20 +112,12 @@ def customer_address(*, customer: Customer, channel: str, identities: Identities
     return _newest(identities if identities is not None else customer_identities(customer=customer), kind)
 
 
-def customer_ids_for_message(*, customer: Customer, identities: Identities | None = None) -> dict[str, Any]:
-    """userId/anonymousId (and email/phone) that make ingestion resolve a message to this person."""
-    newest = dict(identities if identities is not None else customer_identities(customer=customer))
-    ids: dict[str, Any] = {}
-    if "user_id" in newest:
-        ids["userId"] = newest["user_id"]
-    elif "anonymous_id" in newest:
-        ids["anonymousId"] = newest["anonymous_id"]
-    else:
-        traits = {kind: newest[kind] for kind in ("email", "phone") if kind in newest}
-        ids["anonymousId"] = f"tl-customer-{customer.id}"
-        if traits:
-            ids["context"] = {"traits": traits}
-    return ids
+def customer_ids_for_message(*, customer: Person, identities: Identities | None = None) -> dict[str, Any]:
+    """userId/anonymousId (and email/phone) that make ingestion resolve a message to this person:
+    profiles' one way to address a customer, from the identities a send already holds."""
+    if identities is None:
+        return profiles.customer_message_ids(customer_ids=[customer.id]).get(customer.id, {})
+    return profiles.message_ids(customer.id, identities)
 
 
 _UNDELIVERABLE_SQL = (
@@ -216,18 +205,17 @@ def contact_facts(
     *, customer_ids: Collection[UUID], since: datetime | None, at_send: bool, exclude: UUID | None = None
 ) -> dict[UUID, tuple[str | None, list[contact.Sent]]]:
     """Per customer: the `timezone` trait and the messages that count towards the caps since
-    `since` (over the profiles merged into it too). Two queries whatever the number of customers;
-    the deliveries come from the (customer_id, created_at) index."""
+    `since` (over the profiles merged into it too). A fixed number of queries whatever the number
+    of customers; the deliveries come from the (customer_id, created_at) index."""
     ids = set(customer_ids)
     owner: dict[UUID, UUID] = {}
     zones: dict[UUID, str | None] = {}
-    for cid, merged_into, traits in Customer.objects.filter(
-        Q(id__in=list(ids)) | Q(merged_into_id__in=list(ids))
-    ).values_list("id", "merged_into_id", "traits"):
-        if cid in ids:
-            tz = (traits or {}).get("timezone") if isinstance(traits, dict) else None
-            zones[cid] = tz if isinstance(tz, str) else None
-        owner[cid] = cid if cid in ids else merged_into
+    for cid, person in profiles.customer_profiles(customer_ids=ids).items():
+        tz = person.traits.get("timezone")
+        zones[cid] = tz if isinstance(tz, str) else None
+        for member in person.member_ids:
+            # Two ids of one person asked together: the messages count once, for the first.
+            owner.setdefault(member, cid)
     sent: dict[UUID, list[contact.Sent]] = {cid: [] for cid in ids}
     if since is not None and owner:
         statuses = [DeliveryStatus.SENDING] if at_send else list(_ON_THE_WAY)

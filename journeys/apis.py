@@ -17,7 +17,7 @@ from journeys import selectors, services
 from journeys.definition import validate_definition
 from journeys.models import Enrollment, JourneyVersion, StepRun
 from journeys.simulation import SimulationError, simulate
-from profiles.selectors import customer_get, customer_merged_ids
+from profiles import facade as profiles
 
 TAGS = ["journeys"]
 MAX_SIMULATED_EVENTS = 1000
@@ -277,9 +277,8 @@ class CustomerJourneysApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, customer_id: UUID) -> Response:
-        customer = customer_get(customer_id=customer_id)
-        if customer is None:
+        cluster = profiles.customer_cluster(customer_id=customer_id)
+        if cluster is None:
             raise NotFound("no such customer", code="customer_not_found")
-        ids = [customer.id, *customer_merged_ids(customer=customer)]
-        enrollments = selectors.customer_enrollments(customer_ids=list(dict.fromkeys(ids)))
+        enrollments = selectors.customer_enrollments(customer_ids=list(cluster.member_ids))
         return Response(EnrollmentOutput(enrollments, many=True).data)

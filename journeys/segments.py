@@ -46,12 +46,8 @@ from journeys.conditions import (
     validate_condition,
 )
 from journeys.models import Segment, SegmentMembership
-from profiles import services as profile_services
-from profiles.computed_traits import computed_traits_from_state
-from profiles.computed_traits import definitions as computed_definitions
-from profiles.contracts import SourceInfo, StoredEvent
-from profiles.models import Customer, Event, Identity
-from profiles.privacy.selectors import consent_allows_many
+from profiles import facade as profiles_facade
+from profiles.contracts import CustomerProfile, InternalEvent, SentAs, StoredEvent
 
 SYSTEM_SOURCE_NAME = "throughline-journeys"
 HISTORY_LIMIT = 1000  # most recent events per customer and name that `performed` counts
@@ -277,45 +273,8 @@ class DbEventHistory:
 
 def _history_rows(customer_ids: list[UUID], name: str, since: datetime | None) -> dict[UUID, list[dict[str, Any]]]:
     """The most recent HISTORY_LIMIT track events named `name` of each customer, newest first,
-    shaped like EvalContext.event. On PostgreSQL one statement for all the customers: a LATERAL
-    scan of the event_customer_time index per customer."""
-    if not customer_ids:
-        return {}
-    table = Event._meta.db_table
-    params: list[Any] = [[str(c) for c in customer_ids], name]
-    since_sql = ""
-    if since is not None:
-        since_sql = "AND e.timestamp >= %s"
-        params.append(since)
-    params.append(HISTORY_LIMIT)
-    sql = f"""
-        SELECT c.id, e.timestamp, e.channel, e.properties, e.context
-        FROM unnest(%s::uuid[]) AS c(id)
-        CROSS JOIN LATERAL (
-            SELECT timestamp, channel, properties, context FROM {table} e
-            WHERE e.customer_id = c.id AND e.type = 'track' AND e.name = %s {since_sql}
-            ORDER BY e.timestamp DESC, e.id DESC LIMIT %s
-        ) e
-    """  # noqa: S608 -- the table name is the model's, every value is a parameter
-    found: dict[UUID, list[dict[str, Any]]] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for customer_id, at, channel, properties, context in cursor.fetchall():
-            found.setdefault(UUID(str(customer_id)), []).append(
-                {
-                    "name": name,
-                    "type": "track",
-                    "channel": channel,
-                    "timestamp": at,
-                    "properties": _json(properties),
-                    "context": _json(context),
-                }
-            )
-    return found
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
+    shaped like EvalContext.event: one statement for all the customers."""
+    return profiles_facade.events_track_recent(customer_ids=customer_ids, name=name, since=since, limit=HISTORY_LIMIT)
 
 
 def histories_for(
@@ -334,44 +293,20 @@ def histories_for(
 # --- evaluation ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Profile:
-    id: UUID
-    traits: Mapping[str, Any]
-    computed: Mapping[str, Any]
-
-
-def _profiles(customer_ids: Iterable[UUID], *, computed: bool) -> dict[UUID, _Profile]:
-    """The live profile behind each id (merged ids map to their survivor): two queries at most.
-    Computed traits are worked out only when `computed` (a segment reads them). Plain rows, not
-    model instances: this runs for every routed chunk."""
-    asked = set(customer_ids)
-    fields = ("id", "traits", "computed_state", "merged_into_id")
-    rows = {row[0]: row for row in Customer.objects.filter(id__in=asked).values_list(*fields)}
-    survivors = {row[3] for row in rows.values() if row[3] is not None} - rows.keys()
-    if survivors:
-        rows.update({row[0]: row for row in Customer.objects.filter(id__in=survivors).values_list(*fields)})
-    today = timezone.now().date()
-    profiles: dict[UUID, _Profile] = {}
-    for customer_id in asked:
-        row = rows.get(customer_id)
-        if row is None:
-            continue
-        live = rows.get(row[3]) if row[3] is not None else row
-        if live is None or live[3] is not None:
-            continue
-        if live[0] not in profiles:
-            profiles[live[0]] = _Profile(
-                live[0], live[1] or {}, computed_traits_from_state(live[2] or {}, today) if computed else {}
-            )
-    return profiles
+def _profiles(customer_ids: Iterable[UUID], *, computed: bool) -> dict[UUID, CustomerProfile]:
+    """The live profile behind each id (merged ids map to their survivor), keyed by the live id;
+    computed traits worked out only when `computed` (a segment reads them)."""
+    return {
+        profile.id: profile
+        for profile in profiles_facade.customer_profiles(customer_ids=customer_ids, computed=computed).values()
+    }
 
 
 def _consent(pairs: set[tuple[str, str]], customer_ids: list[UUID]) -> dict[UUID, dict[str, dict[str, bool]]]:
     consent: dict[UUID, dict[str, dict[str, bool]]] = {c: {} for c in customer_ids}
     for purpose, channel in sorted(pairs):
         try:
-            allowed = consent_allows_many(customer_ids=customer_ids, purpose=purpose, channel=channel)
+            allowed = profiles_facade.consent_allows_many(customer_ids=customer_ids, purpose=purpose, channel=channel)
         except ValueError:  # not a purpose or channel consent knows: nobody consented to it
             allowed = {}
         for customer_id in customer_ids:
@@ -388,7 +323,7 @@ class Change:
 
 def evaluate(
     segments: tuple[LiveSegment, ...], customer_ids: Collection[UUID], now: datetime
-) -> tuple[list[Change], dict[UUID, _Profile]]:
+) -> tuple[list[Change], dict[UUID, CustomerProfile]]:
     """What should change for these customers: (segment, customer, enter/exit) for every
     membership that differs from what the conditions say now."""
     profiles = _profiles(customer_ids, computed=any("computed" in s.condition.needs for s in segments))
@@ -487,72 +422,30 @@ def memberships_apply(*, changes: list[Change], now: datetime) -> list[tuple[Cha
     return made
 
 
-def system_source() -> SourceInfo:
-    """The source journeys' own events are ingested under; created once."""
-    return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
-
-
-def _message_ids(customer_ids: Collection[UUID], hints: Mapping[UUID, tuple[str, str]]) -> dict[UUID, dict[str, Any]]:
-    """userId/anonymousId that make ingestion resolve a message to each customer: the ones its
-    routed event was sent with, else its identities (one query for those without a hint)."""
-    ids: dict[UUID, dict[str, Any]] = {}
-    missing = []
-    for customer_id in customer_ids:
-        user_id, anonymous_id = hints.get(customer_id, ("", ""))
-        if user_id:
-            ids[customer_id] = {"userId": user_id}
-        elif anonymous_id:
-            ids[customer_id] = {"anonymousId": anonymous_id}
-        else:
-            missing.append(customer_id)
-    if missing:
-        found: dict[UUID, dict[str, str]] = {}
-        for customer_id, kind, value in (
-            Identity.objects.filter(customer_id__in=missing, kind__in=["user_id", "anonymous_id"])
-            .order_by("created_at")
-            .values_list("customer_id", "kind", "value")
-        ):
-            found.setdefault(customer_id, {}).setdefault(kind, value)
-        for customer_id in missing:
-            kinds = found.get(customer_id, {})
-            if "user_id" in kinds:
-                ids[customer_id] = {"userId": kinds["user_id"]}
-            elif "anonymous_id" in kinds:
-                ids[customer_id] = {"anonymousId": kinds["anonymous_id"]}
-    return ids
-
-
 def segment_events_emit(
-    *, made: list[tuple[Change, int]], now: datetime, hints: Mapping[UUID, tuple[str, str]] | None = None
+    *, made: list[tuple[Change, int]], now: datetime, hints: Mapping[UUID, SentAs] | None = None
 ) -> int:
     """Put a Segment Entered/Exited track event on each customer's profile through ingestion
-    (routed like any event after commit). The messageId names the membership row and the change,
-    so recording the same change twice stores it once. Returns how many were accepted."""
+    (routed like any event after commit), addressed as the customer's routed event was when
+    `hints` has it. The messageId names the membership row and the change, so recording the same
+    change twice stores it once. Returns how many were accepted."""
     if not made:
         return 0
-    from profiles.ingest import event_ingest
-
-    who = _message_ids({c.customer_id for c, _ in made}, hints or {})
-    messages = []
+    events = []
     for change, membership_id in made:
-        ids = who.get(change.customer_id)
-        if ids is None:  # a profile with no user or anonymous id: nothing to address the event to
-            continue
         verb = "entered" if change.entered else "exited"
-        messages.append(
-            {
-                "type": "track",
-                "event": contracts.SEGMENT_ENTERED if change.entered else contracts.SEGMENT_EXITED,
-                "messageId": f"segment:{change.segment.key}:{change.customer_id}:{membership_id}:{verb}",
-                "timestamp": now.isoformat(),
-                "properties": {"segment": change.segment.key, "segment_name": change.segment.name},
-                **ids,
-            }
+        events.append(
+            InternalEvent(
+                customer_id=change.customer_id,
+                type="track",
+                event=contracts.SEGMENT_ENTERED if change.entered else contracts.SEGMENT_EXITED,
+                message_id=f"segment:{change.segment.key}:{change.customer_id}:{membership_id}:{verb}",
+                timestamp=now,
+                properties={"segment": change.segment.key, "segment_name": change.segment.name},
+                sent_as=(hints or {}).get(change.customer_id),
+            )
         )
-    if not messages:
-        return 0
-    result = event_ingest(source=system_source(), raw_messages=messages, call_type="track", received_at=now)
-    return result.accepted
+    return profiles_facade.event_emit(source_name=SYSTEM_SOURCE_NAME, events=events, received_at=now).accepted
 
 
 def _count_changes(made: list[tuple[Change, int]]) -> None:
@@ -572,7 +465,7 @@ def segments_update(
     *,
     customer_ids: Collection[UUID],
     now: datetime | None = None,
-    hints: Mapping[UUID, tuple[str, str]] | Callable[[], Mapping[UUID, tuple[str, str]]] | None = None,
+    hints: Mapping[UUID, SentAs] | Callable[[], Mapping[UUID, SentAs]] | None = None,
 ) -> list[tuple[Change, int]]:
     """Bring these customers' memberships in line with every enabled segment; emits the
     Segment Entered/Exited events. Atomic; returns the changes made. `hints` may be a callable,
@@ -585,7 +478,7 @@ def _update(
     *,
     customer_ids: Collection[UUID],
     now: datetime | None,
-    hints: Mapping[UUID, tuple[str, str]] | Callable[[], Mapping[UUID, tuple[str, str]]] | None,
+    hints: Mapping[UUID, SentAs] | Callable[[], Mapping[UUID, SentAs]] | None,
 ) -> list[tuple[Change, int]]:
     if not segments or not customer_ids:
         return []
@@ -618,7 +511,7 @@ def _unread_session_events(segments: tuple[LiveSegment, ...]) -> frozenset[str]:
         return frozenset()
     read: set[str] = set().union(*(s.history_names for s in segments))
     if any("computed" in s.condition.needs for s in segments):
-        read |= {d.event_name for d in computed_definitions()}
+        read |= {d.event_name for d in profiles_facade.computed_definitions()}
     return frozenset(_session_events - read)
 
 
@@ -643,13 +536,11 @@ def segments_on_routed(events: list[StoredEvent]) -> None:
     _update(segments, customer_ids=list(customer_events), now=None, hints=lambda: _hints(customer_events))
 
 
-def _hints(customer_events: Mapping[UUID, StoredEvent]) -> dict[UUID, tuple[str, str]]:
+def _hints(customer_events: Mapping[UUID, StoredEvent]) -> dict[UUID, SentAs]:
     """How each customer's latest routed event was addressed (one query), so the segment events
     resolve to the same profile the same way."""
-    rows = Event.objects.filter(id__in=[e.id for e in customer_events.values()]).values_list(
-        "customer_id", "user_id", "anonymous_id"
-    )
-    return {customer_id: (user_id or "", anonymous_id or "") for customer_id, user_id, anonymous_id in rows}
+    who = profiles_facade.events_who(event_ids=[e.id for e in customer_events.values()])
+    return {w.customer_id: SentAs(w.user_id or "", w.anonymous_id or "") for w in who.values()}
 
 
 def segments_recheck(*, batch: int = 500, now: datetime | None = None) -> int:

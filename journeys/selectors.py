@@ -1,10 +1,10 @@
 """Reads of the journeys app: versions, enrollments and their history, and what the engine
-needs to know about a customer (through profiles' selectors)."""
+needs to know about a customer (through profiles' facade)."""
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.db.models import Count, Max, Q
@@ -18,10 +18,8 @@ from journeys.models import (
     Timer,
     VersionStatus,
 )
-from profiles.models import Customer, Event, Identity
-from profiles.privacy.conventions import ANY_CHANNEL
-from profiles.privacy.selectors import consent_current, consent_defaults
-from profiles.selectors import customer_get
+from profiles import facade as profiles
+from profiles.contracts import CustomerProfile
 
 
 def journey_get(*, journey_id: UUID) -> Journey | None:
@@ -82,16 +80,13 @@ def past_entries(*, pairs: set[tuple[UUID, UUID]]) -> dict[tuple[UUID, UUID], Pa
 
 
 def event_properties(*, event_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Properties of stored events, which routing's StoredEvent leaves out; one query. (Not the
-    context: nothing in a journey reads it, and it is most of an event's size.)"""
-    if not event_ids:
-        return {}
-    return dict(Event.objects.filter(id__in=event_ids).values_list("id", "properties"))
+    """Properties of stored events, which routing's StoredEvent leaves out; one query."""
+    return profiles.event_properties(event_ids=event_ids)
 
 
-def customer_traits(*, customer_id: UUID) -> tuple[Customer | None, dict[str, Any]]:
-    customer = customer_get(customer_id=customer_id)
-    return customer, dict(customer.traits or {}) if customer is not None else {}
+def customer_traits(*, customer_id: UUID) -> tuple[CustomerProfile | None, dict[str, Any]]:
+    customer = profiles.customer_profile(customer_id=customer_id)
+    return customer, dict(customer.traits) if customer is not None else {}
 
 
 def customer_segments(*, customer_id: UUID) -> frozenset[str]:
@@ -110,7 +105,7 @@ class _ChannelConsent(Mapping[str, bool]):
         self._fallback = fallback
 
     def __getitem__(self, channel: str) -> bool:
-        return self._chosen.get(channel, self._chosen.get(ANY_CHANNEL, self._fallback))
+        return self._chosen.get(channel, self._chosen.get(profiles.ANY_CHANNEL, self._fallback))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._chosen)
@@ -130,7 +125,7 @@ class _Consent(Mapping[str, Mapping[str, bool]]):
 
     def __getitem__(self, purpose: str) -> Mapping[str, bool]:
         chosen = self._chosen.get(purpose, {})
-        return _ChannelConsent(chosen, chosen.get(ANY_CHANNEL, self._defaults.get(purpose, False)))
+        return _ChannelConsent(chosen, chosen.get(profiles.ANY_CHANNEL, self._defaults.get(purpose, False)))
 
     def __iter__(self) -> Iterator[str]:
         return iter({*self._chosen, *self._defaults})
@@ -139,28 +134,18 @@ class _Consent(Mapping[str, Mapping[str, bool]]):
         return len({*self._chosen, *self._defaults})
 
 
-def customer_consent(*, customer: Customer) -> Mapping[str, Mapping[str, bool]]:
+class _Identified(Protocol):
+    @property
+    def id(self) -> UUID: ...
+
+
+def customer_consent(*, customer: _Identified) -> Mapping[str, Mapping[str, bool]]:
     """purpose -> channel -> allowed, as the condition language reads it: resolved on access the
     way delivery resolves consent, so a condition, a segment, decide and a send agree."""
     chosen: dict[str, dict[str, bool]] = {}
-    for state in consent_current(customer=customer):
+    for state in profiles.consent_states(customer_id=customer.id):
         chosen.setdefault(state.purpose, {})[state.channel] = state.status == "granted"
-    return _Consent(chosen, consent_defaults())
-
-
-def customer_message_ids(*, customer_id: UUID) -> dict[str, Any]:
-    """userId / anonymousId (else email, phone) that make ingestion resolve a message to this
-    customer: journeys' own identify and track calls carry them."""
-    cluster = [customer_id, *Customer.objects.filter(merged_into_id=customer_id).values_list("id", flat=True)]
-    identities = dict(
-        Identity.objects.filter(customer_id__in=cluster).order_by("created_at").values_list("kind", "value")
-    )
-    if "user_id" in identities:
-        return {"userId": identities["user_id"]}
-    if "anonymous_id" in identities:
-        return {"anonymousId": identities["anonymous_id"]}
-    traits = {kind: identities[kind] for kind in ("email", "phone") if kind in identities}
-    return {"anonymousId": f"tl-customer-{customer_id}", "context": {"traits": traits}} if traits else {}
+    return _Consent(chosen, profiles.consent_defaults())
 
 
 def waiting_counts(*, version: JourneyVersion) -> dict[str, int]:

@@ -34,6 +34,7 @@ from journeys.world import (
     enrollment_state,
     enrollments_save,
 )
+from profiles import facade as profiles
 
 TICK_BATCH = 500
 TICK_MAX_BATCHES = 40
@@ -231,12 +232,9 @@ def enrollment_start(
 ) -> Enrollment:
     """Enter a customer into an API-triggered journey's published version, as its re-entry
     policy allows; runs it until it waits."""
-    from profiles.selectors import customer_get, customer_live
-
-    customer = customer_get(customer_id=customer_id)
+    customer = profiles.customer_cluster(customer_id=customer_id)
     if customer is None:
         raise NotFound("no such customer", code="customer_not_found")
-    customer = customer_live(customer)
     version = (
         JourneyVersion.objects.select_related("journey").filter(journey=journey, status=VersionStatus.PUBLISHED).first()
     )

@@ -31,13 +31,12 @@ from journeys import contracts, selectors
 from journeys.conditions import NO_HISTORY, EvalContext, EventHistory
 from journeys.engine.model import EnrollmentState, EventView, StepFailed, Verdict, WebhookResult
 from journeys.models import Enrollment
-from profiles import services as profile_services
-from profiles.contracts import SourceInfo
-from profiles.models import Customer
+from journeys.segments import SYSTEM_SOURCE_NAME
+from profiles import facade as profiles
+from profiles.contracts import CustomerProfile, InternalEvent
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_SOURCE_NAME = "throughline-journeys"
 # Step kinds whose execution acts beyond this transaction's own rows: their history key goes in
 # before they act.
 GUARDED_KINDS = frozenset({"message", "set_traits", "emit_event", "webhook"})
@@ -51,7 +50,7 @@ class _Customer:
     __slots__ = ("computed", "consent", "history", "model", "segments", "session", "traits")
 
     def __init__(self) -> None:
-        self.model: Customer | None = None
+        self.model: CustomerProfile | None = None
         self.traits: dict[str, Any] | None = None
         self.computed: dict[str, Any] | None = None
         self.segments: frozenset[str] | None = None
@@ -109,9 +108,8 @@ class DbWorld:
         customer = self._customer(enrollment.customer_id)
         traits = customer.traits or {}
         if "computed" in needs and customer.computed is None:
-            from profiles.computed_traits import computed_traits_of
-
-            customer.computed = computed_traits_of(customer.model) if customer.model is not None else {}
+            found = profiles.customer_profile(customer_id=enrollment.customer_id, computed=True)
+            customer.computed = dict(found.computed) if found is not None else {}
         if "segments" in needs and customer.segments is None:
             customer.segments = selectors.customer_segments(customer_id=UUID(enrollment.customer_id))
         if "consent" in needs and customer.consent is None:
@@ -256,28 +254,28 @@ class DbWorld:
 
     # --- profile and the outside world -----------------------------------------------------------
     def set_traits(self, enrollment: EnrollmentState, *, traits: dict[str, Any], key: str) -> None:
-        self._ingest(enrollment, {"type": "identify", "traits": traits}, key=key, call_type="identify")
+        self._emit(enrollment, type="identify", key=key, traits=traits)
         customer = self._customers.get(enrollment.customer_id)
         if customer is not None and customer.traits is not None:
             customer.traits = {**customer.traits, **traits}
 
     def emit_event(self, enrollment: EnrollmentState, *, name: str, properties: dict[str, Any], key: str) -> None:
-        self._ingest(enrollment, {"type": "track", "event": name, "properties": properties}, key=key, call_type="track")
+        self._emit(enrollment, type="track", key=key, event=name, properties=properties)
 
-    def _ingest(self, enrollment: EnrollmentState, message: dict[str, Any], *, key: str, call_type: str) -> None:
+    def _emit(self, enrollment: EnrollmentState, *, type: str, key: str, **fields: Any) -> None:
         """Journeys' own identify/track through ingestion, like any source's; the messageId is
         the step's key, so a redelivered step stores nothing twice."""
-        from profiles.ingest import event_ingest
-
-        ids = selectors.customer_message_ids(customer_id=UUID(enrollment.customer_id))
-        if not ids:
-            raise StepFailed(f"customer {enrollment.customer_id} has no identity to address it by")
-        event_ingest(
-            source=system_source(),
-            raw_messages=[{**message, **ids, "messageId": f"journey:{key}", "timestamp": self.now().isoformat()}],
-            call_type=call_type,
-            received_at=timezone.now(),
+        customer_id = UUID(enrollment.customer_id)
+        result = profiles.event_emit(
+            source_name=SYSTEM_SOURCE_NAME,
+            events=[
+                InternalEvent(
+                    customer_id=customer_id, type=type, message_id=f"journey:{key}", timestamp=self.now(), **fields
+                )
+            ],
         )
+        if result.unaddressed:
+            raise StepFailed(f"customer {enrollment.customer_id} has no identity to address it by")
 
     def call_webhook(self, enrollment: EnrollmentState, *, url: str, body: dict[str, Any], key: str) -> WebhookResult:
         """A signed POST (config/core/signing.py: `Throughline-Signature` and the Standard Webhooks
@@ -405,11 +403,6 @@ def _history_insert(runs: dict[str, dict[str, Any]]) -> int:
             prepare=True,
         )
         return len(cursor.fetchall())
-
-
-def system_source() -> SourceInfo:
-    """The source journeys' own identify and track calls are ingested under; created once."""
-    return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
 
 
 def _session_state(customer_id: str) -> dict[str, Any] | None:

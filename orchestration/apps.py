@@ -7,14 +7,12 @@ class OrchestrationConfig(AppConfig):
 
     def ready(self) -> None:
         from orchestration import dispatch, routing
-        from profiles import contracts
-        from profiles.computed_traits import computed_traits_on_routed
-        from profiles.privacy.services import consent_apply_events
+        from profiles import contracts, facade
 
         contracts.on_events_accepted(dispatch.dispatcher.submit)
         routing.register_handler(routing.record_routed)
-        routing.register_handler(consent_apply_events)
-        routing.register_handler(computed_traits_on_routed)
+        routing.register_handler(facade.consent_apply_events)
+        routing.register_handler(facade.computed_traits_on_routed)
         # Segments after computed traits (conditions read them), before journeys (which trigger on
         # Segment Entered and read membership).
         from journeys.segments import register_session_events, segments_on_routed

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from channels.models import Delivery, DeliveryStatus
 from config.core import metrics
 from config.core import prometheus as tl_prometheus
-from profiles.models import QuarantinedMessage
+from profiles import facade as profiles
 
 # Throughput and lag are counted over the most recent rows by primary key, so the page costs
 # the same whatever the tables' size; past this many rows in the window it says "at least".
@@ -131,12 +131,7 @@ def dashboard_build(*, now: datetime | None = None) -> Dashboard:
     except Exception as error:  # noqa: BLE001 - the broker may be down; that is what the page shows
         problems.append(f"broker: {type(error).__name__}")
     since = now - FAILURE_WINDOW
-    quarantined = (
-        QuarantinedMessage.objects.filter(received_at__gte=since)
-        .values("reason")
-        .annotate(n=Count("id"))
-        .order_by("-n")[:10]
-    )
+    quarantined, quarantine_open = profiles.quarantine_counts(since=since)
     dead = (
         Delivery.objects.filter(status=DeliveryStatus.DEAD, created_at__gte=since)
         .values("channel")
@@ -150,8 +145,8 @@ def dashboard_build(*, now: datetime | None = None) -> Dashboard:
         outbox_depth=outbox_depth,
         outbox_oldest_seconds=outbox_oldest,
         queues=queues,
-        quarantined_by_reason=[(row["reason"], row["n"]) for row in quarantined],
-        quarantine_open=QuarantinedMessage.objects.filter(resolved_at__isnull=True).count(),
+        quarantined_by_reason=quarantined,
+        quarantine_open=quarantine_open,
         dead_by_channel=[(row["channel"], row["n"]) for row in dead],
         recent_dead=list(
             Delivery.objects.filter(status=DeliveryStatus.DEAD)

@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from config.core import metrics, observability
 from orchestration.models import RouteLog
+from profiles import facade as profiles
 from profiles.contracts import StoredEvent
-from profiles.selectors import event_message_ids
-from profiles.services import outbox_claim, outbox_failed
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +37,15 @@ def route(event_ids: list[int], *, traces: dict[str, list[int]] | None = None) -
     `observability.event_context(event.id)`.
 
     Up to ROUTING_CLAIM_BACKLOG other events waiting on the outbox are routed with them
-    (profiles.services.outbox_claim), so the count can exceed len(event_ids)."""
+    (profiles.facade.outbox_claim), so the count can exceed len(event_ids)."""
     backlog = max(0, settings.ROUTING_CLAIM_BACKLOG - len(event_ids))
     claimed: list[int] = []
     try:
         with observability.routing_spans(traces) as spans, transaction.atomic():
-            events = outbox_claim(event_ids=event_ids, backlog=backlog)
+            events = profiles.outbox_claim(event_ids=event_ids, backlog=backlog)
             claimed = [e.id for e in events]
             if spans is not None and events:
-                spans.open(events, event_message_ids(event_ids=claimed))
+                spans.open(events, profiles.event_message_ids(event_ids=claimed))
             for handler in _handlers:
                 if events:
                     handler(events)
@@ -62,7 +61,7 @@ def route(event_ids: list[int], *, traces: dict[str, list[int]] | None = None) -
 def _count_failure(event_ids: list[int]) -> None:
     """After the rollback: these events failed once, so no other chunk takes them as backlog."""
     try:
-        outbox_failed(event_ids=event_ids)
+        profiles.outbox_failed(event_ids=event_ids)
     except DatabaseError:
         # The database is what failed: the task's retry routes them again regardless.
         logger.warning("could not count a failed routing attempt for %d events", len(event_ids), exc_info=True)

@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError
 from config.core import metrics
 from orchestration import routing
 from orchestration.dispatch import send_chunks
-from profiles.services import outbox_reclaim_stale
+from profiles import facade as profiles
 
 TRANSIENT = (OperationalError, InterfaceError)
 
@@ -40,7 +40,7 @@ def sweep_outbox(older_than_seconds: int | None = None, limit: int = 50_000) -> 
     """Re-enqueue events whose routing has not completed in time (broker down at commit,
     worker killed mid-task). Safe to run concurrently: stale rows are claimed with SKIP LOCKED."""
     seconds = settings.ROUTING_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
-    stale = outbox_reclaim_stale(older_than=timedelta(seconds=seconds), limit=limit)
+    stale = profiles.outbox_reclaim_stale(older_than=timedelta(seconds=seconds), limit=limit)
     if stale:
         metrics.OUTBOX_SWEPT.inc(len(stale))
         send_chunks(stale)

@@ -44,7 +44,8 @@ class CustomerOutput(serializers.Serializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
     def get_merged_ids(self, customer: Customer) -> list[UUID]:
-        return selectors.customer_merged_ids(customer=customer)
+        cluster = selectors.customer_cluster(customer_id=customer.id)
+        return list(cluster.member_ids[1:]) if cluster is not None else []
 
 
 class EventOutput(serializers.ModelSerializer):

@@ -1,7 +1,7 @@
 """What other apps may import from profiles: frozen data and the hooks they plug into."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,6 +31,86 @@ class StoredEvent:
     # Whether it carries a consent choice (`context.consent`, or an identify's `consent` trait),
     # read with the claim so the consent handler skips the chunks that carry none.
     consent: bool = False
+
+
+# --- Who a customer is, and how an internal event reaches it (profiles.facade returns these) -----
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCluster:
+    """Who a customer id is now: the live profile (`id`; a merged-away id resolves to the profile
+    it was merged into) and the profiles that make up the person (`member_ids`: the live id
+    first, then every profile merged into it, in id order)."""
+
+    id: UUID
+    member_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerProfile:
+    """A live customer as other apps read it. `computed` holds its computed traits only when
+    the caller asked for them (they cost the definitions' evaluation)."""
+
+    id: UUID
+    member_ids: tuple[UUID, ...]
+    traits: Mapping[str, Any]
+    computed: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    """The latest choice recorded for a purpose on a channel ("*": every channel)."""
+
+    purpose: str
+    channel: str
+    status: str
+    changed_at: datetime
+    origin: str
+    customer_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class SentAs:
+    """How an accepted event was addressed when it was sent (its userId and anonymousId)."""
+
+    user_id: str
+    anonymous_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventWho:
+    """Whom an accepted event is about, as it was sent."""
+
+    customer_id: UUID
+    user_id: str
+    anonymous_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InternalEvent:
+    """An identify or track call one of Throughline's own parts makes about a customer.
+
+    `message_id` makes it idempotent (a retried step or a recorded change stores it once);
+    `sent_as`, when given, addresses it as an event the customer sent was addressed, so it
+    resolves to the same profile the same way."""
+
+    customer_id: UUID
+    type: str
+    message_id: str
+    timestamp: datetime
+    event: str = ""
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    sent_as: SentAs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmitResult:
+    """What `event_emit` did: events stored, and the customers nothing could address (an unknown
+    id, or a profile with no user id, anonymous id, email or phone)."""
+
+    accepted: int
+    unaddressed: tuple[UUID, ...]
 
 
 AcceptedListener = Callable[[list[int]], None]

@@ -3,6 +3,9 @@
 Pure functions: no Django, no database.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import phonenumbers
 
 IdentityKey = tuple[str, str]
@@ -53,3 +56,18 @@ def normalize(kind: str, value: object, default_region: str | None = None) -> st
     if kind == "phone":
         return normalize_phone(value, default_region)
     return normalize_id(value)
+
+
+def message_ids(customer_id: object, identities: Sequence[IdentityKey]) -> dict[str, Any]:
+    """userId / anonymousId (else email and phone) that make ingestion resolve a message to the
+    person holding these identities (oldest first): the newest user id, else the newest anonymous
+    id, else the newest email and phone as `context.traits` beside an anonymousId naming the
+    customer (ingestion finds the person by the email or phone and records that id on it).
+    Empty when the person holds none of them: nothing would resolve to it, so nothing is sent."""
+    newest = dict(identities)
+    if "user_id" in newest:
+        return {"userId": newest["user_id"]}
+    if "anonymous_id" in newest:
+        return {"anonymousId": newest["anonymous_id"]}
+    traits = {kind: newest[kind] for kind in ("email", "phone") if kind in newest}
+    return {"anonymousId": f"tl-customer-{customer_id}", "context": {"traits": traits}} if traits else {}

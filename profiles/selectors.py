@@ -2,17 +2,21 @@
 
 import threading
 import time
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+import orjson
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from config.core.secrets import digest
-from profiles.contracts import SourceInfo
-from profiles.identifiers import normalize
-from profiles.models import Customer, Event, Identity, Source
+from profiles.contracts import CustomerCluster, CustomerProfile, EventWho, SentAs, SourceInfo
+from profiles.identifiers import IdentityKey, message_ids, normalize
+from profiles.models import Customer, Event, Identity, QuarantinedMessage, Source
 
 _source_cache: dict[str, tuple[float, SourceInfo | None]] = {}
 _source_cache_lock = threading.Lock()
@@ -61,21 +65,17 @@ def customer_find(*, kind: str, value: str) -> Customer | None:
 
 
 def customer_live(customer: Customer) -> Customer:
-    """Follow merged_into to the profile that survived."""
-    seen = {customer.id}
-    while customer.merged_into_id is not None and customer.merged_into_id not in seen:
-        seen.add(customer.merged_into_id)
-        customer = Customer.objects.get(id=customer.merged_into_id)
-    return customer
+    """The profile that survived a merge of this one (itself if it was not merged). Merging keeps
+    `merged_into` one hop, so one lookup at most."""
+    if customer.merged_into_id is None:
+        return customer
+    return Customer.objects.get(id=customer.merged_into_id)
 
 
 def customer_get(*, customer_id: UUID) -> Customer | None:
+    """The live profile behind an id (a merged-away id gives its survivor), or None."""
     customer = Customer.objects.filter(id=customer_id).first()
     return customer_live(customer) if customer else None
-
-
-def customer_merged_ids(*, customer: Customer) -> list[UUID]:
-    return list(Customer.objects.filter(merged_into=customer).values_list("id", flat=True))
 
 
 def customer_events(*, customer: Customer) -> QuerySet[Event]:
@@ -96,6 +96,72 @@ def customer_merge_history(*, customer_id: UUID) -> dict[str, object] | None:
     merges = MergeRecord.objects.filter(Q(survivor_id=customer_id) | Q(merged_id=customer_id)).order_by("-id")
     refusals = MergeRefusal.objects.filter(customer_ids__contains=[str(customer_id)]).order_by("-id")
     return {"merges": list(merges), "refusals": list(refusals)}
+
+
+def event_properties(*, event_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """Properties of stored events, which routing's StoredEvent leaves out; one query. (Not the
+    context: it is most of an event's size.)"""
+    if not event_ids:
+        return {}
+    return dict(Event.objects.filter(id__in=list(event_ids)).values_list("id", "properties"))
+
+
+def events_track_recent(
+    *, customer_ids: Collection[UUID], name: str, since: datetime | None, limit: int
+) -> dict[UUID, list[dict[str, Any]]]:
+    """The most recent `limit` track events named `name` of each customer (by the profile they
+    were stored on), newest first, as plain data shaped like a condition's `event`. One
+    statement for all the customers: a LATERAL scan of the event_customer_time index each."""
+    if not customer_ids:
+        return {}
+    table = Event._meta.db_table
+    params: list[Any] = [[str(c) for c in customer_ids], name]
+    since_sql = ""
+    if since is not None:
+        since_sql = "AND e.timestamp >= %s"
+        params.append(since)
+    params.append(limit)
+    sql = f"""
+        SELECT c.id, e.timestamp, e.channel, e.properties, e.context
+        FROM unnest(%s::uuid[]) AS c(id)
+        CROSS JOIN LATERAL (
+            SELECT timestamp, channel, properties, context FROM {table} e
+            WHERE e.customer_id = c.id AND e.type = 'track' AND e.name = %s {since_sql}
+            ORDER BY e.timestamp DESC, e.id DESC LIMIT %s
+        ) e
+    """  # noqa: S608 -- the table name is the model's, every value is a parameter
+    found: dict[UUID, list[dict[str, Any]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for customer_id, at, channel, properties, context in cursor.fetchall():
+            found.setdefault(UUID(str(customer_id)), []).append(
+                {
+                    "name": name,
+                    "type": "track",
+                    "channel": channel,
+                    "timestamp": at,
+                    "properties": _json(properties),
+                    "context": _json(context),
+                }
+            )
+    return found
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def quarantine_counts(*, since: datetime) -> tuple[list[tuple[str, int]], int]:
+    """Messages quarantined since `since` by reason (the ten most frequent), and how many of all
+    the quarantined are still unresolved."""
+    by_reason = (
+        QuarantinedMessage.objects.filter(received_at__gte=since)
+        .values("reason")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:10]
+    )
+    unresolved = QuarantinedMessage.objects.filter(resolved_at__isnull=True).count()
+    return [(row["reason"], row["n"]) for row in by_reason], unresolved
 
 
 def event_message_ids(*, event_ids: list[int]) -> dict[int, str]:
@@ -124,26 +190,115 @@ def sources_system(*, source_ids: Collection[UUID]) -> frozenset[UUID]:
     return frozenset(i for i in source_ids if _system_sources.get(i))
 
 
-def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, tuple[UUID, list[UUID]]]:
-    """For each id asked for: the live profile behind it and that profile's cluster (the live id
-    first, then every profile merged into it). Two queries whatever the number of ids; an id
-    with no profile is its own cluster. Merging keeps `merged_into` one hop, so the live profile
+def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, CustomerCluster]:
+    """Who each id is now: the one answer to "who is this customer" (profiles.facade gives it to
+    the other apps). Two queries whatever the number of ids.
+
+    - A live profile's id gives its own cluster: itself, then every profile merged into it.
+    - A merged-away id resolves to the profile it was merged into, and gives that cluster.
+    - An id with no profile (never seen, erased, not a UUID) is left out.
+
+    Merging keeps `merged_into` one hop (it repoints what pointed at a loser), so the live profile
     is `merged_into` or the profile itself."""
-    asked = {UUID(str(i)) for i in customer_ids}
+    asked: set[UUID] = set()
+    for value in customer_ids:
+        try:
+            asked.add(value if isinstance(value, UUID) else UUID(str(value)))
+        except ValueError:
+            continue
     if not asked:
         return {}
     live_of = {
         cid: merged_into or cid
         for cid, merged_into in Customer.objects.filter(id__in=asked).values_list("id", "merged_into_id")
     }
-    for cid in asked - live_of.keys():
-        live_of[cid] = cid
     members: dict[UUID, list[UUID]] = {live: [live] for live in set(live_of.values())}
     for cid, live in (
         Customer.objects.filter(merged_into_id__in=list(members)).order_by("id").values_list("id", "merged_into_id")
     ):
         members[live].append(cid)
-    return {cid: (live, members[live]) for cid, live in live_of.items()}
+    return {cid: CustomerCluster(id=live, member_ids=tuple(members[live])) for cid, live in live_of.items()}
+
+
+def customer_cluster(*, customer_id: UUID | str) -> CustomerCluster | None:
+    """customer_clusters for one id."""
+    return next(iter(customer_clusters(customer_ids=[customer_id]).values()), None)
+
+
+def customer_member_ids(*, customer_id: UUID | str) -> list[UUID]:
+    """customer_cluster's member ids (the live id first), [] for an id with no profile."""
+    cluster = customer_cluster(customer_id=customer_id)
+    return list(cluster.member_ids) if cluster is not None else []
+
+
+def customer_profiles(*, customer_ids: Iterable[UUID | str], computed: bool = False) -> dict[UUID, CustomerProfile]:
+    """The live profile behind each id, as customer_clusters resolves it (unknown ids left out),
+    with its computed traits when `computed`. Three queries whatever the number of ids; plain
+    rows, not model instances (routing asks this for every chunk)."""
+    from profiles.computed_traits import computed_traits_from_state
+
+    clusters = customer_clusters(customer_ids=customer_ids)
+    if not clusters:
+        return {}
+    # The computed state can be large: read only when asked for.
+    fields = ("id", "traits", "computed_state") if computed else ("id", "traits")
+    live = {c.id for c in clusters.values()}
+    rows = {row[0]: row[1:] for row in Customer.objects.filter(id__in=live).values_list(*fields)}
+    today = timezone.now().date()
+    profiles: dict[UUID, CustomerProfile] = {}
+    for asked, cluster in clusters.items():
+        row = rows.get(cluster.id)
+        if row is None:
+            continue
+        profiles[asked] = CustomerProfile(
+            id=cluster.id,
+            member_ids=cluster.member_ids,
+            traits=row[0] or {},
+            computed=computed_traits_from_state(row[1] or {}, today) if computed else {},
+        )
+    return profiles
+
+
+def customer_identities(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, list[IdentityKey]]:
+    """Every (kind, value) of the person behind each id (its live profile and those merged into
+    it), oldest first; unknown ids left out. Two queries whatever the number of ids."""
+    return _identities(customer_clusters(customer_ids=customer_ids))
+
+
+def _identities(clusters: Mapping[UUID, CustomerCluster]) -> dict[UUID, list[IdentityKey]]:
+    owner = {member: cluster.id for cluster in clusters.values() for member in cluster.member_ids}
+    held: dict[UUID, list[IdentityKey]] = {cluster.id: [] for cluster in clusters.values()}
+    for cid, kind, value in (
+        Identity.objects.filter(customer_id__in=list(owner))
+        .order_by("created_at", "id")
+        .values_list("customer_id", "kind", "value")
+    ):
+        held[owner[cid]].append((kind, value))
+    return {asked: held[cluster.id] for asked, cluster in clusters.items()}
+
+
+def customer_message_ids(
+    *, customer_ids: Iterable[UUID | str], sent_as: Mapping[UUID, SentAs] | None = None
+) -> dict[UUID, dict[str, Any]]:
+    """The one way to address a customer: the ids that make ingestion resolve a message to the
+    person behind each id. An id with `sent_as` is addressed as that event was (its userId, else
+    its anonymousId), so the message lands where the event did; the others by their identities
+    (profiles.identifiers.message_ids: the newest user id, else anonymous id, else email and
+    phone). Unknown ids, and people with none of those identities, are left out."""
+    wanted = {UUID(str(i)) for i in customer_ids}
+    addressed: dict[UUID, dict[str, Any]] = {}
+    for cid in wanted:
+        given = (sent_as or {}).get(cid)
+        if given is not None and (given.user_id or given.anonymous_id):
+            addressed[cid] = {"userId": given.user_id} if given.user_id else {"anonymousId": given.anonymous_id}
+    missing = wanted - addressed.keys()
+    if missing:
+        clusters = customer_clusters(customer_ids=missing)
+        for cid, held in _identities(clusters).items():
+            ids = message_ids(clusters[cid].id, held)
+            if ids:
+                addressed[cid] = ids
+    return addressed
 
 
 def source_info(*, source_id: UUID | str) -> SourceInfo | None:
@@ -206,15 +361,6 @@ def identity_customer_for_source(
     if ignoring_events:
         events = events.exclude(name__in=ignoring_events)
     return identity.customer_id if events.exists() else None
-
-
-@dataclass(frozen=True, slots=True)
-class EventWho:
-    """Whom an accepted event is about, as it was sent."""
-
-    customer_id: UUID
-    user_id: str
-    anonymous_id: str
 
 
 def events_who(*, event_ids: Collection[int]) -> dict[int, EventWho]:

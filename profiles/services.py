@@ -1,14 +1,18 @@
 """Writes on sources, and the event outbox that routing consumes."""
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from config.core.secrets import digest, new_secret
-from profiles.contracts import SourceInfo, StoredEvent
+from profiles.contracts import EmitResult, InternalEvent, SourceInfo, StoredEvent
 from profiles.models import EventOutbox, Source
+from profiles.selectors import customer_message_ids
 
 
 def source_create(*, name: str, channel: str, identity_kinds: list[str] | None = None) -> tuple[Source, str]:
@@ -47,6 +51,46 @@ def system_source(*, name: str) -> SourceInfo:
     return SourceInfo(
         id=row.id, name=row.name, channel=row.channel, enabled=True, identity_kinds=frozenset(row.identity_kinds or ())
     )
+
+
+def event_emit(*, source_name: str, events: Sequence[InternalEvent], received_at: datetime | None = None) -> EmitResult:
+    """Ingest identify and track calls Throughline's own parts make about customers, under the
+    system source `source_name`, each addressed the one way (selectors.customer_message_ids).
+    They are stored and routed like any source's events; their messageIds make a repeat store
+    nothing. An event whose customer nothing addresses is not sent: the result names it."""
+    from profiles.ingest import event_ingest
+
+    sent_as = {e.customer_id: e.sent_as for e in events if e.sent_as is not None}
+    addresses = customer_message_ids(customer_ids={e.customer_id for e in events}, sent_as=sent_as)
+    messages: list[dict[str, Any]] = []
+    unaddressed: list[UUID] = []
+    for event in events:
+        address = addresses.get(event.customer_id)
+        if address is None:
+            unaddressed.append(event.customer_id)
+            continue
+        message: dict[str, Any] = {
+            "type": event.type,
+            "messageId": event.message_id,
+            "timestamp": event.timestamp.isoformat(),
+            **address,
+        }
+        if event.event:
+            message["event"] = event.event
+        if event.properties:
+            message["properties"] = dict(event.properties)
+        if event.traits:
+            message["traits"] = dict(event.traits)
+        messages.append(message)
+    accepted = 0
+    if messages:
+        accepted = event_ingest(
+            source=system_source(name=source_name),
+            raw_messages=messages,
+            call_type=None,
+            received_at=received_at or timezone.now(),
+        ).accepted
+    return EmitResult(accepted=accepted, unaddressed=tuple(dict.fromkeys(unaddressed)))
 
 
 def source_rotate_key(*, source: Source) -> str:

@@ -34,8 +34,11 @@ def customer_cluster(*, customer_id: UUID | str) -> list[UUID]:
 
 
 def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, tuple[UUID, list[UUID]]]:
-    """Per customer id: its live profile and that profile's cluster (profiles.selectors)."""
-    return profiles.customer_clusters(customer_ids=customer_ids)
+    """Per customer id: its live profile and that profile's cluster (profiles.selectors); an id
+    with no profile (erased) reads as a cluster of its own."""
+    asked = {UUID(str(i)) for i in customer_ids}
+    found = profiles.customer_clusters(customer_ids=asked)
+    return {i: (found[i].id, list(found[i].member_ids)) if i in found else (i, [i]) for i in asked}
 
 
 def source_identified_customer(*, source_id: UUID | str, customer_id: UUID | str) -> bool:

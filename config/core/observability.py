@@ -26,15 +26,14 @@ import contextvars
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
 
 from django.db import transaction
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import Span
-
-    from profiles.contracts import StoredEvent
 
 _enabled = False
 _tracer: Any = None
@@ -210,6 +209,22 @@ def on_commit_in_context(task: Callable[..., Any], *args: Any) -> None:
     transaction.on_commit(publish)
 
 
+class RoutedEvent(Protocol):
+    """What a routing span records of an event (profiles' StoredEvent has it): config.core
+    imports no app, so it names the fields it reads instead of the app's type."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def customer_id(self) -> UUID: ...
+    @property
+    def source_id(self) -> UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
 class EventSpans:
     """The per-event routing spans of one routing task (see the module docstring)."""
 
@@ -218,7 +233,7 @@ class EventSpans:
         self._spans: dict[int, Span] = {}
         self._token: contextvars.Token[dict[int, Span] | None] | None = None
 
-    def open(self, events: Sequence["StoredEvent"], message_ids: dict[int, str]) -> None:
+    def open(self, events: Sequence[RoutedEvent], message_ids: dict[int, str]) -> None:
         from opentelemetry import trace
         from opentelemetry.propagate import extract
         from opentelemetry.trace import Link

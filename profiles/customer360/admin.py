@@ -15,7 +15,7 @@ from profiles.computed_traits import computed_traits_of
 from profiles.customer360 import timeline
 from profiles.models import Customer
 from profiles.privacy import selectors as privacy
-from profiles.selectors import customer_get
+from profiles.selectors import customer_get, customer_member_ids
 
 PAGE_SIZE = 50
 
@@ -55,7 +55,7 @@ class Customer360AdminMixin(admin.ModelAdmin):
             "opts": self.model._meta,
             "customer": customer,
             "requested_id": object_id,
-            "merged_ids": privacy.customer_cluster_ids(customer_id=customer.id)[1:],
+            "merged_ids": customer_member_ids(customer_id=customer.id)[1:],
             "identities": customer.identities.order_by("kind", "value"),
             "traits": sorted(customer.traits.items()),
             "computed_traits": computed_traits_of(customer),

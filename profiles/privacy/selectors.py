@@ -1,8 +1,6 @@
 """Reads on consent, suppression and everything held about a person."""
 
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from profiles import contracts
+from profiles.contracts import ConsentState
 from profiles.identifiers import IdentityKey, normalize
 from profiles.models import Customer, Event, Identity, MergeRecord
 from profiles.privacy import conventions, hashing
@@ -25,6 +24,7 @@ from profiles.privacy.models import (
     ErasureTombstone,
     PrivacyAudit,
 )
+from profiles.selectors import customer_member_ids
 
 # With no choice recorded, a purpose is allowed only if it is listed here: marketing and
 # analytics need an opt-in, messages a customer needs to receive (receipts, password resets) do
@@ -32,31 +32,6 @@ from profiles.privacy.models import (
 DEFAULT_CONSENT = {"transactional": True}
 EXPORT_CHUNK_BYTES = 64 * 1024
 EXPORT_FORMAT = "throughline.customer-export/1"
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentState:
-    purpose: str
-    channel: str
-    status: str
-    changed_at: datetime
-    origin: str
-    customer_id: UUID
-
-
-# --- The person behind a customer id ----------------------------------------------------------
-
-
-def customer_cluster_ids(*, customer_id: UUID) -> list[UUID]:
-    """A live customer and every profile merged into it, live one first, the rest in id order."""
-    found = [customer_id]
-    frontier = [customer_id]
-    while frontier:
-        frontier = sorted(
-            set(Customer.objects.filter(merged_into_id__in=frontier).values_list("id", flat=True)) - set(found)
-        )
-        found.extend(frontier)
-    return [customer_id, *sorted(found[1:])]
 
 
 # --- Consent ----------------------------------------------------------------------------------
@@ -83,7 +58,7 @@ def _latest(states: Iterable[ConsentState]) -> dict[tuple[str, str], ConsentStat
 
 def consent_current(*, customer: Customer) -> list[ConsentState]:
     """The customer's consent now, over it and the profiles merged into it."""
-    rows = Consent.objects.filter(customer_id__in=customer_cluster_ids(customer_id=customer.id))
+    rows = Consent.objects.filter(customer_id__in=customer_member_ids(customer_id=customer.id))
     states = _latest(
         ConsentState(r.purpose, r.channel, r.status, r.changed_at, r.origin, r.customer_id) for r in rows
     ).values()
@@ -93,7 +68,7 @@ def consent_current(*, customer: Customer) -> list[ConsentState]:
 def consent_history(*, customer: Customer) -> list[ConsentChange]:
     """Every consent choice received for the customer and its merged profiles, newest first."""
     return list(
-        ConsentChange.objects.filter(customer_id__in=customer_cluster_ids(customer_id=customer.id))
+        ConsentChange.objects.filter(customer_id__in=customer_member_ids(customer_id=customer.id))
         .select_related("source")
         .order_by("-changed_at", "-id")
     )
@@ -198,7 +173,7 @@ def customer_export_chunks(*, customer: Customer) -> Iterator[bytes]:
     """The export document, in chunks: everything small first, then the events streamed from a
     server-side cursor, oldest first, so a profile with millions of events never sits whole in
     memory."""
-    cluster = customer_cluster_ids(customer_id=customer.id)
+    cluster = customer_member_ids(customer_id=customer.id)
     # Sessions are orchestration's: they come, as deliveries do, from the registered providers.
     sections: dict[str, list[dict[str, Any]]] = {"sessions": [], "deliveries": []}
     for section, providers in contracts.export_providers().items():

@@ -31,7 +31,7 @@ from profiles.privacy.models import (
     PrivacyAction,
     PrivacyAudit,
 )
-from profiles.selectors import customer_get
+from profiles.selectors import customer_get, customer_member_ids
 
 logger = logging.getLogger(__name__)
 
@@ -330,13 +330,13 @@ def _lock_cluster(customer_id: UUID) -> list[UUID]:
         customer = customer_get(customer_id=customer_id)
         if customer is None:
             return []
-        wanted = selectors.customer_cluster_ids(customer_id=customer.id)
+        wanted = customer_member_ids(customer_id=customer.id)
         locked = list(
             Customer.objects.select_for_update().filter(id__in=wanted).order_by("id").values_list("id", "merged_into")
         )
         live = [cid for cid, merged_into in locked if merged_into is None]
         # A merge or unmerge may have moved the person's profiles before the lock was taken.
-        if live == [customer.id] and selectors.customer_cluster_ids(customer_id=customer.id) == wanted:
+        if live == [customer.id] and customer_member_ids(customer_id=customer.id) == wanted:
             return wanted
     raise Conflict("the customer's profiles kept changing; try again", code="erase_contended")
 

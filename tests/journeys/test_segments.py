@@ -30,7 +30,7 @@ from profiles.computed_traits import computed_trait_create
 from profiles.merging import MergeRequest, customer_merge, customers_merge
 from profiles.models import Customer, Event, EventOutbox, Identity
 from profiles.privacy.services import customer_erase
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, IdentityFactory
 from tests.journeys.factories import SegmentFactory, SegmentMembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -124,6 +124,15 @@ def test_updating_the_same_customer_twice_records_the_change_once(ingest: Any, v
     first = segments_update(customer_ids=[ann.id])
     second = segments_update(customer_ids=[ann.id])
     assert (len(first), second, len(segment_events())) == (1, [], 1)
+
+
+def test_a_segment_change_reaches_a_customer_known_only_by_email(vip: Segment) -> None:
+    person = IdentityFactory.create(kind="email", value="cy@example.com", customer__traits={"tier": "vip"}).customer
+
+    segments_update(customer_ids=[person.id])
+
+    assert [(name, customer_id) for name, _, customer_id in segment_events()] == [("Segment Entered", person.id)]
+    assert Customer.objects.count() == 1
 
 
 def test_a_chunk_with_many_customers_updates_each(ingest: Any, vip: Segment) -> None:
