@@ -18,7 +18,7 @@ from config.core import metrics
 from config.core.errors import NotFound
 from orchestration.sessions.documents import Outcome, SessionDoc
 from orchestration.sessions.models import ContinuationKind, SessionContinuation, SessionRecord
-from orchestration.sessions.store import RateLimit, session_store, to_doc
+from orchestration.sessions.store import session_store, to_doc
 from profiles import selectors as profiles
 from profiles.contracts import SourceInfo
 
@@ -58,9 +58,9 @@ def source_may_access(*, source: SourceInfo, doc: SessionDoc) -> bool:
     return doc.linked_to(source.id) or source_identified_customer(source_id=source.id, customer_id=doc.customer_id)
 
 
-def session_for_source(*, source: SourceInfo, session_id: str, rate: RateLimit | None = None) -> SessionDoc:
+def session_for_source(*, source: SourceInfo, session_id: str) -> SessionDoc:
     metrics.SESSION_OPERATIONS.labels(operation="read").inc()
-    doc = session_store().get(session_id, rate=rate)
+    doc = session_store().get(session_id)
     if doc is None or not source_may_access(source=source, doc=doc):
         raise NotFound("no such session", code="session_not_found")
     return doc
