@@ -124,6 +124,17 @@ def test_over_the_rate_limit_is_the_same_429_with_retry_after(both: Callable[...
     assert (fast_answer, ("Retry-After", "1") in fast_answer[1]) == (django_answer, True)
 
 
+def test_a_chunked_body_from_a_server_that_does_not_end_the_input_is_the_same_411(
+    both: Callable[..., tuple[Answer, Answer]],
+) -> None:
+    django_answer, fast_answer = both("/v1/track", TRACK, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
+    assert (fast_answer, fast_answer[0], orjson.loads(fast_answer[2])["code"]) == (
+        django_answer,
+        "411 Length Required",
+        "length_required",
+    )
+
+
 def test_the_fast_paths_call_is_stored(fast: FastPath, source: Any) -> None:
     body = orjson.dumps({"userId": "u-1", "event": "Fast", "messageId": "fast-1"})
     status, _, _ = _call(fast, "/v1/track", body, {"HTTP_AUTHORIZATION": _auth(source.write_key)})
