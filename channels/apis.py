@@ -19,6 +19,7 @@ from channels.inbound import twilio_status_receive, webhook_receive
 from channels.models import ContactPolicy, Delivery, DeliveryChannel, PollingFeed, SourceMapping
 from channels.selectors import delivery_get
 from channels.services import contact_policy_set, deliver
+from config.core.body import read_body
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge
 
 TAGS = ["channels"]
@@ -55,13 +56,10 @@ class WebhookApi(APIView):
         auth=[],
     )
     def post(self, request: Request, provider: str, source_id: UUID) -> Response:
-        limit = settings.CHANNELS_WEBHOOK_MAX_BODY_BYTES
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
-            raise PayloadTooLarge("webhook body is too large", code="body_too_large")
         result = webhook_receive(
             provider=provider,
             source_id=source_id,
-            body=request._request.body,
+            body=read_body(request.META, limit=settings.CHANNELS_WEBHOOK_MAX_BODY_BYTES),
             meta=request.META,
             url=_signed_url(request),
             received_at=timezone.now(),
@@ -113,11 +111,8 @@ class TwilioStatusApi(APIView):
         auth=[],
     )
     def post(self, request: Request, source_id: UUID) -> Response:
-        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.CHANNELS_WEBHOOK_MAX_BODY_BYTES:
-            raise PayloadTooLarge("webhook body is too large", code="body_too_large")
-        result = twilio_status_receive(
-            source_id=source_id, body=request._request.body, meta=request.META, url=_signed_url(request)
-        )
+        body = read_body(request.META, limit=settings.CHANNELS_WEBHOOK_MAX_BODY_BYTES)
+        result = twilio_status_receive(source_id=source_id, body=body, meta=request.META, url=_signed_url(request))
         return Response({"matched": result.matched, "delivery_id": result.delivery_id, "status": result.status})
 
 

@@ -27,14 +27,11 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-import redis
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from config.core import metrics, ratelimit
-from config.core import redis as tl_redis
-from config.core.errors import RateLimited
+from config.core import metrics
 from journeys import contracts as journey_contracts
 from journeys.conditions import EvalContext
 from journeys.decide_journeys import DecideJourney, current_generation, placement_journeys, placement_journeys_cached
@@ -44,39 +41,6 @@ from journeys.decide_world import walk
 from journeys.models import Decision
 
 logger = logging.getLogger(__name__)
-
-RATE_BUCKET = "decide"
-
-
-# --- The source's rate limit ---------------------------------------------------------------------
-
-
-def _rate(source_id: str) -> None:
-    """Count the request against the source's limit (RateLimited past it). Unlike ingestion's
-    limiter, a Redis error is raised, not swallowed: decide answers degraded instead."""
-    if not tl_redis.is_configured():
-        ratelimit.hit(RATE_BUCKET, source_id, limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
-        return
-    key = tl_redis.Keys.rate(RATE_BUCKET, source_id, int(time.time()))
-    if int(tl_redis.run_script(_count_script(), [key], [5])) > settings.INGEST_RATE_LIMIT_PER_SECOND:
-        raise RateLimited(f"more than {settings.INGEST_RATE_LIMIT_PER_SECOND} requests per second", retry_after=1)
-
-
-# INCR, and EXPIRE on the window's first hit, as one command: redis-py's pipeline machinery cost
-# more of a request than the round trip's own work (and its per-command wrapping about a sixth,
-# hence run_script).
-_COUNT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
-_count: tuple[Any, Any] = (None, None)
-
-
-def _count_script() -> Any:
-    """The counting script on the app's current client (EVALSHA; loaded again if Redis lost it)."""
-    global _count  # noqa: PLW0603 - one per client
-    client = tl_redis.client()
-    if _count[0] is not client:
-        _count = (client, client.register_script(_COUNT))
-    return _count[1]
-
 
 # --- The answer ----------------------------------------------------------------------------------
 
@@ -182,16 +146,12 @@ def decision_make(
     degraded_reason: str | None = None,
 ) -> DecisionResult:
     """Answer a decide request and record the Decision. Raises UnknownPlacement when no decide
-    journey is published for the placement, RateLimited past the source's limit."""
+    journey is published for the placement. The caller counts the source's rate limit (and
+    passes degraded_reason="redis_unavailable" when it could not)."""
     started = time.perf_counter()
     now = timezone.now()
     reason = degraded_reason
     generation: Any = None
-    if reason is None and source_id is not None:
-        try:
-            _rate(str(source_id))
-        except redis.RedisError:
-            reason = "redis_unavailable"
     try:
         if reason != "database_unavailable":
             generation = current_generation()

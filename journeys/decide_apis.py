@@ -1,20 +1,19 @@
 """POST /v1/decide (write-key auth, as the /v1 tracking calls) and GET /api/v1/decisions/{id}.
 
-Thin: authenticate, read the body within its limit, check its shape, call `decision_make`,
-answer. The body is read here (not by DRF's parsers) so the size cap applies before it is read,
-and a JSON POST skips DRF's per-request machinery as the ingestion views do. `decide` works on
-the WSGI environ and a read(n) of the body, so the view and the WSGI fast path (FAST_ROUTE,
-config/core/fast_path.py: how production serves it) run the same code and give the same answer.
+Thin: authenticate, count the source's rate limit, read the body within its limit
+(config.core.body), check its shape, call `decision_make`, answer. `decide` works on the WSGI
+environ, so the view and the WSGI fast path (FAST_ROUTE, config/core/fast_path.py: how production
+serves it) run the same code and give the same answer.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 import orjson
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -22,39 +21,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.core.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from config.core.fast_path import Answer, Environ, Route, body_reader
+from config.core import ratelimit
+from config.core.body import read_json
+from config.core.errors import BadRequest, NotFound
+from config.core.fast_path import Answer, Environ, Route
 from config.core.views import SourceFacingApi
 from journeys.decide import DecisionResult, UnknownPlacement, decision_get, decision_make
 from journeys.decide_lookup import Identity
 from profiles.contracts import SourceInfo
-from profiles.writekey import source_enabled, write_key_from_authorization
+from profiles.writekey import source_authenticate
 
 _MAX_ID = 512
 _MAX_NAME = 100
-
-
-def _read(meta: Mapping[str, Any], read: Callable[[int], bytes]) -> dict[str, Any]:
-    limit = settings.INGEST_MAX_MESSAGE_BYTES
-    encoding = meta.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
-    if encoding not in ("identity", ""):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported on /v1/decide")
-    try:
-        declared = int(meta.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise BadRequest("invalid Content-Length") from None
-    if declared > limit:
-        raise PayloadTooLarge(f"body is over the {limit // 1024} KB limit", code="body_too_large")
-    raw = read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"body is over the {limit // 1024} KB limit", code="body_too_large")
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise BadRequest(f"body is not valid JSON: {error}", code="malformed_json") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("body must be a JSON object", code="invalid_body")
-    return payload
 
 
 def _string(payload: dict[str, Any], name: str, *, limit: int, required: bool = False) -> str | None:
@@ -70,21 +48,23 @@ def _string(payload: dict[str, Any], name: str, *, limit: int, required: bool = 
     return value
 
 
-def decide(meta: Mapping[str, Any], read: Callable[[int], bytes]) -> DecisionResult:
-    """POST /v1/decide on the request's WSGI environ and a read(n) of its body: the view's
-    work, and the fast path's."""
-    header_key = write_key_from_authorization(meta.get("HTTP_AUTHORIZATION", ""))
-    payload = _read(meta, read)
-    write_key = header_key if header_key is not None else payload.get("writeKey")
+def decide(environ: Mapping[str, Any]) -> DecisionResult:
+    """POST /v1/decide on the request's WSGI environ: the view's work, and the fast path's."""
+    payload = read_json(environ, limit=settings.INGEST_MAX_MESSAGE_BYTES)
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object", code="invalid_body")
     degraded_reason: str | None = None
     source: SourceInfo | None = None
     try:
-        source = source_enabled(
-            write_key, missing="a write key is required (Basic auth user name, or writeKey in the body)"
-        )
+        source = source_authenticate(environ, payload=payload)
     except DatabaseError:
         # The key cannot be checked; the answer is the default experience, which is public.
         degraded_reason = "database_unavailable"
+    else:
+        try:
+            ratelimit.hit(ratelimit.DECIDE, str(source.id))
+        except ratelimit.RedisUnavailable:
+            degraded_reason = "redis_unavailable"
     user_id = _string(payload, "userId", limit=_MAX_ID)
     anonymous_id = _string(payload, "anonymousId", limit=_MAX_ID)
     if user_id is None and anonymous_id is None:
@@ -153,11 +133,6 @@ class DecideOutput(serializers.Serializer):
 
 
 class DecideApi(SourceFacingApi):
-    fast_methods = frozenset({"POST"})
-
-    def fast_post(self, http: HttpRequest, **kwargs: Any) -> HttpResponse:
-        return self.handle_post(http)
-
     @extend_schema(
         operation_id="decide",
         summary="Decide what this customer gets at a placement, now",
@@ -176,8 +151,8 @@ class DecideApi(SourceFacingApi):
             401: OpenApiResponse(_ERROR, description="No or unknown write key."),
             403: OpenApiResponse(_ERROR, description="The source is disabled."),
             404: OpenApiResponse(_ERROR, description="No decide journey is published for this placement."),
-            413: OpenApiResponse(_ERROR, description="Body over 32 KB."),
-            415: OpenApiResponse(_ERROR, description="A Content-Encoding (decide bodies are not compressed)."),
+            413: OpenApiResponse(_ERROR, description="Body over 32 KB (decompressed)."),
+            415: OpenApiResponse(_ERROR, description="A Content-Encoding other than gzip or deflate."),
             429: OpenApiResponse(_ERROR, description="Over the source's rate limit; see Retry-After."),
         },
         examples=[
@@ -202,10 +177,7 @@ class DecideApi(SourceFacingApi):
         ],
     )
     def post(self, request: Request) -> HttpResponse:
-        return self.handle_post(request._request)
-
-    def handle_post(self, http: HttpRequest) -> HttpResponse:
-        return _json_response(decide(http.META, http.read).as_body())
+        return _json_response(decide(request.META).as_body())
 
 
 # The headers of the view's answer before DRF's finalisation, as _json_response sets them.
@@ -217,7 +189,7 @@ def _fast_match(environ: Environ) -> bool | None:
 
 
 def _fast_answer(environ: Environ, matched: Any) -> Answer:
-    return Answer(200, list(_ANSWER_HEADERS), orjson.dumps(decide(environ, body_reader(environ)).as_body()))
+    return Answer(200, list(_ANSWER_HEADERS), orjson.dumps(decide(environ).as_body()))
 
 
 FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=DecideApi)

@@ -1,65 +1,36 @@
 """The Segment-compatible tracking API: /v1/identify, track, page, screen, group, alias, batch, import.
 
-Thin by design: authenticate the source, read the body within the limits, hand the messages to
-`event_ingest`, answer. The body is read and decoded here (not by DRF's parsers) so gzip can be
-inflated under a hard cap and JSON decoded once.
+Thin by design: authenticate the source, read the body within the limits (config.core.body), hand
+the messages to `event_ingest`, answer. `ingest_call` works on the WSGI environ, so the views and
+the WSGI fast path (FAST_ROUTE, config/core/fast_path.py: how production serves these calls) run
+the same code and give the same answer.
 """
 
 import time
-import zlib
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
 import structlog
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from config.core import metrics
-from config.core.errors import ApplicationError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from config.core import metrics, ratelimit
+from config.core.body import read_body
+from config.core.errors import ApplicationError, BadRequest
+from config.core.fast_path import Answer, Environ, Route
 from config.core.views import SourceFacingApi
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
-from profiles.writekey import source_authenticate, write_key_from_header
+from profiles.writekey import has_credentials, source_authenticate
 
 
 def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _read_body(request: HttpRequest, limit: int) -> bytes:
-    """The decompressed body, refused with 413 once it exceeds `limit` (a gzip bomb is never
-    inflated beyond limit + 1 bytes)."""
-    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
-    compressed = encoding not in ("identity", "")
-    wire_limit = max(limit, settings.INGEST_MAX_WIRE_BYTES) if compressed else limit
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise BadRequest("invalid Content-Length") from None
-    if declared > wire_limit:
-        raise PayloadTooLarge(f"body is over the {wire_limit // 1024} KB limit", code="body_too_large")
-    raw = request.read(wire_limit + 1)
-    if len(raw) > wire_limit:
-        raise PayloadTooLarge(f"body is over the {wire_limit // 1024} KB limit", code="body_too_large")
-    if not compressed:
-        body = raw
-    elif encoding in ("gzip", "deflate", "x-gzip"):
-        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
-        try:
-            body = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            raise BadRequest(f"body is not valid {encoding}", code="invalid_encoding") from None
-        if len(body) <= limit and not inflater.eof and not inflater.unconsumed_tail:
-            raise BadRequest(f"body is a truncated {encoding} stream", code="invalid_encoding")
-    else:
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported (use gzip)")
-    if len(body) > limit:
-        raise PayloadTooLarge(f"decompressed body is over the {limit // 1024} KB limit", code="body_too_large")
-    return body
 
 
 def _decode(body: bytes, source: SourceInfo | None, received_at: Any) -> dict[str, Any]:
@@ -139,58 +110,91 @@ _MESSAGE_SHAPES: dict[str, dict[str, serializers.Field]] = {
 }
 
 
+def ingest_call(environ: Mapping[str, Any], call_type: str | None) -> tuple[int, dict[str, Any]]:
+    """POST /v1/<call_type> (None: batch or import) on the request's WSGI environ: the status
+    and JSON body of the answer, an ApplicationError when the call is refused whole."""
+    started = time.perf_counter()
+    received_at = timezone.now()
+    source: SourceInfo | None = None
+    try:
+        # A key in the header is checked before the body is read (and names the source of a
+        # malformed body's quarantine); otherwise the key is the body's writeKey.
+        if has_credentials(environ):
+            source = source_authenticate(environ)
+            ratelimit.hit(ratelimit.INGEST, str(source.id))
+        limit = settings.INGEST_MAX_BATCH_BYTES if call_type is None else settings.INGEST_MAX_MESSAGE_BYTES
+        payload = _decode(read_body(environ, limit=limit), source, received_at)
+        if source is None:
+            source = source_authenticate(environ, payload=payload)
+            ratelimit.hit(ratelimit.INGEST, str(source.id))
+        structlog.contextvars.bind_contextvars(source=source.name)
+        if call_type is None:
+            return _batch_answer(_batch_ingest(source, payload, received_at))
+        result = event_ingest(
+            source=source, raw_messages=[payload], call_type=call_type, received_at=received_at, check_size=False
+        )
+        return _single_answer(result)
+    except ApplicationError as error:
+        # Refused whole (auth, limits, body); messages refused one by one are counted as
+        # quarantined by event_ingest.
+        metrics.EVENTS_REJECTED.labels(source=source.name if source else "unknown", reason=error.code).inc()
+        raise
+    finally:
+        metrics.INGEST_LATENCY.labels(endpoint=call_type or "batch").observe(time.perf_counter() - started)
+
+
+def _single_answer(result: IngestResult) -> tuple[int, dict[str, Any]]:
+    if result.rejected:
+        rejection = result.rejected[0]
+        return 400, {"detail": rejection.detail, "code": rejection.code}
+    return 200, {
+        "success": True,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "suppressed": result.suppressed,
+    }
+
+
+def _batch_ingest(source: SourceInfo, payload: dict[str, Any], received_at: Any) -> IngestResult:
+    messages = payload.get("batch")
+    if not isinstance(messages, list):
+        raise BadRequest("batch must be a list of messages", code="invalid_batch")
+    if len(messages) > settings.INGEST_MAX_BATCH_MESSAGES:
+        raise BadRequest(
+            f"batch has {len(messages)} messages; the limit is {settings.INGEST_MAX_BATCH_MESSAGES}",
+            code="batch_too_many_messages",
+        )
+    defaults = {key: payload[key] for key in ("context", "integrations", "sentAt") if key in payload}
+    return event_ingest(
+        source=source, raw_messages=messages, call_type=None, received_at=received_at, defaults=defaults
+    )
+
+
+def _batch_answer(result: IngestResult) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "success": True,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "suppressed": result.suppressed,
+        "rejected": len(result.rejected),
+        "errors": [{"index": r.index, "code": r.code, "detail": r.detail} for r in result.rejected],
+    }
+    if result.rejected and not (result.accepted or result.duplicates or result.suppressed):
+        body["success"] = False
+        body["detail"] = f"all {len(result.rejected)} messages were rejected and quarantined"
+        body["code"] = "all_rejected"
+        return 400, body
+    return 200, body
+
+
 class _IngestView(SourceFacingApi):
-    # Write-key auth and the per-source rate limit are applied in post(), after the body is
+    # Write-key auth and the per-source rate limit are applied by ingest_call, after the body is
     # known, because clients may put the write key in the body.
-    fast_methods = frozenset({"POST"})
     call_type: ClassVar[str | None] = None
 
-    def fast_post(self, http: HttpRequest, **kwargs: Any) -> HttpResponse:
-        return self.handle_post(http)
-
     def post(self, request: Request) -> HttpResponse:
-        return self.handle_post(request._request)
-
-    def handle_post(self, http: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        received_at = timezone.now()
-        source: SourceInfo | None = None
-        try:
-            header_key = write_key_from_header(http)
-            source = source_authenticate(header_key) if header_key is not None else None
-            limit = settings.INGEST_MAX_BATCH_BYTES if self.call_type is None else settings.INGEST_MAX_MESSAGE_BYTES
-            body = _read_body(http, limit)
-            payload = _decode(body, source, received_at)
-            if source is None:
-                source = source_authenticate(payload.get("writeKey"))
-            structlog.contextvars.bind_contextvars(source=source.name)
-            result = self.ingest(source, payload, received_at)
-            return self.respond(result)
-        except ApplicationError as error:
-            # Refused whole (auth, limits, body); messages refused one by one are counted as
-            # quarantined by event_ingest.
-            metrics.EVENTS_REJECTED.labels(source=source.name if source else "unknown", reason=error.code).inc()
-            raise
-        finally:
-            metrics.INGEST_LATENCY.labels(endpoint=self.call_type or "batch").observe(time.perf_counter() - started)
-
-    def ingest(self, source: SourceInfo, payload: dict[str, Any], received_at: Any) -> IngestResult:
-        return event_ingest(
-            source=source, raw_messages=[payload], call_type=self.call_type, received_at=received_at, check_size=False
-        )
-
-    def respond(self, result: IngestResult) -> HttpResponse:
-        if result.rejected:
-            rejection = result.rejected[0]
-            return _json_response({"detail": rejection.detail, "code": rejection.code}, status=400)
-        return _json_response(
-            {
-                "success": True,
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "suppressed": result.suppressed,
-            }
-        )
+        status, body = ingest_call(request.META, self.call_type)
+        return _json_response(body, status)
 
 
 def _single_call_view(call_type: str) -> type[_IngestView]:
@@ -264,32 +268,29 @@ class BatchView(_IngestView):
     def post(self, request: Request) -> HttpResponse:
         return super().post(request)
 
-    def ingest(self, source: SourceInfo, payload: dict[str, Any], received_at: Any) -> IngestResult:
-        messages = payload.get("batch")
-        if not isinstance(messages, list):
-            raise BadRequest("batch must be a list of messages", code="invalid_batch")
-        if len(messages) > settings.INGEST_MAX_BATCH_MESSAGES:
-            raise BadRequest(
-                f"batch has {len(messages)} messages; the limit is {settings.INGEST_MAX_BATCH_MESSAGES}",
-                code="batch_too_many_messages",
-            )
-        defaults = {key: payload[key] for key in ("context", "integrations", "sentAt") if key in payload}
-        return event_ingest(
-            source=source, raw_messages=messages, call_type=None, received_at=received_at, defaults=defaults
-        )
 
-    def respond(self, result: IngestResult) -> HttpResponse:
-        body = {
-            "success": True,
-            "accepted": result.accepted,
-            "duplicates": result.duplicates,
-            "suppressed": result.suppressed,
-            "rejected": len(result.rejected),
-            "errors": [{"index": r.index, "code": r.code, "detail": r.detail} for r in result.rejected],
-        }
-        if result.rejected and not (result.accepted or result.duplicates or result.suppressed):
-            body["success"] = False
-            body["detail"] = f"all {len(result.rejected)} messages were rejected and quarantined"
-            body["code"] = "all_rejected"
-            return _json_response(body, status=400)
-        return _json_response(body)
+# The views' paths under /v1/, and the view each one is (its call_type).
+_VIEWS: dict[str, type[_IngestView]] = {
+    "/v1/identify": IdentifyView,
+    "/v1/track": TrackView,
+    "/v1/page": PageView,
+    "/v1/screen": ScreenView,
+    "/v1/group": GroupView,
+    "/v1/alias": AliasView,
+    "/v1/batch": BatchView,
+    "/v1/import": BatchView,
+}
+
+
+def _fast_match(environ: Environ) -> type[_IngestView] | None:
+    view = _VIEWS.get(environ.get("PATH_INFO", ""))
+    return view if view is not None and environ.get("REQUEST_METHOD") == "POST" else None
+
+
+def _fast_answer(environ: Environ, view: Any) -> Answer:
+    status, body = ingest_call(environ, view.call_type)
+    return Answer(status, [("Content-Type", "application/json")], orjson.dumps(body))
+
+
+# Every ingestion view allows POST alone, so any of them gives DRF's finalisation headers.
+FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=BatchView)

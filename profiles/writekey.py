@@ -1,29 +1,47 @@
 """Write-key authentication for everything a source calls (/v1 ingestion, sessions, decide).
 
 A source authenticates with HTTP Basic (write key as user name, empty password), as Segment's
-clients do, or with `writeKey` in the JSON body. Each authenticated call counts against the
-source's rate limit.
+clients do, or, where the call has a JSON object body (ingestion, decide), with `writeKey` in
+it. Every caller counts the source's rate limit itself (config.core.ratelimit), after this.
 """
 
 import base64
 import binascii
+from collections.abc import Mapping
+from typing import Any
 
-from django.conf import settings
-from django.http import HttpRequest
-
-from config.core import ratelimit
 from config.core.errors import Forbidden, Unauthorized
 from profiles.contracts import SourceInfo
 from profiles.selectors import source_for_write_key
 
-
-def write_key_from_header(request: HttpRequest) -> str | None:
-    """The write key from a Basic Authorization header; None when there is no header."""
-    return write_key_from_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
+_MISSING_HEADER = "a write key is required: HTTP Basic auth with the write key as user name"
+_MISSING = "a write key is required (Basic auth user name, or writeKey in the body)"
 
 
-def write_key_from_authorization(header: str) -> str | None:
-    """The write key from an Authorization header's value (for callers without a Django request)."""
+def has_credentials(environ: Mapping[str, Any]) -> bool:
+    """True when the request carries an Authorization header (its key can be checked before the body is read)."""
+    return bool(environ.get("HTTP_AUTHORIZATION"))
+
+
+def source_authenticate(environ: Mapping[str, Any], *, payload: Mapping[str, Any] | None = None) -> SourceInfo:
+    """The enabled source owning the request's write key: the Basic Authorization header's user
+    name, else `writeKey` in `payload` (the decoded body) when the call takes one. 401 none,
+    malformed or unknown; 403 disabled."""
+    write_key = _write_key_from_authorization(environ.get("HTTP_AUTHORIZATION", ""))
+    if write_key is None and payload is not None:
+        write_key = payload.get("writeKey")
+    if not isinstance(write_key, str) or not write_key:
+        raise Unauthorized(_MISSING_HEADER if payload is None else _MISSING)
+    source = source_for_write_key(write_key)
+    if source is None:
+        raise Unauthorized("unknown write key", code="invalid_write_key")
+    if not source.enabled:
+        raise Forbidden("this source is disabled", code="source_disabled")
+    return source
+
+
+def _write_key_from_authorization(header: str) -> str | None:
+    """The write key from an Authorization header's value; None when there is no header."""
     if not header:
         return None
     scheme, _, credentials = header.partition(" ")
@@ -34,25 +52,3 @@ def write_key_from_authorization(header: str) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthorized("malformed Basic credentials") from None
     return decoded.partition(":")[0]
-
-
-def source_enabled(write_key: object, *, missing: str) -> SourceInfo:
-    """The enabled source owning `write_key` (401 unknown or none, saying `missing`; 403
-    disabled). Callers count the rate limit themselves."""
-    if not isinstance(write_key, str) or not write_key:
-        raise Unauthorized(missing)
-    source = source_for_write_key(write_key)
-    if source is None:
-        raise Unauthorized("unknown write key", code="invalid_write_key")
-    if not source.enabled:
-        raise Forbidden("this source is disabled", code="source_disabled")
-    return source
-
-
-def source_authenticate(write_key: object, *, bucket: str = "ingest") -> SourceInfo:
-    """The enabled source owning `write_key` (401 unknown, 403 disabled, 429 over its limit)."""
-    source = source_enabled(
-        write_key, missing="a write key is required (Basic auth user name, or writeKey in the body)"
-    )
-    ratelimit.hit(bucket, str(source.id), limit_per_second=settings.INGEST_RATE_LIMIT_PER_SECOND)
-    return source

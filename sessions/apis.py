@@ -5,7 +5,7 @@ the session and its version as ETag. Bodies are decoded here (not by DRF's parse
 PATCH takes application/merge-patch+json and every body is capped before it is read.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,10 +17,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from config.core.errors import BadRequest, NotFound, PayloadTooLarge, PreconditionRequired, UnsupportedMediaType
+from config.core.body import read_body
+from config.core.errors import BadRequest, NotFound, PreconditionRequired, UnsupportedMediaType
 from config.core.views import SourceFacingApi
 from sessions import selectors, services
-from sessions.auth import source_for_read, source_for_write
+from sessions.auth import source_for
 from sessions.concurrency import PreconditionError, etag, matches_none, parse_if_match
 from sessions.documents import Outcome, SessionDoc
 
@@ -33,21 +34,12 @@ JSON_TYPES = ("application/json", "application/merge-patch+json")
 def read_json(request: HttpRequest, *, empty: Any = None) -> Any:
     """The decoded JSON body, refused with 413 past SESSIONS_MAX_BODY_BYTES; `empty` when the
     body is empty (None: a body is required)."""
-    return decode_body(request.META, request.read, empty=empty)
+    return decode_body(request.META, empty=empty)
 
 
-def decode_body(meta: Mapping[str, Any], read: Callable[[int], bytes], *, empty: Any = None) -> Any:
-    """read_json on a WSGI environ and a read(n) of the body (at most Content-Length bytes)."""
-    limit = settings.SESSIONS_MAX_BODY_BYTES
-    try:
-        declared = int(meta.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise BadRequest("invalid Content-Length") from None
-    if declared > limit:
-        raise PayloadTooLarge(f"body is over the {limit} byte limit", code="body_too_large")
-    raw = read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"body is over the {limit} byte limit", code="body_too_large")
+def decode_body(meta: Mapping[str, Any], *, empty: Any = None) -> Any:
+    """read_json on a WSGI environ (config.core.body reads it within the limit)."""
+    raw = read_body(meta, limit=settings.SESSIONS_MAX_BODY_BYTES)
     if not raw.strip():
         if empty is None:
             raise BadRequest("a JSON body is required", code="invalid_body")
@@ -101,18 +93,18 @@ def if_match(meta: Mapping[str, Any], *, required: bool) -> Any:
 
 def session_read(meta: Mapping[str, Any], session_id: str) -> tuple[SessionDoc, bool]:
     """GET: the session, and whether If-None-Match names its version (answer 304)."""
-    source, rate = source_for_read(meta)
-    doc = selectors.session_for_source(source=source, session_id=session_id, rate=rate)
+    source = source_for(meta)
+    doc = selectors.session_for_source(source=source, session_id=session_id)
     return doc, matches_none(meta.get("HTTP_IF_NONE_MATCH"), doc.version)
 
 
-def session_write(meta: Mapping[str, Any], read: Callable[[int], bytes], session_id: str) -> SessionDoc:
+def session_write(meta: Mapping[str, Any], session_id: str) -> SessionDoc:
     """PATCH: the merge patch in the body applied if If-Match still holds."""
-    source, rate = source_for_read(meta)
+    source = source_for(meta)
     expected = if_match(meta, required=True)
-    patch = decode_body(meta, read)
+    patch = decode_body(meta)
     return services.session_patch(
-        source=source, session_id=session_id, patch=patch, expected=expected, now=timezone.now(), rate=rate
+        source=source, session_id=session_id, patch=patch, expected=expected, now=timezone.now()
     )
 
 
@@ -185,15 +177,10 @@ ETAG_HEADER = OpenApiParameter("ETag", OpenApiTypes.STR, OpenApiParameter.HEADER
 AUTH: Any = [{"writeKey": []}]
 
 
-class _SourceApi(SourceFacingApi):
-    """Session reads and writes listed in `fast_methods` are served by `fast_<method>` without
-    DRF's per-request machinery (see SourceFacingApi)."""
-
-
 # --- views --------------------------------------------------------------------------------
 
 
-class SessionStartApi(_SourceApi):
+class SessionStartApi(SourceFacingApi):
     @extend_schema(
         operation_id="sessions_start",
         summary="Start a session on the source's channel",
@@ -209,7 +196,7 @@ class SessionStartApi(_SourceApi):
     )
     def post(self, request: Request) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http.META)
+        source = source_for(http.META)
         data = validated(StartInput, read_json(http))
         doc, created = services.session_start(
             source=source,
@@ -224,8 +211,9 @@ class SessionStartApi(_SourceApi):
         return response
 
 
-class SessionApi(_SourceApi):
-    fast_methods = frozenset({"GET", "PATCH"})
+class SessionApi(SourceFacingApi):
+    """GET and PATCH are served by the WSGI fast path in production (fast_path.py), with these
+    views' answers."""
 
     @extend_schema(
         operation_id="sessions_retrieve",
@@ -241,10 +229,7 @@ class SessionApi(_SourceApi):
         },
     )
     def get(self, request: Request, session_id: str) -> HttpResponse:
-        return self.fast_get(request._request, session_id=session_id)
-
-    def fast_get(self, http: HttpRequest, *, session_id: str) -> HttpResponse:
-        doc, not_modified = session_read(http.META, str(session_id))
+        doc, not_modified = session_read(request.META, str(session_id))
         if not_modified:
             response = HttpResponse(status=304)
             response["ETag"] = etag(doc.version)
@@ -275,13 +260,10 @@ class SessionApi(_SourceApi):
         },
     )
     def patch(self, request: Request, session_id: str) -> HttpResponse:
-        return self.fast_patch(request._request, session_id=session_id)
-
-    def fast_patch(self, http: HttpRequest, *, session_id: str) -> HttpResponse:
-        return session_response(session_write(http.META, http.read, str(session_id)))
+        return session_response(session_write(request.META, str(session_id)))
 
 
-class SessionEndApi(_SourceApi):
+class SessionEndApi(SourceFacingApi):
     @extend_schema(
         operation_id="sessions_end",
         summary="End a session",
@@ -293,7 +275,7 @@ class SessionEndApi(_SourceApi):
     )
     def post(self, request: Request, session_id: str) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http.META)
+        source = source_for(http.META)
         expected = if_match(http.META, required=False)
         data = validated(EndInput, read_json(http, empty={}))
         doc = services.session_end(
@@ -306,7 +288,7 @@ class SessionEndApi(_SourceApi):
         return session_response(doc)
 
 
-class SessionHandoffApi(_SourceApi):
+class SessionHandoffApi(SourceFacingApi):
     @extend_schema(
         operation_id="sessions_handoff",
         summary="Hand a session off to another channel",
@@ -325,7 +307,7 @@ class SessionHandoffApi(_SourceApi):
     )
     def post(self, request: Request, session_id: str) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http.META)
+        source = source_for(http.META)
         data = validated(HandoffInput, read_json(http, empty={}))
         secret, token = services.session_handoff(
             source=source, session_id=str(session_id), ttl_seconds=data.get("ttlSeconds"), now=timezone.now()
@@ -347,7 +329,7 @@ def _resume_url(request: HttpRequest, token: str) -> str:
     return request.build_absolute_uri("/v1/sessions/resume") + f"?token={token}"
 
 
-class SessionResumeApi(_SourceApi):
+class SessionResumeApi(SourceFacingApi):
     @extend_schema(
         operation_id="sessions_resume",
         summary="Resume a session on this channel",
@@ -369,7 +351,7 @@ class SessionResumeApi(_SourceApi):
     )
     def post(self, request: Request) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http.META)
+        source = source_for(http.META)
         data = validated(ResumeInput, read_json(http))
         now = timezone.now()
         given = [k for k in ("token", "userId", "anonymousId") if data.get(k)]
@@ -393,7 +375,7 @@ class SessionResumeApi(_SourceApi):
         return session_response(doc, extra={"resumedVia": via})
 
 
-class CustomerSessionsApi(_SourceApi):
+class CustomerSessionsApi(SourceFacingApi):
     @extend_schema(
         operation_id="sessions_customer_list",
         summary="A customer's sessions, for a channel that knows who the customer is",
@@ -412,7 +394,7 @@ class CustomerSessionsApi(_SourceApi):
     )
     def get(self, request: Request) -> HttpResponse:
         http: HttpRequest = request._request
-        source = source_for_write(http.META)
+        source = source_for(http.META)
         params = http.GET
         given = [(k, params[k]) for k in ("user_id", "anonymous_id") if params.get(k)]
         if len(given) != 1:

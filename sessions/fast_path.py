@@ -8,7 +8,7 @@ write-key auth, owner scoping, rate limit, body limit, services and selectors.
 import re
 from typing import Any
 
-from config.core.fast_path import Answer, Environ, Route, body_reader
+from config.core.fast_path import Answer, Environ, Route
 from sessions import apis
 from sessions.concurrency import etag
 
@@ -30,7 +30,7 @@ def _answer(environ: Environ, session_id: Any) -> Answer:
         if not_modified:
             return Answer(304, [("Content-Type", "text/html; charset=utf-8"), ("ETag", etag(doc.version))], b"")
     else:
-        doc = apis.session_write(environ, body_reader(environ), session_id)
+        doc = apis.session_write(environ, session_id)
     headers = [("Content-Type", "application/json"), ("ETag", etag(doc.version)), ("Cache-Control", "no-store")]
     return Answer(200, headers, apis.session_body(doc))
 

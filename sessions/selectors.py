@@ -20,7 +20,7 @@ from profiles import selectors as profiles
 from profiles.contracts import SourceInfo
 from sessions.documents import Outcome, SessionDoc
 from sessions.models import ContinuationKind, SessionContinuation, SessionRecord
-from sessions.store import RateLimit, session_store, to_doc
+from sessions.store import session_store, to_doc
 
 LIFECYCLE_EVENTS = frozenset({"Session Started", "Session Ended", "Session Resumed"})
 IDENTITY_KINDS = ("user_id", "anonymous_id")
@@ -61,9 +61,9 @@ def source_may_access(*, source: SourceInfo, doc: SessionDoc) -> bool:
     return doc.linked_to(source.id) or source_identified_customer(source_id=source.id, customer_id=doc.customer_id)
 
 
-def session_for_source(*, source: SourceInfo, session_id: str, rate: RateLimit | None = None) -> SessionDoc:
+def session_for_source(*, source: SourceInfo, session_id: str) -> SessionDoc:
     metrics.SESSION_OPERATIONS.labels(operation="read").inc()
-    doc = session_store().get(session_id, rate=rate)
+    doc = session_store().get(session_id)
     if doc is None or not source_may_access(source=source, doc=doc):
         raise NotFound("no such session", code="session_not_found")
     return doc

@@ -32,7 +32,7 @@ from sessions.selectors import (
     source_info,
     source_may_access,
 )
-from sessions.store import RateLimit, SessionNotFound, inactivity_timeout, session_store, to_doc
+from sessions.store import SessionNotFound, inactivity_timeout, session_store, to_doc
 
 logger = logging.getLogger(__name__)
 
@@ -245,10 +245,8 @@ def session_patch(
     patch: object,
     expected: Expected,
     now: datetime,
-    rate: RateLimit | None = None,
 ) -> SessionDoc:
-    """Apply a JSON Merge Patch to the session's state if `expected` is still its version.
-    `rate`: the caller's rate limit, counted by the store with its read."""
+    """Apply a JSON Merge Patch to the session's state if `expected` is still its version."""
     if not isinstance(patch, dict):
         raise BadRequest("a merge patch of a session's state must be a JSON object", code="invalid_patch")
     try:
@@ -261,7 +259,7 @@ def session_patch(
             raise Conflict("this session has ended", code="session_ended")
         return doc.evolve(state=state_check(merge_patch(doc.state, patch)), last_seen_at=now)
 
-    return _update(session_id, mutate, expected=expected, source=source, rate=rate)
+    return _update(session_id, mutate, expected=expected, source=source)
 
 
 def _update(
@@ -270,11 +268,10 @@ def _update(
     *,
     expected: Expected,
     source: SourceInfo | None,
-    rate: RateLimit | None = None,
 ) -> SessionDoc:
     try:
         doc = session_store().update(
-            session_id, mutate, expected=expected, guard=_guard(source) if source is not None else None, rate=rate
+            session_id, mutate, expected=expected, guard=_guard(source) if source is not None else None
         )
     except SessionNotFound:
         raise NotFound("no such session", code="session_not_found") from None

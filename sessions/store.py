@@ -6,10 +6,10 @@
 - RedisStore: every write goes to PostgreSQL first, through a DatabaseStore (the write is
   acknowledged only once it is committed there), and is then copied to Redis in one round trip:
   a hash per session holding the version and the JSON document, with a sliding TTL per channel
-  kind, and a sorted set per customer indexing the active sessions. A read is one round trip (it
-  also counts the caller's rate limit); a miss (TTL elapsed, Redis restarted or flushed) reads
-  PostgreSQL and puts the session back. The copy is written after commit with a "set if not
-  older" script, so copies racing each other never move a session back to an older version.
+  kind, and a sorted set per customer indexing the active sessions. A read is one round trip; a
+  miss (TTL elapsed, Redis restarted or flushed) reads PostgreSQL and puts the session back. The
+  copy is written after commit with a "set if not older" script, so copies racing each other
+  never move a session back to an older version.
 
 The database store's writes lock the row (SELECT ... FOR UPDATE), so versions are bumped one at
 a time and a writer holding a stale version is refused with the current one (VersionMismatch);
@@ -20,7 +20,6 @@ path whenever that is refused.
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -31,9 +30,8 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
-from config.core import ratelimit
 from config.core import redis as tl_redis
-from config.core.errors import ApplicationError, RateLimited
+from config.core.errors import ApplicationError
 from sessions.concurrency import Expected, VersionMismatch, check_version
 from sessions.documents import SessionDoc
 from sessions.models import SessionRecord
@@ -43,15 +41,6 @@ logger = logging.getLogger(__name__)
 # A write callback returns the changed document (the store bumps the version and saves it) or
 # None to leave the session as it is.
 Mutation = Callable[[SessionDoc], SessionDoc | None]
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """The caller's rate limit, counted by the read itself (same keys as config.core.ratelimit)."""
-
-    bucket: str
-    subject: str
-    per_second: int
 
 
 class SessionNotFound(Exception):
@@ -69,9 +58,8 @@ class SessionStore(Protocol):
         """Store new sessions as given, in one statement."""
         ...
 
-    def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
-        """The session as last written, or None. `rate`: the caller's rate limit, counted by
-        the read (RateLimited when over it)."""
+    def get(self, session_id: str) -> SessionDoc | None:
+        """The session as last written, or None."""
         ...
 
     def update(
@@ -81,7 +69,6 @@ class SessionStore(Protocol):
         *,
         expected: Expected,
         guard: Callable[[SessionDoc], None] | None = None,
-        rate: RateLimit | None = None,
     ) -> SessionDoc:
         """Let `guard` refuse the caller (before anything about the session is revealed), check
         the expected version (VersionMismatch with the current one), apply `mutate` and save it
@@ -184,9 +171,7 @@ class DatabaseStore:
         records = SessionRecord.objects.bulk_create(_new_record(doc, origin) for doc in docs)
         return [to_doc(r) for r in records]
 
-    def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
-        if rate is not None:
-            ratelimit.hit(rate.bucket, rate.subject, limit_per_second=rate.per_second)
+    def get(self, session_id: str) -> SessionDoc | None:
         record = SessionRecord.objects.filter(id=session_id).first()
         return to_doc(record) if record else None
 
@@ -197,13 +182,9 @@ class DatabaseStore:
         *,
         expected: Expected,
         guard: Callable[[SessionDoc], None] | None = None,
-        rate: RateLimit | None = None,
     ) -> SessionDoc:
         """Lock the session, let `guard` refuse the caller (before anything about the session
-        is revealed), check the expected version, apply `mutate`, bump the version. `rate`:
-        the caller's rate limit, counted first."""
-        if rate is not None:
-            ratelimit.hit(rate.bucket, rate.subject, limit_per_second=rate.per_second)
+        is revealed), check the expected version, apply `mutate`, bump the version."""
         with transaction.atomic():
             record = SessionRecord.objects.select_for_update().filter(id=session_id).first()
             if record is None:
@@ -258,16 +239,8 @@ class DatabaseStore:
 
 # --- Redis --------------------------------------------------------------------------------
 
-# KEYS: session hash [, rate counter]. ARGV: limit per second, rate key TTL.
-# Returns {1} when over the limit, else {0, document or false}.
-_READ = """
-if #KEYS > 1 then
-  local n = redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  if n > tonumber(ARGV[1]) then return {1} end
-end
-return {0, redis.call('HGET', KEYS[1], 'd')}
-"""
+# KEYS: session hash. Returns the document or false.
+_READ = "return redis.call('HGET', KEYS[1], 'd')"
 
 # KEYS: session hash, customer index. ARGV: version, document, TTL, index score (expiry),
 # active (1/0), index TTL, session id. Writes only if not older than the stored version, so
@@ -332,21 +305,15 @@ class RedisStore:
         self._after_commit(created)
         return created
 
-    def get(self, session_id: str, *, rate: RateLimit | None = None) -> SessionDoc | None:
-        keys = [tl_redis.Keys.session(session_id)]
-        if rate is not None:
-            keys.append(tl_redis.Keys.rate(rate.bucket, rate.subject, int(time.time())))
+    def get(self, session_id: str) -> SessionDoc | None:
         try:
-            reply = tl_redis.run_script(_scripts().read, keys, [rate.per_second if rate else 0, 5])
+            reply = tl_redis.run_script(_scripts().read, [tl_redis.Keys.session(session_id)], [])
         except redis.RedisError:
-            # As config.core.ratelimit does: a Redis outage must not become a session outage.
+            # A Redis outage must not become a session outage.
             logger.warning("session read from Redis failed; reading the database", exc_info=True)
             return self._database.get(session_id)
-        if reply[0] == 1:
-            assert rate is not None
-            raise RateLimited(f"more than {rate.per_second} requests per second", retry_after=1)
-        if reply[1]:
-            return SessionDoc.loads(reply[1])
+        if reply:
+            return SessionDoc.loads(reply)
         doc = self._database.get(session_id)
         if doc is not None:
             self._publish([doc], rehydrate=True)
@@ -359,13 +326,12 @@ class RedisStore:
         *,
         expected: Expected,
         guard: Callable[[SessionDoc], None] | None = None,
-        rate: RateLimit | None = None,
     ) -> SessionDoc:
-        """Optimistically: the session as Redis has it (one round trip, which also counts the
-        rate limit), then one conditional UPDATE in PostgreSQL on that version, instead of
-        lock, read, write. Whenever the copy could be wrong about the caller or the version
-        (refused, stale, or the row moved on), the locked path of the database store decides."""
-        current = self.get(session_id, rate=rate)
+        """Optimistically: the session as Redis has it (one round trip), then one conditional
+        UPDATE in PostgreSQL on that version, instead of lock, read, write. Whenever the copy
+        could be wrong about the caller or the version (refused, stale, or the row moved on),
+        the locked path of the database store decides."""
+        current = self.get(session_id)
         if current is None:
             raise SessionNotFound(session_id)
         try:
@@ -386,8 +352,7 @@ class RedisStore:
     def _locked_update(
         self, session_id: str, mutate: Mutation, *, expected: Expected, guard: Callable[[SessionDoc], None] | None
     ) -> SessionDoc:
-        """The database store's locked update (the rate limit was counted by the read), copied
-        to Redis only when it wrote."""
+        """The database store's locked update, copied to Redis only when it wrote."""
         wrote = False
 
         def tracked(doc: SessionDoc) -> SessionDoc | None:

@@ -193,8 +193,8 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
 
 class FastPathClientHandler(ClientHandler):
     """Django's test handler with the WSGI fast path in front, as production serves /v1
-    (config.core.wsgi): session GETs and PATCHes and decide requests are answered by the fast
-    path, the rest by Django. Like ClientHandler, it keeps the request signals from closing the
+    (config.core.wsgi): the tracking calls, session GETs and PATCHes and decide requests are
+    answered by the fast path, the rest by Django. Like ClientHandler, it keeps the request signals from closing the
     test's database connection."""
 
     def __call__(self, environ: dict[str, Any]) -> Any:

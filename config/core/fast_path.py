@@ -1,22 +1,24 @@
-"""The hottest /v1 operations answered from the WSGI environ, without Django's request machinery.
+"""The hottest /v1 operations answered from the WSGI environ, without Django's request machinery:
+the one fast mechanism of the /v1 edge.
 
-Why: they are most of what channels call, and the handler around them cost more than, or as
-much as, the work. Profiled in-process, a session GET through the lean Django stack spent about
+Why: they are most of what sources and channels call, and the handler around them cost more
+than, or as much as, the work. Profiled in-process, a session GET through the lean Django stack spent about
 two thirds of its CPU outside the view (bench/profile_ingest.py session-get --cprofile), a
 decide request about two fifths (bench/profile_decide.py --cprofile): URL resolution (a fifth
 of a session GET, a seventh of a decide), the request_started/request_finished signals,
 building the WSGIRequest and the HttpResponse and closing it, the middleware and DRF's
 finalisation. Here each route's operation (the function its Django view calls too: the same
-auth, rate limit, body limit, services and selectors) runs on the environ, and the answer is
-built as bytes. The routes: GET and PATCH /v1/sessions/{id} (sessions/fast_path.py)
-and POST /v1/decide (journeys/decide_apis.py); config.core.wsgi puts this in front of the lean
-/v1 handler.
+auth, rate limit, body reader, services and selectors) runs on the environ, and the answer is
+built as bytes. The routes: POST of the tracking calls (/v1/track, identify, page, screen, group,
+alias, batch, import: profiles/ingest_apis.py), GET and PATCH /v1/sessions/{id}
+(sessions/fast_path.py) and POST /v1/decide (journeys/decide_apis.py);
+config.core.wsgi puts this in front of the lean /v1 handler.
 
 The answer is the one the Django view gives, header for header and byte for byte
-(tests/sessions/test_fast_path.py and tests/journeys/test_decide_fast_path.py
-compare the two): JSON errors with the same codes, rendered by DRF's renderer; DRF's Allow
-header; SecurityMiddleware's headers (computed by SecurityMiddleware itself, once);
-X-Request-ID bound for every log line of the request, as RequestIdMiddleware does;
+(tests/profiles/test_ingest_fast_path.py, tests/sessions/test_fast_path.py and
+tests/journeys/test_decide_fast_path.py compare the two): JSON errors with the same codes,
+rendered by DRF's renderer; DRF's Allow header; SecurityMiddleware's headers (computed by
+SecurityMiddleware itself, once); X-Request-ID bound for every log line of the request, as RequestIdMiddleware does;
 django.request's log line for a 4xx or 5xx; request_started and request_finished, so database
 connections are recycled as in any request; and an unexpected exception becomes Django's own
 500 response.
@@ -110,20 +112,6 @@ def _finalisation_headers(view_class: type[APIView]) -> Headers:
     view = view_class()
     view.setup(HttpRequest())
     return list(view.default_response_headers.items())
-
-
-def body_reader(environ: Environ) -> Callable[[int], bytes]:
-    """read(n) of the body as WSGIRequest.read does it: at most Content-Length bytes."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    stream = environ["wsgi.input"]
-
-    def read(size: int) -> bytes:
-        return stream.read(min(size, length)) if length > 0 else b""
-
-    return read
 
 
 # A request the fast path answers: its route, DRF's headers for that view, what match returned.

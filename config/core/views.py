@@ -3,8 +3,6 @@ paths under /v1 and /api/v1 that no route matches."""
 
 from typing import Any
 
-from django.http import HttpRequest
-from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -17,33 +15,13 @@ JSON_ACCEPTS = ("application/json", "*/*", "application/*")
 
 class SourceFacingApi(APIView):
     """A view answered with write-key auth inside the handler (clients may put the key in the
-    body), so DRF's authentication, permission and throttle passes are empty.
-
-    The methods in `fast_methods` are served by `fast_<method>(http, **kwargs)` on the Django
-    request, skipping DRF's per-request work (its Request wrapper, content negotiation and the
-    empty passes), which was more than a tenth of a /v1/track call and a large share of a
-    session GET. Errors, other methods (405, OPTIONS) and other Accept headers (406) still go
-    through DRF, so every answer is the one DRF gives."""
+    body), so DRF's authentication, permission and throttle passes are empty. The hottest of
+    these operations are served in production by the WSGI fast path (config/core/fast_path.py),
+    which runs the operation the view runs and gives the view's answer."""
 
     authentication_classes = []
     permission_classes = []
     throttle_classes = []
-    fast_methods: frozenset[str] = frozenset()
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        method = request.method or ""
-        accept = request.META.get("HTTP_ACCEPT", "")
-        if method not in self.fast_methods or (accept and not any(kind in accept for kind in JSON_ACCEPTS)):
-            return super().dispatch(request, *args, **kwargs)
-        self.args, self.kwargs = args, kwargs
-        self.headers = self.default_response_headers
-        try:
-            response = getattr(self, f"fast_{method.lower()}")(request, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - as DRF does; handle_exception re-raises the unknown
-            drf_request = self.initialize_request(request, *args, **kwargs)
-            self.request = drf_request
-            return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
-        return self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
 
 
 @extend_schema(exclude=True)

@@ -7,9 +7,9 @@ measurable share of each call's CPU (bench/profile_ingest.py). So /v1 is served 
 Django handler built from settings.MIDDLEWARE minus those; everything else (the admin, the
 management API, the docs) goes through settings.MIDDLEWARE unchanged. Both share the URLconf,
 so a route answers the same through either; middleware added to settings later (request ids,
-metrics) applies to /v1 too unless it is listed here. In front of the lean handler, session
-GETs and PATCHes and decide requests are answered without Django's request machinery
-(config/core/fast_path.py), with the same answers.
+metrics) applies to /v1 too unless it is listed here. In front of the lean handler, the tracking
+calls, session GETs and PATCHes and decide requests are answered without Django's request
+machinery (config/core/fast_path.py), with the same answers.
 """
 
 import contextlib
@@ -93,13 +93,17 @@ class Dispatcher:
 
 
 def fast_path(fallback: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> "FastPath":
-    """The WSGI fast path in front of `fallback`, with its routes: decide first (a string
-    comparison), then the session GET and PATCH (a regular expression)."""
-    from config.core.fast_path import FastPath
-    from journeys.decide_apis import FAST_ROUTE as DECIDE
-    from sessions.fast_path import ROUTE as SESSION
+    """The WSGI fast path in front of `fallback`, with its routes: the tracking calls first (the
+    most frequent; a dictionary lookup), then decide (a string comparison), then the session GET
+    and PATCH (a regular expression)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
 
-    return FastPath(fallback, source_api_middleware(), [DECIDE, SESSION])
+    from config.core.fast_path import FastPath
+
+    # Named in settings, as MIDDLEWARE is: config.core knows no app.
+    routes = [import_string(path) for path in settings.SOURCE_API_FAST_ROUTES]
+    return FastPath(fallback, source_api_middleware(), routes)
 
 
 def application() -> Dispatcher:

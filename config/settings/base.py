@@ -53,6 +53,14 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# The WSGI fast path's routes (config/core/fast_path.py), tried in this order: the tracking calls
+# first (the most frequent; a dictionary lookup), then decide (a string comparison), then the
+# session GET and PATCH (a regular expression).
+SOURCE_API_FAST_ROUTES = [
+    "profiles.ingest_apis.FAST_ROUTE",
+    "journeys.decide_apis.FAST_ROUTE",
+    "sessions.fast_path.ROUTE",
+]
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [

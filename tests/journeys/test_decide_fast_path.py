@@ -204,7 +204,7 @@ HANDED_ON = {
     "trailing slash": ("POST", "/v1/decide/", {}),
     "accept html": ("POST", "/v1/decide", {"HTTP_ACCEPT": "text/html"}),
     "accept with parameters": ("POST", "/v1/decide", {"HTTP_ACCEPT": "application/json; indent=4"}),
-    "ingestion": ("POST", "/v1/track", {}),
+    "a session start": ("POST", "/v1/sessions", {}),
 }
 
 

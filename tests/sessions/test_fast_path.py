@@ -208,7 +208,7 @@ HANDED_ON = {
         "/v1/sessions/00000000-0000-4000-8000-000000000000",
         {"HTTP_ACCEPT": "application/json; indent=4"},
     ),
-    "ingestion": ("POST", "/v1/track", {}),
+    "ingestion with a trailing slash": ("POST", "/v1/track/", {}),
 }
 
 
