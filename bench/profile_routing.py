@@ -130,7 +130,7 @@ def main() -> int:
 
         return run_timed
 
-    routing._handlers[:] = [timed(h) for h in routing._handlers]
+    routing._handlers[:] = [timed(h) for h in routing.handlers()]
     run = f"pr{int(time.time())}"
     statements: list[str] = []
 

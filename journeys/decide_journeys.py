@@ -2,7 +2,7 @@
 
 A decide journey is compiled by the engine (journeys.engine.model.compile_journey), as an
 enrollment's is, and kept per placement. The cache follows routing's publish generation
-(journeys.routing.publish_generation, the one the routing handler checks per chunk), read at most
+(journeys.on_events.publish_generation, the one the routing handler checks per chunk), read at most
 once per GENERATION_CHECK_SECONDS per process: a publish or archive reaches decide within that.
 """
 
@@ -17,7 +17,7 @@ from uuid import UUID
 from journeys.conditions import ConditionError
 from journeys.engine.model import CompiledJourney, compile_journey
 from journeys.models import JourneyVersion, VersionStatus
-from journeys.routing import publish_generation
+from journeys.on_events import publish_generation
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.core import metrics, observability
 from config.core.errors import BadRequest, Conflict, NotFound
-from journeys import routing, selectors
+from journeys import on_events, selectors
 from journeys.definition import validate_definition
 from journeys.engine import machine
 from journeys.engine.model import ACTIVE, EnrollmentState
@@ -187,12 +187,12 @@ def journey_publish(
     version.save(update_fields=["status", "published_at", "migration_map", "updated_at"])
     if current is not None and mapping:
         _migrate(current, version, mapping, when)
-    transaction.on_commit(routing.invalidate)
+    transaction.on_commit(on_events.invalidate)
     return preview
 
 
 def _migrate(old: JourneyVersion, new: JourneyVersion, mapping: dict[str, str], when: datetime) -> None:
-    live = routing.live_version(new)
+    live = on_events.live_version(new)
     world = DbWorld(now=when)
     rows = (
         Enrollment.objects.select_for_update(of=("self",))
@@ -219,7 +219,7 @@ def version_archive(*, version: JourneyVersion, now: datetime | None = None) -> 
     version.status = VersionStatus.ARCHIVED
     version.archived_at = now or timezone.now()
     version.save(update_fields=["status", "archived_at", "updated_at"])
-    transaction.on_commit(routing.invalidate)
+    transaction.on_commit(on_events.invalidate)
     return version
 
 
@@ -242,7 +242,7 @@ def enrollment_start(
         raise Conflict("the journey has no published version", code="journey_not_published")
     if version.definition["trigger"]["type"] != "api":
         raise Conflict("the journey is not triggered by the API", code="journey_not_api_triggered")
-    live = routing.live_version(version)
+    live = on_events.live_version(version)
     world = DbWorld(now=now)
     past = selectors.past_entries(pairs={(journey.id, customer.id)}).get((journey.id, customer.id))
     previous: list[tuple[datetime, str]] = []
@@ -257,7 +257,7 @@ def enrollment_start(
         id=None, name="API Enrollment", type="track", channel="server", properties=properties or {},
         timestamp=world.now(), customer_id=str(customer.id),
     )  # fmt: skip
-    started = routing.enrollment_create(live=live, customer_id=customer.id, world=world, event=event)
+    started = on_events.enrollment_create(live=live, customer_id=customer.id, world=world, event=event)
     if started is None:
         raise Conflict("the customer is already in the journey", code="reentry_refused")
     row, state = started
@@ -308,7 +308,7 @@ def _tick_batch(now: datetime, batch: int, on_full: Callable[[], None] | None = 
         wall = timezone.now()
         for timer in mine:
             metrics.TIMER_LAG.observe(max(0.0, (wall - timer[5]).total_seconds()))
-        live_by_id = routing.live_versions({UUID(v) for v in {state.version for state, _ in states.values()}})
+        live_by_id = on_events.live_versions({UUID(v) for v in {state.version for state, _ in states.values()}})
         versions = {str(pk): live for pk, live in live_by_id.items()}
         world = DbWorld(now=now)
         tracing = observability.enabled()

@@ -1,9 +1,9 @@
-"""The routing seam: what happens to accepted events.
+"""The routing pipeline: what happens to accepted events, in order.
 
-`route` claims events from the outbox and hands them, in one transaction, to every registered
-handler. The journey engine registers itself here; until it does, routing records that each
-event was routed. Handlers run inside the claiming transaction, so their effects and the claim
-commit together: an event is never routed twice, and a crash leaves it on the outbox.
+`route` claims events from the outbox and hands them, in one transaction, to every step of
+PIPELINE in turn. Steps run inside the claiming transaction, so their effects and the claim
+commit together: an event is never routed twice, and a crash leaves it on the outbox. The order
+is the design: each step reads what the steps before it wrote.
 """
 
 import logging
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from config.core import metrics, observability
 from orchestration.models import RouteLog
@@ -21,12 +22,32 @@ from profiles.contracts import StoredEvent
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[StoredEvent]], None]
+
+# Each step takes a chunk of claimed events. Named as import paths (as Django's MIDDLEWARE is):
+# the apps import orchestration's dispatch, so orchestration imports their steps only when the
+# first chunk is routed.
+PIPELINE = (
+    # The route log: one row per routed event (the dashboard's routing lag, and the tests').
+    "orchestration.routing.record_routed",
+    # Consent an event carries is in force before any later step decides to contact anyone.
+    "profiles.facade.consent_apply_events",
+    # Computed traits: segments' and journeys' conditions read them.
+    "profiles.facade.computed_traits_on_routed",
+    # Segment membership: journeys trigger on Segment Entered/Exited and read membership.
+    "journeys.segments.segments_on_routed",
+    # Journeys: start, advance and exit enrollments, with traits and segments current.
+    "journeys.on_events.journeys_on_routed",
+    # Sessions derived from the events (Session Started, activity keeping them alive).
+    "sessions.services.sessions_from_events",
+)
 _handlers: list[Handler] = []
 
 
-def register_handler(handler: Handler) -> None:
-    if handler not in _handlers:
-        _handlers.append(handler)
+def handlers() -> list[Handler]:
+    """PIPELINE's steps, imported once per process."""
+    if not _handlers:
+        _handlers.extend(import_string(path) for path in PIPELINE)
+    return _handlers
 
 
 def route(event_ids: list[int], *, traces: dict[str, list[int]] | None = None) -> int:
@@ -46,7 +67,7 @@ def route(event_ids: list[int], *, traces: dict[str, list[int]] | None = None) -
             claimed = [e.id for e in events]
             if spans is not None and events:
                 spans.open(events, profiles.event_message_ids(event_ids=claimed))
-            for handler in _handlers:
+            for handler in handlers():
                 if events:
                     handler(events)
     except Exception:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from journeys import demo
 from journeys.models import Enrollment, EnrollmentStatus
-from journeys.routing import EnrollmentStartConflict, enrollments_insert
+from journeys.on_events import EnrollmentStartConflict, enrollments_insert
 from orchestration.routing import route
 from profiles.models import Event, EventOutbox
 from tests.journeys.engine_support import fresh_contact_policy, providers, publish, route_pending

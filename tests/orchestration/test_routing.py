@@ -118,7 +118,7 @@ def test_a_failed_chunk_counts_an_attempt_against_every_event_it_claimed(
     def failing(events: list[Any]) -> None:
         raise RuntimeError("a handler failed")
 
-    monkeypatch.setattr(routing, "_handlers", [*routing._handlers, failing])
+    monkeypatch.setattr(routing, "_handlers", [*routing.handlers(), failing])
     with pytest.raises(RuntimeError):
         route(ids[:1])
     assert sorted(EventOutbox.objects.values_list("event_id", "attempts")) == [(i, 1) for i in ids]
