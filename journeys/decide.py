@@ -136,6 +136,16 @@ def _render(
     return rendered.content
 
 
+def _placement_journeys(placement: str, reason: str | None) -> tuple[list[DecideJourney], str | None]:
+    """The placement's published decide journeys, and the reason to answer degraded: with the
+    database unreachable, the journeys this process compiled last (database_unavailable)."""
+    try:
+        generation = None if reason == "database_unavailable" else current_generation()
+        return placement_journeys(placement, generation), reason
+    except DatabaseError:
+        return placement_journeys_cached(placement), reason or "database_unavailable"
+
+
 def decision_make(
     *,
     source_id: UUID | None,
@@ -150,15 +160,7 @@ def decision_make(
     passes degraded_reason="redis_unavailable" when it could not)."""
     started = time.perf_counter()
     now = timezone.now()
-    reason = degraded_reason
-    generation: Any = None
-    try:
-        if reason != "database_unavailable":
-            generation = current_generation()
-        journeys = placement_journeys(placement, generation)
-    except DatabaseError:
-        journeys = placement_journeys_cached(placement)
-        reason = reason or "database_unavailable"
+    journeys, reason = _placement_journeys(placement, degraded_reason)
     if not journeys and reason != "database_unavailable":
         # The database said so: an unknown placement is the caller's mistake, whatever else is down.
         raise UnknownPlacement(placement)

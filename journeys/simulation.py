@@ -270,6 +270,39 @@ def _check_profile(profile: Mapping[str, Any]) -> None:
             raise SimulationError(f"/profile/contact/{channel}", "a refusal is an object {reason, until}")
 
 
+def _inputs(events: Sequence[Mapping[str, Any]], customer_id: str) -> list[tuple[datetime, int, EventView]]:
+    """The given events as the engine sees them, in time order (ties in the order given)."""
+    inputs: list[tuple[datetime, int, EventView]] = []
+    for index, raw in enumerate(events):
+        at = _parse_time(raw.get("at") or raw.get("timestamp"))
+        name = raw.get("event") or raw.get("name")
+        if at is None:
+            raise SimulationError(f"/events/{index}/at", "an ISO 8601 time is required")
+        if not isinstance(name, str) or not name:
+            raise SimulationError(f"/events/{index}/event", "an event name is required")
+        if not isinstance(raw.get("properties") or {}, Mapping):
+            raise SimulationError(f"/events/{index}/properties", "properties must be an object")
+        view = EventView(
+            id=index, name=name, type=str(raw.get("type", "track")), channel=str(raw.get("channel", "server")),
+            properties=dict(raw.get("properties") or {}), timestamp=at, customer_id=customer_id,
+        )  # fmt: skip
+        inputs.append((at, index, view))
+    inputs.sort(key=lambda item: (item[0], item[1]))
+    return inputs
+
+
+def _mark_fired(world: "SimulatedWorld", *, due: datetime, kind: str, step: str, visit: int) -> None:
+    for timer in world.result.timers:
+        if (
+            timer["kind"] == kind
+            and timer["step"] == step
+            and timer["visit"] == visit
+            and timer["due_at"] == due.isoformat()
+        ):
+            timer["fired"] = True
+            timer["fired_at"] = world.clock.isoformat()
+
+
 def simulate(
     definition: Mapping[str, Any],
     profile: Mapping[str, Any],
@@ -294,22 +327,7 @@ def simulate(
     )
     world.clock = start_at
     world.customer_id = str(profile.get("customer_id") or world.customer_id)
-    inputs: list[tuple[datetime, int, EventView]] = []
-    for index, raw in enumerate(events):
-        at = _parse_time(raw.get("at") or raw.get("timestamp"))
-        name = raw.get("event") or raw.get("name")
-        if at is None:
-            raise SimulationError(f"/events/{index}/at", "an ISO 8601 time is required")
-        if not isinstance(name, str) or not name:
-            raise SimulationError(f"/events/{index}/event", "an event name is required")
-        if not isinstance(raw.get("properties") or {}, Mapping):
-            raise SimulationError(f"/events/{index}/properties", "properties must be an object")
-        view = EventView(
-            id=index, name=name, type=str(raw.get("type", "track")), channel=str(raw.get("channel", "server")),
-            properties=dict(raw.get("properties") or {}), timestamp=at, customer_id=world.customer_id,
-        )  # fmt: skip
-        inputs.append((at, index, view))
-    inputs.sort(key=lambda item: (item[0], item[1]))
+    inputs = _inputs(events, world.customer_id)
     enrollments: list[EnrollmentState] = []
     counter = itertools.count(1)
 
@@ -342,15 +360,7 @@ def simulate(
         world.clock = max(world.clock, moment)
         if next_timer == moment:
             due, _, enrollment_id, kind, step, visit = heapq.heappop(world.timers)
-            for timer in world.result.timers:
-                if (
-                    timer["kind"] == kind
-                    and timer["step"] == step
-                    and timer["visit"] == visit
-                    and timer["due_at"] == due.isoformat()
-                ):
-                    timer["fired"] = True
-                    timer["fired_at"] = world.clock.isoformat()
+            _mark_fired(world, due=due, kind=kind, step=step, visit=visit)
             enrollment = next(e for e in enrollments if e.id == enrollment_id)
             machine.on_timer(journey, enrollment, world, kind=kind, step=step, visit=visit)
             continue

@@ -45,6 +45,51 @@ def event_ingest(
     """Store the valid messages as events (deduplicated per source on messageId), resolve them
     to customers, and quarantine the invalid ones; enqueues routing after commit."""
     result = IngestResult()
+    messages, quarantine, positions = _parse(
+        source,
+        raw_messages,
+        result,
+        call_type=call_type,
+        received_at=received_at,
+        defaults=defaults,
+        check_size=check_size,
+    )
+    messages = _without_suppressed(messages, result)
+    if messages:
+        messages = _schema_checked(source, messages, positions, result, quarantine, received_at=received_at)
+
+    store = IngestStore()
+    if _one_statement_will_do(messages, quarantine):
+        stored = store.ingest_simple(source, messages, received_at=received_at, parsed=result)
+        if stored is not None:
+            _observe(source, messages, quarantine, stored)
+            return stored
+    attempts = 1 if connection.in_atomic_block else MAX_TRANSACTION_ATTEMPTS
+    for attempt in range(attempts):
+        try:
+            stored = _store(store, source, messages, quarantine, received_at=received_at, parsed=result)
+        except OperationalError as error:
+            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                raise
+        else:
+            _observe(source, messages, quarantine, stored)
+            return stored
+    raise AssertionError("unreachable")
+
+
+def _parse(
+    source: SourceInfo,
+    raw_messages: Sequence[object],
+    result: IngestResult,
+    *,
+    call_type: str | None,
+    received_at: datetime,
+    defaults: dict[str, Any] | None,
+    check_size: bool,
+) -> tuple[list[Message], list[QuarantinedMessage], dict[int, int]]:
+    """The messages that parse, first of each messageId, with each one's index in the call; the
+    others quarantined (and counted in `result`)."""
     messages: list[Message] = []
     quarantine: list[QuarantinedMessage] = []
     seen: set[str] = set()
@@ -74,37 +119,29 @@ def event_ingest(
         seen.add(message.message_id)
         messages.append(message)
         positions[id(message)] = index
+    return messages, quarantine, positions
 
-    messages = _without_suppressed(messages, result)
-    if messages:
-        check = schemas_check(source=source, messages=messages, received_at=received_at)
-        for position, detail in check.rejected:
-            index = positions[id(messages[position])]
-            result.rejected.append(Rejection(index=index, code=SCHEMA_REASON, detail=detail))
-        quarantine.extend(check.quarantine)
-        for message, version_id, violations in zip(check.accepted, check.version_ids, check.violations, strict=True):
-            message.schema_version_id = version_id
-            message.schema_violations = violations
-        messages = check.accepted
 
-    store = IngestStore()
-    if _one_statement_will_do(messages, quarantine):
-        stored = store.ingest_simple(source, messages, received_at=received_at, parsed=result)
-        if stored is not None:
-            _observe(source, messages, quarantine, stored)
-            return stored
-    attempts = 1 if connection.in_atomic_block else MAX_TRANSACTION_ATTEMPTS
-    for attempt in range(attempts):
-        try:
-            stored = _store(store, source, messages, quarantine, received_at=received_at, parsed=result)
-        except OperationalError as error:
-            sqlstate = getattr(error.__cause__, "sqlstate", None)
-            if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
-                raise
-        else:
-            _observe(source, messages, quarantine, stored)
-            return stored
-    raise AssertionError("unreachable")
+def _schema_checked(
+    source: SourceInfo,
+    messages: list[Message],
+    positions: dict[int, int],
+    result: IngestResult,
+    quarantine: list[QuarantinedMessage],
+    *,
+    received_at: datetime,
+) -> list[Message]:
+    """The messages the source's schema policy accepts, tagged with their schema version and
+    violations; the refused ones quarantined (and counted in `result`)."""
+    check = schemas_check(source=source, messages=messages, received_at=received_at)
+    for position, detail in check.rejected:
+        index = positions[id(messages[position])]
+        result.rejected.append(Rejection(index=index, code=SCHEMA_REASON, detail=detail))
+    quarantine.extend(check.quarantine)
+    for message, version_id, violations in zip(check.accepted, check.version_ids, check.violations, strict=True):
+        message.schema_version_id = version_id
+        message.schema_violations = violations
+    return check.accepted
 
 
 def _one_statement_will_do(messages: list[Message], quarantine: list[QuarantinedMessage]) -> bool:

@@ -10,7 +10,7 @@ from datetime import datetime
 from profiles import trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
-from profiles.ingest_store import IngestStore
+from profiles.ingest_store import Held, IngestStore
 from profiles.merging import MergeRequest, customers_merge, identity_limits
 from profiles.messages import Message
 from profiles.models import MergeRefusal
@@ -46,17 +46,7 @@ def customers_resolve(store: IngestStore, source: SourceInfo, messages: list[Mes
     merges: list[tuple[list[uuid.UUID], Message]] = []
 
     for message in messages:
-        keys = list(message.identities)
-        if message.previous_id:
-            previous = next(
-                (
-                    key
-                    for key in (("user_id", message.previous_id), ("anonymous_id", message.previous_id))
-                    if key in owners
-                ),
-                ("anonymous_id", message.previous_id),
-            )
-            keys.append(previous)
+        keys = _message_keys(message, owners)
         known = list(dict.fromkeys(owners[key] for key in keys if key in owners))
         if len(known) == 1 and (problem := _over_limit(held, known[0], keys, owners, limits)):
             # e.g. a second user id arriving on a shared device's profile: the person behind the
@@ -64,24 +54,15 @@ def customers_resolve(store: IngestStore, source: SourceInfo, messages: list[Mes
             refusals.append(_refusal(source, message, known, problem))
             keys = [key for key in keys if key not in owners]
             known = []
-        if known:
-            customer_id = known[0]
-            if len(known) > 1:
-                merges.append((known, message))
-        else:
-            customer_id = uuid.uuid4()
-            new_customers.add(customer_id)
+        customer_id = _customer_for(message, known, merges, new_customers)
         for key in keys:
             if key not in owners:
                 owners[key] = customer_id
                 new_identities[key] = customer_id
-                if key[0] in limits:
-                    held.setdefault(customer_id, {}).setdefault(key[0], set()).add(key[1])
+        _hold(held, customer_id, keys, limits)
         message.customer_id = customer_id
         if message.traits:
-            message_ops = trait_ops.parse(message.traits)
-            message_ops.set_at = message.timestamp.isoformat()
-            ops[customer_id] = trait_ops.fold(ops[customer_id], message_ops) if customer_id in ops else message_ops
+            _add_traits(ops, customer_id, message)
 
     customers = {cid: trait_ops.apply({}, {}, [], ops.pop(cid, trait_ops.TraitOps())) for cid in new_customers}
     if new_identities:
@@ -94,15 +75,63 @@ def customers_resolve(store: IngestStore, source: SourceInfo, messages: list[Mes
         MergeRefusal.objects.bulk_create(refusals)
     survivor_of = _merge(source, merges)
     if survivor_of:
-        for message in messages:
-            message.customer_id = _follow(survivor_of, message.customer_id)
-        folded: dict[uuid.UUID, trait_ops.TraitOps] = {}
-        for customer_id, customer_ops in ops.items():
-            target = _follow(survivor_of, customer_id)
-            folded[target] = trait_ops.fold(folded[target], customer_ops) if target in folded else customer_ops
-        ops = folded
+        ops = _onto_survivors(survivor_of, messages, ops)
     if ops:
         store.merge_traits(ops, now)
+
+
+def _message_keys(message: Message, owners: dict[IdentityKey, uuid.UUID]) -> list[IdentityKey]:
+    """The message's identities, and its alias's previousId (a known user id first, else an
+    anonymous id)."""
+    keys = list(message.identities)
+    if message.previous_id:
+        candidates = (("user_id", message.previous_id), ("anonymous_id", message.previous_id))
+        keys.append(next((key for key in candidates if key in owners), candidates[1]))
+    return keys
+
+
+def _customer_for(
+    message: Message,
+    known: list[uuid.UUID],
+    merges: list[tuple[list[uuid.UUID], Message]],
+    new_customers: set[uuid.UUID],
+) -> uuid.UUID:
+    """The first known customer (the others merge into one with it), or a new one."""
+    if not known:
+        customer_id = uuid.uuid4()
+        new_customers.add(customer_id)
+        return customer_id
+    if len(known) > 1:
+        merges.append((known, message))
+    return known[0]
+
+
+def _add_traits(ops: dict[uuid.UUID, trait_ops.TraitOps], customer_id: uuid.UUID, message: Message) -> None:
+    """Fold the message's trait operations into the customer's, stamped with its time."""
+    message_ops = trait_ops.parse(message.traits or {})
+    message_ops.set_at = message.timestamp.isoformat()
+    ops[customer_id] = trait_ops.fold(ops[customer_id], message_ops) if customer_id in ops else message_ops
+
+
+def _hold(held: Held, customer_id: uuid.UUID, keys: list[IdentityKey], limits: dict[str, int]) -> None:
+    """Count the limited-kind identities the customer now holds (the next messages' limit)."""
+    for kind, value in keys:
+        if kind in limits:
+            held.setdefault(customer_id, {}).setdefault(kind, set()).add(value)
+
+
+def _onto_survivors(
+    survivor_of: dict[uuid.UUID, uuid.UUID], messages: list[Message], ops: dict[uuid.UUID, trait_ops.TraitOps]
+) -> dict[uuid.UUID, trait_ops.TraitOps]:
+    """Point the messages at the profiles their customers merged into, and fold the trait
+    operations meant for merged profiles into their survivors'."""
+    for message in messages:
+        message.customer_id = _follow(survivor_of, message.customer_id)
+    folded: dict[uuid.UUID, trait_ops.TraitOps] = {}
+    for customer_id, customer_ops in ops.items():
+        target = _follow(survivor_of, customer_id)
+        folded[target] = trait_ops.fold(folded[target], customer_ops) if target in folded else customer_ops
+    return folded
 
 
 def _over_limit(
