@@ -7,13 +7,13 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from sessions.tasks import end_inactive_sessions
 
 from channels.tasks import poll_feeds, sweep_stuck_deliveries
 from journeys.models import Timer
 from journeys.services import enrollment_start
 from journeys.tasks import recheck_segments, tick_timers
 from orchestration.tasks import route_events, sweep_outbox
+from sessions.tasks import end_inactive_sessions
 from tests.factories import CustomerFactory
 from tests.journeys.engine_support import publish
 
