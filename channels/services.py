@@ -34,7 +34,7 @@ from channels.models import (
     WebhookProvider,
     WebhookSecret,
 )
-from channels.policy import AddressRejected, BreakersOpen, PermanentError, SendError, TransientError, backoff_seconds
+from channels.retry import AddressRejected, BreakersOpen, PermanentError, SendError, TransientError, backoff_seconds
 from channels.senders import SENDERS, Outgoing, Sender
 from config.core import metrics, observability
 from config.core import redis as tl_redis

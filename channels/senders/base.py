@@ -7,7 +7,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, LocationValueError, ProtocolError
 from urllib3.exceptions import TimeoutError as PoolTimeout
 
-from channels.policy import PermanentError, SendError, TransientError, classify_status
+from channels.retry import PermanentError, SendError, TransientError, classify_status
 
 MAX_RESPONSE_BYTES = 64 * 1024
 # Idle keep-alive connections kept per destination host and process: a batch sends to one host

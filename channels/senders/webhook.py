@@ -5,7 +5,7 @@ import time
 import orjson
 from django.conf import settings
 
-from channels.policy import PermanentError
+from channels.retry import PermanentError
 from channels.senders.base import Outgoing, http_post
 from channels.signing import stripe_sign
 from config.core.netguard import ForbiddenDestination, destination_check

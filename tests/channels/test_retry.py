@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from channels.policy import PermanentError, TransientError, backoff_seconds, classify_status
+from channels.retry import PermanentError, TransientError, backoff_seconds, classify_status
 from channels.signing import SignatureError, stripe_sign, stripe_verify, twilio_sign, twilio_verify
 
 
