@@ -23,7 +23,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from channels import contact, keys, selectors
-from channels.adapters.sendgrid import OPT_OUT, UNDELIVERABLE, Outcome
+from channels.adapters.base import DELIVERED, OPT_OUT, UNDELIVERABLE, Outcome
 from channels.breaker import any_open, breaker_for, destination_host, destination_key, open_destinations, open_for
 from channels.models import (
     ContactPolicy,
@@ -882,7 +882,7 @@ def delivery_outcomes_apply(*, outcomes: list[Outcome], source: SourceInfo) -> l
     changed: list[str] = []
     for outcome in outcomes:
         delivery = _delivery_for(outcome.delivery_id)
-        if outcome.kind == "delivered" and delivery is not None:
+        if outcome.kind == DELIVERED and delivery is not None:
             Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENT).update(
                 status=DeliveryStatus.DELIVERED, updated_at=timezone.now()
             )

@@ -6,7 +6,6 @@ argument the SMTP sender sets through X-SMTPAPI.
 """
 
 import base64
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from channels.adapters.base import UNDELIVERABLE, Outcome
 from channels.adapters.identity import ids_from
 from channels.signing import SignatureError
 
@@ -29,8 +29,6 @@ EVENTS = {
     "spamreport": "Email Marked as Spam",
     "unsubscribe": "Email Unsubscribed",
 }
-OPT_OUT = {"spamreport", "unsubscribe"}
-UNDELIVERABLE = {"bounce", "dropped"}
 
 
 def verify(public_key_b64: str, body: bytes, signature_b64: str, timestamp: str, *, now: float, tolerance: int) -> None:
@@ -50,14 +48,6 @@ def verify(public_key_b64: str, body: bytes, signature_b64: str, timestamp: str,
         raise SignatureError("signature does not match") from None
     if abs(now - signed_at) > tolerance:
         raise SignatureError("signature timestamp is outside the tolerance")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    kind: str
-    delivery_id: str
-    email: str
-    reason: str
 
 
 def outcome(event: dict[str, Any]) -> Outcome:
