@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from channels.adapters import mapping
 from channels.models import PollingFeed, SourceMapping
-from channels.services import fernet
+from channels.services.webhook_secrets import fernet
 from config.core.errors import BadRequest
 from profiles.contracts import SourceInfo
 from profiles.ingest import event_ingest

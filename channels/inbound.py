@@ -14,7 +14,8 @@ from channels.feeds import mapped_messages
 from channels.keys import webhook_signature_seen
 from channels.models import WebhookProvider
 from channels.selectors import customer_ids_for_message, delivery_by_provider_id, delivery_get
-from channels.services import delivery_outcomes_apply, delivery_status_report, webhook_secret_reveal
+from channels.services.reports import delivery_outcomes_apply, delivery_status_report
+from channels.services.webhook_secrets import webhook_secret_reveal
 from channels.signing import SignatureError, stripe_verify, twilio_verify
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError, BadRequest, Conflict, Unauthorized

@@ -6,12 +6,9 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from channels.feeds import feeds_poll_due
-from channels.services import (
-    deliveries_attempt,
-    deliveries_queued_sweep,
-    deliveries_stuck_sweep,
-    send_pending_clear,
-)
+from channels.services.attempts import deliveries_attempt
+from channels.services.deliveries import send_pending_clear
+from channels.services.sweeps import deliveries_queued_sweep, deliveries_stuck_sweep
 
 
 @shared_task(name="channels.send_delivery", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)

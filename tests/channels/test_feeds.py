@@ -13,7 +13,7 @@ from django.utils import timezone
 from channels.adapters.mapping import compile_mapping, to_messages, validate_mapping
 from channels.feeds import feeds_poll_due, polling_feed_set, source_mapping_set
 from channels.models import PollingFeed
-from channels.services import webhook_secret_set
+from channels.services.webhook_secrets import webhook_secret_set
 from channels.signing import stripe_sign
 from config.core.errors import BadRequest
 from profiles.models import Event, Source

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from channels.services import webhook_secret_set
+from channels.services.webhook_secrets import webhook_secret_set
 from channels.signing import stripe_sign, twilio_sign
 from profiles.models import Event, QuarantinedMessage, Source
 from profiles.privacy.selectors import consent_allows

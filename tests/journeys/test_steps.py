@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from channels.models import Delivery
-from channels.services import contact_policy_set
+from channels.services.contact_policy import contact_policy_set
 from journeys.engine.machine import cohort_bucket
 from journeys.models import Enrollment, EnrollmentStatus, Journey, StepRun, Timer
 from journeys.services import enrollment_start, timers_tick

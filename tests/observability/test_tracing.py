@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from channels.services import deliver
+from channels.services.deliveries import deliver
 from config.core import observability
 from journeys.services import timers_tick
 from orchestration import routing
