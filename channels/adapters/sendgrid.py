@@ -6,17 +6,25 @@ argument the SMTP sender sets through X-SMTPAPI.
 """
 
 import base64
+import time
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from django.conf import settings
 
-from channels.adapters.base import UNDELIVERABLE, Outcome
+from channels.adapters.base import UNDELIVERABLE, InboundResult, Outcome, Webhook, ingest, json_body, refuse_replay
 from channels.adapters.identity import ids_from
+from channels.models import Delivery
+from channels.selectors import customer_ids_for_message, delivery_get
+from channels.services.reports import delivery_outcomes_apply
 from channels.signing import SignatureError
+from config.core.errors import BadRequest, Unauthorized
+from profiles.selectors import customer_get
 
 SIGNATURE_HEADER = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE"
 TIMESTAMP_HEADER = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"
@@ -82,3 +90,42 @@ def to_message(event: dict[str, Any], ids: dict[str, Any]) -> dict[str, Any] | N
     if isinstance(event.get("timestamp"), int):
         message["timestamp"] = datetime.fromtimestamp(event["timestamp"], UTC).isoformat()
     return message
+
+
+def receive(webhook: Webhook) -> InboundResult:
+    """A batch of events: ingested, and applied to the deliveries and consents they are about."""
+    signature = str(webhook.meta.get(SIGNATURE_HEADER, ""))
+    try:
+        verify(
+            webhook.secret,
+            webhook.body,
+            signature,
+            str(webhook.meta.get(TIMESTAMP_HEADER, "")),
+            now=time.time(),
+            tolerance=settings.CHANNELS_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except SignatureError as error:
+        raise Unauthorized(str(error), code="invalid_signature") from None
+    batch = json_body(webhook.body)
+    if not isinstance(batch, list) or not all(isinstance(event, dict) for event in batch):
+        raise BadRequest("body must be a JSON array of events", code="invalid_body")
+    refuse_replay(webhook, signature)
+    messages = []
+    for event in batch:
+        delivery = _delivery_of(event.get("delivery_id"))
+        customer = customer_get(customer_id=delivery.customer_id) if delivery is not None else None
+        ids = customer_ids_for_message(customer=customer) if customer is not None else {}
+        message = to_message(event, ids)
+        if message is not None:
+            messages.append(message)
+    result = ingest(webhook, messages)
+    # Applying an outcome twice (SendGrid re-sends batches) leaves the same state behind.
+    result.consent = delivery_outcomes_apply(outcomes=[outcome(event) for event in batch], source=webhook.source)
+    return result
+
+
+def _delivery_of(value: object) -> Delivery | None:
+    try:
+        return delivery_get(delivery_id=UUID(str(value))) if value else None
+    except ValueError:
+        return None
