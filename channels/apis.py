@@ -1,4 +1,4 @@
-"""Inbound provider webhooks and the staff messaging API. No logic here: see services/inbound."""
+"""Inbound provider webhooks and the staff messaging API. No logic here: see channels.inbound and channels.services."""
 
 from typing import Any
 from uuid import UUID

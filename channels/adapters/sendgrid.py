@@ -9,7 +9,6 @@ import base64
 import time
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -19,8 +18,7 @@ from django.conf import settings
 
 from channels.adapters.base import UNDELIVERABLE, InboundResult, Outcome, Webhook, ingest, json_body, refuse_replay
 from channels.adapters.identity import ids_from
-from channels.models import Delivery
-from channels.selectors import customer_ids_for_message, delivery_get
+from channels.selectors import customer_ids_for_message, delivery_named
 from channels.services.reports import delivery_outcomes_apply
 from channels.signing import SignatureError
 from config.core.errors import BadRequest, Unauthorized
@@ -112,7 +110,7 @@ def receive(webhook: Webhook) -> InboundResult:
     refuse_replay(webhook, signature)
     messages = []
     for event in batch:
-        delivery = _delivery_of(event.get("delivery_id"))
+        delivery = delivery_named(event.get("delivery_id"))
         customer = customer_get(customer_id=delivery.customer_id) if delivery is not None else None
         ids = customer_ids_for_message(customer=customer) if customer is not None else {}
         message = to_message(event, ids)
@@ -122,10 +120,3 @@ def receive(webhook: Webhook) -> InboundResult:
     # Applying an outcome twice (SendGrid re-sends batches) leaves the same state behind.
     result.consent = delivery_outcomes_apply(outcomes=[outcome(event) for event in batch], source=webhook.source)
     return result
-
-
-def _delivery_of(value: object) -> Delivery | None:
-    try:
-        return delivery_get(delivery_id=UUID(str(value))) if value else None
-    except ValueError:
-        return None

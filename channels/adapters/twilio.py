@@ -75,13 +75,13 @@ STATUS_IN_FLIGHT = frozenset({"accepted", "scheduled", "queued", "sending", "sen
 DEAD_NUMBER_CODES = frozenset({"30005", "30006", "21211", "21614"})
 
 
-def status_report(params: dict[str, str]) -> tuple[str, str, str, str] | None:
-    """(MessageSid, MessageStatus, ErrorCode, To) of a status callback; None when it is not one."""
+def status_report(params: dict[str, str]) -> tuple[str, str, str] | None:
+    """(MessageSid, MessageStatus, ErrorCode) of a status callback; None when it is not one."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
     if not sid or len(sid) > 64 or (status not in STATUS_OUTCOMES and status not in STATUS_IN_FLIGHT):
         return None
-    return sid, status, (params.get("ErrorCode") or "").strip()[:16], params.get("To", "")
+    return sid, status, (params.get("ErrorCode") or "").strip()[:16]
 
 
 def _verified(secret: str, body: bytes, meta: Mapping[str, Any], url: str) -> dict[str, str]:
@@ -132,7 +132,7 @@ def status_receive(*, secret: str, body: bytes, meta: Mapping[str, Any], url: st
     report = status_report(_verified(secret, body, meta, url))
     if report is None:
         raise BadRequest("MessageSid and a known MessageStatus are required", code="invalid_body")
-    sid, status, error_code, _ = report
+    sid, status, error_code = report
     outcome = STATUS_OUTCOMES.get(status)
     if outcome is None:
         delivery = delivery_by_provider_id(channel="sms", provider_message_id=sid)

@@ -30,28 +30,16 @@ def system_source() -> SourceInfo:
     return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
 
 
-def outcome_record(
-    *,
-    delivery: Delivery,
-    status: str,
-    reason: str = "",
-    at: datetime | None = None,
-    customer: Customer | None = None,
-    identities: selectors.Identities | None = None,
-) -> None:
+def outcome_record(*, delivery: Delivery, status: str, reason: str = "") -> None:
     """Put a delivery outcome on the customer's profile as a canonical track event; the
-    messageId is derived from delivery and outcome, so recording it twice stores it once.
-    `customer` and `identities`, when the caller has them, spare reading them again."""
+    messageId is derived from delivery and outcome, so recording it twice stores it once."""
     if status not in OUTCOME_EVENTS:
         return
-    if customer is None:
-        customer = customer_get(customer_id=delivery.customer_id)
-        identities = None
+    customer = customer_get(customer_id=delivery.customer_id)
     if customer is None:
         return
-    when = at or timezone.now()
     message = outcome_message(
-        delivery=delivery, status=status, reason=reason, at=when, customer=customer, identities=identities
+        delivery=delivery, status=status, reason=reason, at=timezone.now(), customer=customer, identities=None
     )
     event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
 

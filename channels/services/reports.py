@@ -1,7 +1,6 @@
 """Providers' reports on the messages they took: delivered, bounced, failed, opted out."""
 
 import contextlib
-from uuid import UUID
 
 import orjson
 from django.conf import settings
@@ -12,6 +11,7 @@ from redis.exceptions import RedisError
 from channels import keys
 from channels.adapters.base import DELIVERED, OPT_OUT, UNDELIVERABLE, Outcome
 from channels.models import Delivery, DeliveryChannel, DeliveryStatus, UndeliverableAddress
+from channels.selectors import delivery_named
 from channels.services.outcomes import outcome_record
 from config.core import redis as tl_redis
 from profiles.contracts import SourceInfo
@@ -25,7 +25,7 @@ def delivery_outcomes_apply(*, outcomes: list[Outcome], source: SourceInfo) -> l
     address undeliverable, an unsubscribe or spam report denies email consent. Idempotent."""
     changed: list[str] = []
     for outcome in outcomes:
-        delivery = _delivery_for(outcome.delivery_id)
+        delivery = delivery_named(outcome.delivery_id)
         if outcome.kind == DELIVERED and delivery is not None:
             Delivery.objects.filter(id=delivery.id, status=DeliveryStatus.SENT).update(
                 status=DeliveryStatus.DELIVERED, updated_at=timezone.now()
@@ -146,10 +146,3 @@ def early_reports_apply(deliveries: list[Delivery]) -> None:
 
 # Channels whose providers report on a message by the id they answered the send with.
 EARLY_REPORT_CHANNELS = frozenset({DeliveryChannel.SMS})
-
-
-def _delivery_for(value: str) -> Delivery | None:
-    try:
-        return Delivery.objects.filter(id=UUID(value)).first() if value else None
-    except ValueError:
-        return None
