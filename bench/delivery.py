@@ -267,7 +267,8 @@ def main() -> None:
     from django.conf import settings
 
     from channels.models import Delivery
-    from channels.services import deliver, system_source
+    from channels.services.deliveries import deliver
+    from channels.services.outcomes import system_source
     from profiles.models import Customer
 
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)

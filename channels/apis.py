@@ -1,4 +1,4 @@
-"""Inbound provider webhooks and the staff messaging API. No logic here: see services/inbound."""
+"""Inbound provider webhooks and the staff messaging API. No logic here: see channels.inbound and channels.services."""
 
 from typing import Any
 from uuid import UUID
@@ -18,7 +18,8 @@ from channels.feeds import polling_feed_set, source_mapping_set
 from channels.inbound import twilio_status_receive, webhook_receive
 from channels.models import ContactPolicy, Delivery, DeliveryChannel, PollingFeed, SourceMapping
 from channels.selectors import delivery_get
-from channels.services import contact_policy_set, deliver
+from channels.services.contact_policy import contact_policy_set
+from channels.services.deliveries import deliver
 from config.core.body import read_body
 from config.core.errors import BadRequest, NotFound, PayloadTooLarge
 

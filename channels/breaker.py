@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pybreaker
 from django.conf import settings
 
-from channels.policy import PermanentError
+from channels.retry import PermanentError
 from config.core import metrics
 
 _breakers: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}

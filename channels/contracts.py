@@ -19,9 +19,10 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from channels import selectors, services
+from channels import selectors
 from channels.contact import PRIORITIES, ContactVerdict
 from channels.models import DeliveryChannel
+from channels.services.deliveries import deliver as delivery_create
 from config.core.errors import BadRequest
 from profiles import facade as profiles
 
@@ -73,7 +74,7 @@ def deliver(
 ) -> DeliveryRef:
     """Record a delivery and enqueue its send after the caller's transaction commits; the same
     idempotency key returns the same delivery and sends once. Raises BadRequest on bad input."""
-    delivery = services.deliver(
+    delivery = delivery_create(
         channel=channel,
         customer_id=customer_id,
         content=content,

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from channels.adapters import mapping
 from channels.models import PollingFeed, SourceMapping
-from channels.services import fernet
+from channels.services.webhook_secrets import fernet
 from config.core import outbound
 from config.core.errors import BadRequest
 from profiles.contracts import SourceInfo

@@ -23,6 +23,15 @@ def delivery_get(*, delivery_id: UUID) -> Delivery | None:
     return Delivery.objects.filter(id=delivery_id).first()
 
 
+def delivery_named(value: object) -> Delivery | None:
+    """The delivery a provider's report names by the id we gave it (a string it echoes back);
+    None when it names none, or something that is not an id."""
+    try:
+        return delivery_get(delivery_id=UUID(str(value))) if value else None
+    except ValueError:
+        return None
+
+
 def delivery_by_provider_id(*, channel: str, provider_message_id: str) -> Delivery | None:
     return (
         Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)

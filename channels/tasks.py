@@ -7,12 +7,9 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from channels.feeds import feeds_poll_due
-from channels.services import (
-    deliveries_attempt,
-    deliveries_queued_sweep,
-    deliveries_stuck_sweep,
-    send_pending_clear,
-)
+from channels.services.attempts import deliveries_attempt
+from channels.services.deliveries import send_pending_clear
+from channels.services.sweeps import deliveries_queued_sweep, deliveries_stuck_sweep
 
 # Periodic tasks log a line only when they did something (config.core.logs.PeriodicTaskFilter
 # drops Celery's own lines about them).

@@ -6,7 +6,7 @@ argument the SMTP sender sets through X-SMTPAPI.
 """
 
 import base64
-from dataclasses import dataclass
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,9 +14,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from django.conf import settings
 
+from channels.adapters.base import UNDELIVERABLE, InboundResult, Outcome, Webhook, ingest, json_body, refuse_replay
 from channels.adapters.identity import ids_from
+from channels.selectors import customer_ids_for_message, delivery_named
+from channels.services.reports import delivery_outcomes_apply
 from channels.signing import SignatureError
+from config.core.errors import BadRequest, Unauthorized
+from profiles import facade as profiles
 
 SIGNATURE_HEADER = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE"
 TIMESTAMP_HEADER = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"
@@ -29,8 +35,6 @@ EVENTS = {
     "spamreport": "Email Marked as Spam",
     "unsubscribe": "Email Unsubscribed",
 }
-OPT_OUT = {"spamreport", "unsubscribe"}
-UNDELIVERABLE = {"bounce", "dropped"}
 
 
 def verify(public_key_b64: str, body: bytes, signature_b64: str, timestamp: str, *, now: float, tolerance: int) -> None:
@@ -50,14 +54,6 @@ def verify(public_key_b64: str, body: bytes, signature_b64: str, timestamp: str,
         raise SignatureError("signature does not match") from None
     if abs(now - signed_at) > tolerance:
         raise SignatureError("signature timestamp is outside the tolerance")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    kind: str
-    delivery_id: str
-    email: str
-    reason: str
 
 
 def outcome(event: dict[str, Any]) -> Outcome:
@@ -92,3 +88,35 @@ def to_message(event: dict[str, Any], ids: dict[str, Any]) -> dict[str, Any] | N
     if isinstance(event.get("timestamp"), int):
         message["timestamp"] = datetime.fromtimestamp(event["timestamp"], UTC).isoformat()
     return message
+
+
+def receive(webhook: Webhook) -> InboundResult:
+    """A batch of events: ingested, and applied to the deliveries and consents they are about."""
+    signature = str(webhook.meta.get(SIGNATURE_HEADER, ""))
+    try:
+        verify(
+            webhook.secret,
+            webhook.body,
+            signature,
+            str(webhook.meta.get(TIMESTAMP_HEADER, "")),
+            now=time.time(),
+            tolerance=settings.CHANNELS_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except SignatureError as error:
+        raise Unauthorized(str(error), code="invalid_signature") from None
+    batch = json_body(webhook.body)
+    if not isinstance(batch, list) or not all(isinstance(event, dict) for event in batch):
+        raise BadRequest("body must be a JSON array of events", code="invalid_body")
+    refuse_replay(webhook, signature)
+    messages = []
+    for event in batch:
+        delivery = delivery_named(event.get("delivery_id"))
+        customer = profiles.customer_profile(customer_id=delivery.customer_id) if delivery is not None else None
+        ids = customer_ids_for_message(customer=customer) if customer is not None else {}
+        message = to_message(event, ids)
+        if message is not None:
+            messages.append(message)
+    result = ingest(webhook, messages)
+    # Applying an outcome twice (SendGrid re-sends batches) leaves the same state behind.
+    result.consent = delivery_outcomes_apply(outcomes=[outcome(event) for event in batch], source=webhook.source)
+    return result

@@ -1,8 +1,19 @@
-"""Twilio inbound SMS: form-encoded, signed with X-Twilio-Signature (see channels.signing)."""
+"""Twilio inbound SMS and status callbacks: form-encoded, signed with X-Twilio-Signature (see
+channels.signing) by the source's Twilio auth token."""
 
 import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
+from channels.adapters.base import InboundResult, Webhook, ingest
+from channels.selectors import customer_ids_for_message, delivery_by_provider_id
+from channels.services.reports import delivery_status_report
+from channels.signing import SignatureError, twilio_verify
+from config.core.errors import BadRequest, Unauthorized
+from profiles import facade as profiles
 from profiles.identifiers import normalize_phone
 
 SIGNATURE_HEADER = "HTTP_X_TWILIO_SIGNATURE"
@@ -62,10 +73,78 @@ STATUS_IN_FLIGHT = frozenset({"accepted", "scheduled", "queued", "sending", "sen
 DEAD_NUMBER_CODES = frozenset({"30005", "30006", "21211", "21614"})
 
 
-def status_report(params: dict[str, str]) -> tuple[str, str, str, str] | None:
-    """(MessageSid, MessageStatus, ErrorCode, To) of a status callback; None when it is not one."""
+def status_report(params: dict[str, str]) -> tuple[str, str, str] | None:
+    """(MessageSid, MessageStatus, ErrorCode) of a status callback; None when it is not one."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
     if not sid or len(sid) > 64 or (status not in STATUS_OUTCOMES and status not in STATUS_IN_FLIGHT):
         return None
-    return sid, status, (params.get("ErrorCode") or "").strip()[:16], params.get("To", "")
+    return sid, status, (params.get("ErrorCode") or "").strip()[:16]
+
+
+def _verified(secret: str, body: bytes, meta: Mapping[str, Any], url: str) -> dict[str, str]:
+    pairs = parse(body)
+    try:
+        twilio_verify(secret, url, pairs, str(meta.get(SIGNATURE_HEADER, "")))
+    except SignatureError as error:
+        raise Unauthorized(str(error), code="invalid_signature") from None
+    return dict(pairs)
+
+
+def receive(webhook: Webhook) -> InboundResult:
+    """An inbound SMS: ingested; STOP and START keywords deny or grant SMS consent."""
+    params = _verified(webhook.secret, webhook.body, webhook.meta, webhook.url)
+    customer = profiles.customer_find(kind="phone", value=params.get("From", ""))
+    ids = customer_ids_for_message(customer=customer) if customer is not None else {}
+    message = to_message(params, ids)
+    if message is None:
+        raise BadRequest("MessageSid and a valid From number are required", code="invalid_body")
+    result = ingest(webhook, [message])
+    word = keyword(params.get("Body", ""))
+    if word in ("stop", "start") and result.accepted:
+        person = profiles.customer_find(kind="phone", value=params["From"])
+        if person is not None:
+            status = "denied" if word == "stop" else "granted"
+            profiles.consent_set(
+                customer_id=person.id,
+                choices=[
+                    profiles.ConsentChoice(purpose, "sms", status) for purpose in settings.CHANNELS_SMS_STOP_PURPOSES
+                ],
+                origin="webhook",
+                actor=f"webhook:twilio:{webhook.source.id}",
+                source_id=webhook.source.id,
+                source_label=webhook.source.name,
+            )
+            result.consent = [f"{purpose}/sms={status}" for purpose in settings.CHANNELS_SMS_STOP_PURPOSES]
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    matched: bool
+    delivery_id: str | None
+    status: str
+
+
+def status_receive(*, secret: str, body: bytes, meta: Mapping[str, Any], url: str) -> StatusResult:
+    """A status callback: delivered and undelivered/failed move the delivery found by its
+    MessageSid; in-flight statuses and unknown MessageSids change nothing."""
+    report = status_report(_verified(secret, body, meta, url))
+    if report is None:
+        raise BadRequest("MessageSid and a known MessageStatus are required", code="invalid_body")
+    sid, status, error_code = report
+    outcome = STATUS_OUTCOMES.get(status)
+    if outcome is None:
+        delivery = delivery_by_provider_id(channel="sms", provider_message_id=sid)
+        return StatusResult(delivery is not None, str(delivery.id) if delivery else None, status)
+    reason = f"twilio {status}" + (f" (error {error_code})" if error_code else "")
+    delivery = delivery_status_report(
+        channel="sms",
+        provider_message_id=sid,
+        outcome=outcome,
+        reason=reason,
+        dead_address=error_code in DEAD_NUMBER_CODES,
+    )
+    if delivery is None:
+        return StatusResult(False, None, status)
+    return StatusResult(True, str(delivery.id), delivery.status)

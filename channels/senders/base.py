@@ -2,7 +2,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.policy import PermanentError, SendError, TransientError, classify_status
+from channels.retry import PermanentError, SendError, TransientError, classify_status
 from config.core import outbound
 
 MAX_RESPONSE_BYTES = 64 * 1024

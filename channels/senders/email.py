@@ -6,7 +6,7 @@ from email.utils import make_msgid
 import orjson
 from django.core.mail import EmailMultiAlternatives, get_connection
 
-from channels.policy import PermanentError, TransientError
+from channels.retry import PermanentError, TransientError
 from channels.senders.base import Outgoing
 
 

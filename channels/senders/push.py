@@ -23,7 +23,7 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from channels.policy import (
+from channels.retry import (
     AddressRejected,
     PermanentError,
     SendError,

@@ -5,7 +5,7 @@ import urllib.parse
 
 import orjson
 
-from channels.policy import PermanentError
+from channels.retry import PermanentError
 from channels.senders.base import Outgoing, http_post
 
 

@@ -4,7 +4,7 @@ import time
 
 import orjson
 
-from channels.policy import PermanentError
+from channels.retry import PermanentError
 from channels.senders.base import Outgoing, http_post
 from config.core.signing import SigningKeyMissing, signature_headers
 

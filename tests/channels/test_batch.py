@@ -6,7 +6,8 @@ import pytest
 import redis
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import deliver, deliveries_attempt, delivery_attempt, send_pending_clear
+from channels.services.attempts import deliveries_attempt, delivery_attempt
+from channels.services.deliveries import deliver, send_pending_clear
 from profiles.models import Event
 from tests.channels.factories import customer_with, deny
 from tests.channels.servers import HttpSink

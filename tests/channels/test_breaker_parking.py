@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import deliver, delivery_attempt
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from channels.models import PollingFeed
-from channels.services import contact_policy_set
+from channels.services.contact_policy import contact_policy_set
 from profiles.models import Source
 from tests.channels.factories import customer_with, grant
 from tests.factories import SourceFactory

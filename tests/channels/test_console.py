@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from channels.models import DeliveryStatus
 from channels.selectors import providers_for
-from channels.services import deliver, delivery_attempt
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
 from tests.channels.factories import customer_with
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,8 @@ from django.utils import timezone
 from channels import contracts
 from channels.models import Delivery, DeliveryStatus, UndeliverableAddress
 from channels.selectors import contact_policy_forget
-from channels.services import contact_policy_set, delivery_attempt
+from channels.services.attempts import delivery_attempt
+from channels.services.contact_policy import contact_policy_set
 from config.core.errors import BadRequest
 from profiles.models import Event
 from tests.channels.factories import customer_with, deny, grant

@@ -9,7 +9,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import deliver, delivery_attempt
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
 from channels.signing import stripe_verify
 from profiles.models import Event
 from tests.channels.factories import customer_with, deny

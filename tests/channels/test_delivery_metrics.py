@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from channels.services import deliver, delivery_attempt
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
 from tests.observability.scrape import scrape, value

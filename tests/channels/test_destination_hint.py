@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import deliver, deliveries_attempt, delivery_attempt
+from channels.services.attempts import deliveries_attempt, delivery_attempt
+from channels.services.deliveries import deliver
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
 

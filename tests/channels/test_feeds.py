@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from channels.adapters.mapping import compile_mapping, to_messages, validate_mapping
 from channels.feeds import feeds_poll_due, polling_feed_set, source_mapping_set
 from channels.models import PollingFeed
-from channels.services import webhook_secret_set
+from channels.services.webhook_secrets import webhook_secret_set
 from config.core.errors import BadRequest
 from config.core.signing import stripe_sign
 from profiles.models import Event, Source

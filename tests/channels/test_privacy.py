@@ -3,7 +3,7 @@
 import pytest
 
 from channels.models import Delivery
-from channels.services import deliver
+from channels.services.deliveries import deliver
 from profiles.models import Customer
 from profiles.privacy.selectors import customer_export_chunks
 from profiles.privacy.services import customer_erase

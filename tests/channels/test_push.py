@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from channels import contracts
 from channels.models import Delivery, DeliveryStatus, UndeliverableAddress
-from channels.services import delivery_attempt
+from channels.services.attempts import delivery_attempt
 from profiles.models import Event
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink

@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import deliver, delivery_attempt, webhook_secret_set
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
+from channels.services.webhook_secrets import webhook_secret_set
 from profiles.models import Event, Source
 from profiles.privacy.selectors import consent_allows
 from tests.channels.factories import customer_with

@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import SweepResult, deliver, deliveries_queued_sweep, deliveries_stuck_sweep
+from channels.services.deliveries import deliver
+from channels.services.sweeps import SweepResult, deliveries_queued_sweep, deliveries_stuck_sweep
 from channels.tasks import sweep_stuck_deliveries
 from profiles.models import Event
 from tests.channels.factories import customer_with

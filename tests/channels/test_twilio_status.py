@@ -9,7 +9,9 @@ import pytest
 from django.test import Client
 
 from channels.models import Delivery, DeliveryStatus, UndeliverableAddress
-from channels.services import deliver, delivery_attempt, webhook_secret_set
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
+from channels.services.webhook_secrets import webhook_secret_set
 from channels.signing import twilio_sign
 from profiles.models import Event, Source
 from tests.channels.factories import customer_with

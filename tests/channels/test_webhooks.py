@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from channels.services import webhook_secret_set
+from channels.inbound import RECEIVERS
+from channels.models import WebhookProvider
+from channels.services.webhook_secrets import webhook_secret_set
 from channels.signing import twilio_sign
 from config.core.signing import stripe_sign
 from profiles.models import Event, QuarantinedMessage, Source
@@ -209,3 +211,16 @@ def test_signed_garbage_is_400(client: Client, signed_source: Source) -> None:
     response = _post_signed(client, signed_source, "pos", b"not json")
 
     assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+def test_every_provider_a_secret_can_be_stored_for_has_a_receiver_and_no_other() -> None:
+    assert set(RECEIVERS) == set(WebhookProvider.values)
+
+
+def test_unknown_provider_is_400(client: Client, signed_source: Source) -> None:
+    response = _post_signed(client, signed_source, "stripe", b'{"id": "evt_1"}')
+
+    assert (response.status_code, response.json()["code"]) == (400, "unknown_provider")

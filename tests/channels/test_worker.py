@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from channels.models import Delivery
-from channels.services import deliver, deliveries_stuck_sweep
+from channels.services.deliveries import deliver
+from channels.services.sweeps import deliveries_stuck_sweep
 from profiles.models import Event
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink

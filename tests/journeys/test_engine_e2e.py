@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus
-from channels.services import outcome_record
+from channels.services.outcomes import outcome_record
 from journeys import demo
 from journeys.models import Enrollment, EnrollmentStatus, StepRun, Timer
 from journeys.services import timers_tick

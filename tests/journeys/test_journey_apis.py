@@ -11,7 +11,7 @@ from django.apps import apps
 from django.test import Client
 from django.utils import timezone
 
-from channels.services import contact_policy_set
+from channels.services.contact_policy import contact_policy_set
 from journeys import demo
 from journeys.models import Enrollment, JourneyVersion
 from journeys.services import journey_create, timers_tick, version_create_draft

@@ -14,7 +14,7 @@ from django.utils import timezone
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from channels.models import Delivery
-from channels.services import contact_policy_set
+from channels.services.contact_policy import contact_policy_set
 from journeys.engine.machine import cohort_bucket
 from journeys.models import Enrollment, EnrollmentStatus, Journey, StepRun, Timer
 from journeys.services import enrollment_start, timers_tick

@@ -10,7 +10,8 @@ from django.test import Client
 
 from channels.breaker import breakers_reset
 from channels.models import Delivery
-from channels.services import deliver, delivery_attempt
+from channels.services.attempts import delivery_attempt
+from channels.services.deliveries import deliver
 from tests.channels.factories import customer_with
 from tests.channels.servers import start_http_sink
 from tests.conftest import IngestClient

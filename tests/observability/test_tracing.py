@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from channels.services import deliver
+from channels.services.deliveries import deliver
 from config.core import observability
 from journeys.services import timers_tick
 from orchestration import routing

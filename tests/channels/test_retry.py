@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from channels.policy import PermanentError, TransientError, backoff_seconds, classify_status
+from channels.retry import PermanentError, TransientError, backoff_seconds, classify_status
 from channels.signing import SignatureError, stripe_verify, twilio_sign, twilio_verify
 from config.core.signing import SigningKeyMissing, signature_headers, stripe_sign
 
