@@ -148,3 +148,19 @@ def contact_check_many(
     return selectors.contact_verdicts(
         customer_ids=customer_ids, channel=channel, purpose=name, priority=priority, at=when
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadDelivery:
+    id: UUID
+    channel: str
+    attempts: int
+    last_error: str
+    created_at: datetime
+
+
+def dead_deliveries(*, since: datetime, recent: int = 10) -> tuple[list[tuple[str, int]], list[DeadDelivery]]:
+    """The operations dashboard's view of deliveries that gave up: (channel, count) since `since`,
+    most first, and the `recent` newest of any age."""
+    by_channel, newest = selectors.dead_deliveries(since=since, recent=recent)
+    return by_channel, [DeadDelivery(*row) for row in newest]

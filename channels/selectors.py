@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from channels import contact
 from channels.models import ContactPolicy, Delivery, DeliveryStatus, UndeliverableAddress
@@ -274,3 +274,20 @@ def contact_verdicts(
         )
         for cid, (tz_name, sent) in facts.items()
     }
+
+
+def dead_deliveries(*, since: datetime, recent: int) -> tuple[list[tuple[str, int]], list[tuple[Any, ...]]]:
+    """(channel, count) of dead deliveries since `since`, most first; the `recent` newest rows
+    (id, channel, attempts, last_error, created_at) of any age."""
+    by_channel = (
+        Delivery.objects.filter(status=DeliveryStatus.DEAD, created_at__gte=since)
+        .values("channel")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+    )
+    newest = (
+        Delivery.objects.filter(status=DeliveryStatus.DEAD)
+        .order_by("-created_at")
+        .values_list("id", "channel", "attempts", "last_error", "created_at")[:recent]
+    )
+    return [(row["channel"], row["n"]) for row in by_channel], list(newest)

@@ -8,7 +8,7 @@ a condition `needs` the session or a template uses `links`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,14 @@ LinksProvider = Callable[[UUID], dict[str, str]]
 
 _session_providers: list[SessionProvider] = []
 _link_providers: dict[str, LinkProvider] = {}
+
+
+def register_session_events(names: Iterable[str]) -> None:
+    """Name the session lifecycle events (orchestration passes the sessions app's): segments
+    re-evaluate on them only when a segment's condition reads sessions."""
+    from journeys.segments import register_session_events as register
+
+    register(names)
 
 
 def register_session_provider(provider: SessionProvider) -> None:

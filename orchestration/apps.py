@@ -10,7 +10,6 @@ class OrchestrationConfig(AppConfig):
 
     def ready(self) -> None:
         from journeys import contracts as journey_contracts
-        from journeys.segments import register_session_events
         from orchestration import dispatch
         from profiles import contracts
         from sessions.journey_context import live_session_state, resume_url
@@ -18,7 +17,7 @@ class OrchestrationConfig(AppConfig):
 
         contracts.on_events_accepted(dispatch.dispatcher.submit)
         # Segments re-evaluate on the session lifecycle events only when a segment reads sessions.
-        register_session_events(LIFECYCLE_EVENTS)
+        journey_contracts.register_session_events(LIFECYCLE_EVENTS)
         # The live session state and the resume link, for journeys' conditions and templates.
         journey_contracts.register_session_provider(live_session_state)
         journey_contracts.register_link_provider("resume_url", resume_url)

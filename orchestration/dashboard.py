@@ -13,13 +13,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.db import connection
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
-from channels.models import Delivery, DeliveryStatus
+from channels import contracts as channels
 from config.core import metrics
 from config.core import prometheus as tl_prometheus
 from profiles import facade as profiles
@@ -66,7 +65,7 @@ class Dashboard:
     quarantined_by_reason: list[tuple[str, int]]
     quarantine_open: int
     dead_by_channel: list[tuple[str, int]]
-    recent_dead: list[Delivery]
+    recent_dead: list[channels.DeadDelivery]
     breakers: dict[str, float]
     problems: list[str] = field(default_factory=list)
 
@@ -132,12 +131,7 @@ def dashboard_build(*, now: datetime | None = None) -> Dashboard:
         problems.append(f"broker: {type(error).__name__}")
     since = now - FAILURE_WINDOW
     quarantined, quarantine_open = profiles.quarantine_counts(since=since)
-    dead = (
-        Delivery.objects.filter(status=DeliveryStatus.DEAD, created_at__gte=since)
-        .values("channel")
-        .annotate(n=Count("id"))
-        .order_by("-n")
-    )
+    dead_by_channel, recent_dead = channels.dead_deliveries(since=since)
     return Dashboard(
         at=now,
         throughput=throughput(now),
@@ -147,12 +141,8 @@ def dashboard_build(*, now: datetime | None = None) -> Dashboard:
         queues=queues,
         quarantined_by_reason=quarantined,
         quarantine_open=quarantine_open,
-        dead_by_channel=[(row["channel"], row["n"]) for row in dead],
-        recent_dead=list(
-            Delivery.objects.filter(status=DeliveryStatus.DEAD)
-            .order_by("-created_at")[:10]
-            .only("id", "channel", "attempts", "last_error", "created_at", "finished_at")
-        ),
+        dead_by_channel=dead_by_channel,
+        recent_dead=recent_dead,
         breakers=breaker_states(),
         problems=problems,
     )
