@@ -30,6 +30,7 @@ from profiles.models import MergeRefusal, QuarantinedMessage
 from profiles.privacy.selectors import suppressed_identities, suppression_in_force
 from profiles.schemas.validation import SCHEMA_REASON, schemas_check
 
+EXPLICIT_ALIAS_REASON = "explicit merge: an alias call joined previousId to userId"
 MAX_RESOLVE_ATTEMPTS = 5
 MAX_TRANSACTION_ATTEMPTS = 3
 # Deadlock and serialization failures: two requests merging overlapping profiles.
@@ -334,7 +335,13 @@ def _resolve_customers(store: "_Store", source: SourceInfo, messages: list[Messa
             )
             keys.append(previous)
         known = list(dict.fromkeys(owners[key] for key in keys if key in owners))
-        if len(known) == 1 and (problem := _over_limit(held, known[0], keys, owners, limits)):
+        # alias is the caller's explicit instruction to join two identities (the Segment spec),
+        # so the one-user-id limit, which guards against implicit joins, does not apply to it.
+        if (
+            len(known) == 1
+            and message.type != "alias"
+            and (problem := _over_limit(held, known[0], keys, owners, limits))
+        ):
             # e.g. a second user id arriving on a shared device's profile: the person behind the
             # strong identity gets a profile of their own; the shared identity stays where it is.
             refusals.append(_refusal(source, message, known, problem))
@@ -415,8 +422,11 @@ def _merge(source: SourceInfo, merges: list[tuple[list[uuid.UUID], Message]]) ->
         requests=[
             MergeRequest(
                 customer_ids=customer_ids,
-                reason=f"identities seen together in one {message.type} call",
+                reason=EXPLICIT_ALIAS_REASON
+                if message.type == "alias"
+                else f"identities seen together in one {message.type} call",
                 trigger={"source": str(source.id), "message_id": message.message_id},
+                explicit=message.type == "alias",
             )
             for customer_ids, message in merges
         ],
