@@ -1,4 +1,5 @@
-"""The Segment-compatible tracking API: /v1/identify, track, page, screen, group, alias, batch, import.
+"""The Segment-compatible tracking API: /v1/identify, track, page, screen, group, alias, batch, import,
+and the paths the browser and mobile SDKs use for them (/v1/t, ..., /v1/b: profiles/ingest_urls.py).
 
 Thin by design: authenticate the source, read the body within the limits, hand the messages to
 `event_ingest`, answer. The body is read and decoded here (not by DRF's parsers) so gzip can be
@@ -21,6 +22,7 @@ from rest_framework.request import Request
 from config.core import metrics
 from config.core.errors import ApplicationError, BadRequest, PayloadTooLarge, UnsupportedMediaType
 from config.core.views import SourceFacingApi
+from profiles.browser import origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
 from profiles.writekey import source_authenticate, write_key_from_header
@@ -162,7 +164,9 @@ class _IngestView(SourceFacingApi):
             body = _read_body(http, limit)
             payload = _decode(body, source, received_at)
             if source is None:
-                source = source_authenticate(payload.get("writeKey"))
+                # RudderStack's beacon transport puts it in the query string (a beacon sends no headers).
+                source = source_authenticate(payload.get("writeKey") or http.GET.get("writeKey"))
+            origin_check(source, http.META.get("HTTP_ORIGIN"))
             structlog.contextvars.bind_contextvars(source=source.name)
             result = self.ingest(source, payload, received_at)
             return self.respond(result)

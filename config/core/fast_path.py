@@ -201,7 +201,7 @@ class FastPath:
             # As config.core.errors.exception_handler answers it through DRF.
             headers = [("Content-Type", "application/json")]
             if isinstance(error, RateLimited):
-                headers.append(("Retry-After", str(error.retry_after)))
+                headers.extend(error.headers().items())
             return Answer(error.status_code, [*headers, *finalisation], self.renderer.render(error.as_body())), False
         except Exception as exc:  # noqa: BLE001 - Django's answer to an unexpected error, logged by it
             response = response_for_exception(WSGIRequest(environ), exc)
