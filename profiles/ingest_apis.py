@@ -44,7 +44,12 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
         raise BadRequest("invalid Content-Length") from None
     if declared > wire_limit:
         raise PayloadTooLarge(f"body is over the {wire_limit // 1024} KB limit", code="body_too_large")
-    raw = request.read(wire_limit + 1)
+    if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # analytics-kotlin streams its body chunked, with no Content-Length; Django reads such a
+        # body as empty, so read what the server de-chunked, under the same cap.
+        raw = request.META["wsgi.input"].read(wire_limit + 1)
+    else:
+        raw = request.read(wire_limit + 1)
     if len(raw) > wire_limit:
         raise PayloadTooLarge(f"body is over the {wire_limit // 1024} KB limit", code="body_too_large")
     if not compressed:
