@@ -42,6 +42,7 @@ format: $(VENV)/.dev
 
 test: $(VENV)/.dev services lint
 	scripts/node-clients
+	scripts/browser-sdks
 	$(TEST_ENV) $(VENV)/bin/pytest
 
 bench-ingest: $(VENV)/.dev services

@@ -9,7 +9,12 @@ prints:
   indexed like profiles_event, and the req/s of a no-op DRF view served by the same web server;
 - /v1/batch with 100 events per request: events/s durably stored (rows counted in
   profiles_event afterwards), and that the routing worker drained the outbox;
-- /v1/track: saturation req/s, then p50/p99 latency at 70% of that rate under open-loop load.
+- /v1/track: saturation req/s, then p50/p99 latency at 70% of that rate under open-loop load;
+- browser-shaped load (`--only browser`): /v1/track beside /v1/t and /v1/batch beside /v1/b, at
+  the same fixed rates, in alternating rounds; /v1/t and /v1/b sent as analytics-next sends them
+  (text/plain, writeKey in the body, an Origin header, so through CORS and the origin check); web
+  CPU per event of each, and the browser paths' cost beside the server paths' (the target: at
+  most 10% more).
 
 `--schemas enforce` (or `warn`) publishes a schema for every event, page and identify the traffic
 sends (bench/traffic.py: SCHEMAS) and sets the source's policy before the loads, so every message
@@ -54,6 +59,7 @@ PG = "postgres://postgres@127.0.0.1:5432"
 DB_NAME = os.environ.get("BENCH_DB", "throughline_bench")
 REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_CACHE_DB", "10"))
 REDIS_BROKER_DB = int(os.environ.get("BENCH_REDIS_BROKER_DB", "11"))
+REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
 LUA = ROOT / "bench" / "load.lua"
 RESULTS = ROOT / "bench" / "results"
 
@@ -62,6 +68,12 @@ TARGET_BATCH_COPY_RATIO = 0.25
 TARGET_TRACK_RPS = 2_000
 TARGET_TRACK_NOOP_RATIO = 0.5
 TARGET_TRACK_P99_MS = 25.0
+TARGET_BROWSER_CPU_RATIO = 1.10
+# The browser-shaped comparison runs each path at the same fixed rate, well below saturation, so
+# the CPU per event compares the paths and not how a saturated server queues.
+BROWSER_SINGLE_RPS = 300
+BROWSER_BATCH_RPS = 6
+BROWSER_ROUNDS = 3
 
 
 @dataclass
@@ -140,8 +152,8 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "DJANGO_SECRET_KEY": "bench-only-not-secret",
         "DATABASE_URL": f"{PG}/{DB_NAME}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_CACHE_DB}",
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_BROKER_DB}",
+        "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_CACHE_DB}",
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_BROKER_DB}",
         "LOG_LEVEL": "WARNING",
         # The per-source limit is still checked on every request (the Redis round trip is part of
         # what is measured); it is set above what one source can send here so it never refuses.
@@ -155,7 +167,11 @@ def reset_stores() -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
     for db in (REDIS_CACHE_DB, REDIS_BROKER_DB):
-        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(db), "flushdb"], check=True, capture_output=True)
+        subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(REDIS_PORT), "-n", str(db), "flushdb"],
+            check=True,
+            capture_output=True,
+        )
 
 
 def manage(env: dict[str, str], *argv: str) -> str:
@@ -310,6 +326,7 @@ def ensure_wrk() -> str | None:
 class Load:
     def __init__(self, url: str, write_key: str, wrk: str | None, logdir: Path):
         self.url = url
+        self.write_key = write_key
         self.auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
         self.wrk = wrk
         self.logdir = logdir
@@ -326,6 +343,7 @@ class Load:
             **os.environ,
             "BENCH_KIND": kind,
             "BENCH_AUTH": self.auth,
+            "BENCH_WRITE_KEY": self.write_key,
             "BENCH_RUN": self.prefix,
             "BENCH_BATCH": str(batch),
             "BENCH_RATE": str(rate / connections if rate else 0),
@@ -501,7 +519,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=0, help="closed-loop connections (default 2 per slot)")
     parser.add_argument("--open-connections", type=int, default=32, help="open-loop connections")
     parser.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk is there")
-    parser.add_argument("--only", choices=["noop", "batch", "track"], action="append", help="run only these loads")
+    parser.add_argument(
+        "--only", choices=["noop", "batch", "track", "browser"], action="append", help="run only these loads"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the services running until Ctrl-C")
     parser.add_argument(
         "--schemas", choices=["warn", "enforce"], help="validate every message against published schemas"
@@ -509,7 +529,7 @@ def main() -> int:
     args = parser.parse_args()
     # A TERM (timeout, kill) still stops the web server and the worker through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    only = set(args.only or ["noop", "batch", "track"])
+    only = set(args.only or ["noop", "batch", "track", "browser"])
     slots = args.workers * args.threads
     connections = args.connections or max(4, 2 * slots)
 
@@ -622,6 +642,8 @@ def main() -> int:
             log(f"track at {rate} req/s (open loop): p50 {paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms")
             drain = wait_drained(conn, 120)
             results["track"]["outbox_drain_s"] = None if drain is None else round(drain, 2)
+        if "browser" in only:
+            results["browser"] = browser_loads(load, conn, args, services)
     finally:
         conn.close()
         try:
@@ -644,6 +666,42 @@ def main() -> int:
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
+
+
+def browser_loads(load: Load, conn: psycopg.Connection[Any], args: argparse.Namespace, services: Any) -> dict[str, Any]:
+    """Each path at the same open-loop rate, in BROWSER_ROUNDS rounds whose order alternates (a
+    server path first, then its browser path; the other way round next), so that drift in what
+    else the machine runs falls on both alike; web CPU per event stored, summed over the rounds."""
+    measured: dict[str, Any] = {}
+    pairs = (("track", "t", BROWSER_SINGLE_RPS, 1), ("batch", "b", BROWSER_BATCH_RPS, 100))
+    for round_number in range(BROWSER_ROUNDS):
+        for server, page, rate, per_request in pairs:
+            connections = min(args.open_connections, 8) if per_request == 1 else 2
+            for kind in (server, page) if round_number % 2 == 0 else (page, server):
+                load.run(kind, seconds=args.warmup, connections=connections, rate=rate)
+                wait_drained(conn, 60)
+                with cpu_usage(services.groups) as cpu:
+                    paced = load.run(kind, seconds=args.seconds, connections=connections, rate=rate)
+                time.sleep(1)
+                stored = stored_from(conn, load.prefix)
+                total = measured.setdefault(
+                    kind, {"target_rps": rate, "events_stored": 0, "events_expected": 0, "web_cpu_s": 0.0, "runs": []}
+                )
+                total["events_stored"] += stored
+                total["events_expected"] += (paced.requests - paced.errors["status"]) * per_request
+                total["web_cpu_s"] += cpu["cpu_s"].get("web", 0.0)
+                total["runs"].append({**paced.__dict__, "events_stored": stored, "cpu": per_unit(cpu, stored)})
+                log(
+                    f"{kind} at {rate} req/s: {stored} events stored, p50 {paced.p50_ms:.1f} ms, "
+                    f"p99 {paced.p99_ms:.1f} ms"
+                )
+    for total in measured.values():
+        total["web_cpu_ms_per_event"] = round(1000 * total["web_cpu_s"] / max(1, total["events_stored"]), 4)
+    return measured
+
+
+def _web_cpu(result: dict[str, Any]) -> float:
+    return float(result["web_cpu_ms_per_event"])
 
 
 def summarize(results: dict[str, Any]) -> list[list[str]]:
@@ -725,6 +783,26 @@ def summarize(results: dict[str, Any]) -> list[list[str]]:
                 paced["p99_ms"] <= TARGET_TRACK_P99_MS and paced["rps"] >= 0.95 * paced["target_rps"],
             )
         )
+    browser = results.get("browser")
+    if browser:
+        for server, page in (("track", "t"), ("batch", "b")):
+            base, shaped = _web_cpu(browser[server]), _web_cpu(browser[page])
+            ratio = shaped / base if base else 0.0
+            rows.append(
+                row(
+                    f"/v1/{page} (browser-shaped) vs /v1/{server}: web CPU ms per event",
+                    f"{shaped:.3f} vs {base:.3f} ({BROWSER_ROUNDS} rounds); stored "
+                    f"{browser[page]['events_stored']:,} of "
+                    f"{browser[page]['events_expected']:,}",
+                    f"<= {TARGET_BROWSER_CPU_RATIO:.2f} x",
+                    "",
+                    f"{ratio:.2f}",
+                    bool(base)
+                    and ratio <= TARGET_BROWSER_CPU_RATIO
+                    # Requests still in flight when the load stopped are stored but not counted.
+                    and browser[page]["events_stored"] >= browser[page]["events_expected"],
+                )
+            )
     return rows
 
 

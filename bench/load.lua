@@ -1,7 +1,10 @@
 -- wrk script for bench/ingest.py: unique Segment messages, and an open-loop (fixed-rate) mode.
 --
 -- Configured through the environment (wrk passes no arguments to setup):
---   BENCH_KIND   batch | track | noop | decide
+--   BENCH_KIND   batch | track | noop | decide | t | b (t and b: /v1/track and /v1/batch bodies
+--                sent as analytics-next sends them: to /v1/t and /v1/b, text/plain, writeKey in the
+--                body, an Origin header, no Authorization)
+--   BENCH_WRITE_KEY  the write key the t and b bodies carry
 --   BENCH_AUTH   the Authorization header (Basic with the write key)
 --   BENCH_RUN    a prefix that makes messageIds unique across runs
 --   BENCH_BATCH  events per batch request (default 100)
@@ -27,6 +30,9 @@ local function now_us()
 end
 
 local kind = os.getenv("BENCH_KIND") or "track"
+local write_key = os.getenv("BENCH_WRITE_KEY") or ""
+local browser = kind == "t" or kind == "b"
+local shape = ({ t = "track", b = "batch" })[kind] or kind
 local auth = os.getenv("BENCH_AUTH") or ""
 local run = os.getenv("BENCH_RUN") or "r"
 local batch_size = tonumber(os.getenv("BENCH_BATCH") or "100")
@@ -104,11 +110,11 @@ local function decide_body()
     p, paths[p % #paths + 1])
 end
 
-local function body()
+local function segment_body()
   if kind == "decide" then
     return decide_body()
   end
-  if kind == "batch" then
+  if shape == "batch" then
     local parts = {}
     for i = 1, batch_size do
       parts[i] = message(true)
@@ -119,8 +125,21 @@ local function body()
   return m:sub(1, -2) .. ',"sentAt":"' .. ts_iso(2000) .. '"}'
 end
 
-local path = ({ batch = "/v1/batch", track = "/v1/track", noop = "/bench/noop", decide = "/v1/decide" })[kind]
+local function body()
+  local b = segment_body()
+  if browser then
+    return '{"writeKey":"' .. write_key .. '",' .. b:sub(2)
+  end
+  return b
+end
+
+local path = ({
+  batch = "/v1/batch", track = "/v1/track", noop = "/bench/noop", decide = "/v1/decide", t = "/v1/t", b = "/v1/b",
+})[kind]
 local headers = { ["Content-Type"] = "application/json", ["Authorization"] = auth }
+if browser then
+  headers = { ["Content-Type"] = "text/plain", ["Origin"] = "https://shop.example.com" }
+end
 
 -- Open-loop bookkeeping (one connection per thread).
 local interval = rate > 0 and 1000000 / rate or 0

@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import orjson
+
 from bench.traffic import Messages
+
+# The browser-shaped kinds (bench/load.lua says how they are sent) and the bodies they carry.
+BROWSER_SHAPES = {"t": "track", "b": "batch"}
 
 
 class Stats:
@@ -36,6 +41,7 @@ async def connection(
     host: str, port: int, path: str, deadline: float, stats: Stats, messages: Messages, kind: str, interval: float
 ) -> None:
     auth = os.environ.get("BENCH_AUTH", "")
+    write_key = os.environ.get("BENCH_WRITE_KEY", "")
     batch = int(os.environ.get("BENCH_BATCH", "100"))
     try:
         reader, writer = await asyncio.open_connection(host, port)
@@ -58,6 +64,14 @@ async def connection(
             break
         if kind == "noop":
             request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        elif kind in BROWSER_SHAPES:
+            # As analytics-next sends it: text/plain, writeKey in the body, no Authorization.
+            body = b'{"writeKey":' + orjson.dumps(write_key) + b"," + messages.body(BROWSER_SHAPES[kind], batch)[1:]
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+                f"Origin: https://shop.example.com\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            request = head.encode() + body
         else:
             body = messages.body(kind, batch)
             head = (
@@ -97,7 +111,14 @@ async def connection(
 async def run(url: str, seconds: float, connections: int) -> dict[str, object]:
     parts = urlsplit(url)
     kind = os.environ.get("BENCH_KIND", "track")
-    path = {"batch": "/v1/batch", "track": "/v1/track", "noop": "/bench/noop", "decide": "/v1/decide"}[kind]
+    path = {
+        "batch": "/v1/batch",
+        "track": "/v1/track",
+        "noop": "/bench/noop",
+        "decide": "/v1/decide",
+        "t": "/v1/t",
+        "b": "/v1/b",
+    }[kind]
     rate = float(os.environ.get("BENCH_RATE", "0") or 0)
     interval = 1 / rate if rate else 0.0
     stats = Stats()

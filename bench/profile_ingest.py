@@ -11,12 +11,18 @@ functions that take the time.
     .venv/bin/python bench/profile_ingest.py batch -n 200 --schemas enforce
     .venv/bin/python bench/profile_ingest.py session-get -n 3000
     .venv/bin/python bench/profile_ingest.py session-patch -n 3000
+    .venv/bin/python bench/profile_ingest.py t -n 3000     # /v1/track's body as a browser sends it
+    .venv/bin/python bench/profile_ingest.py b -n 200      # /v1/batch's body as a browser sends it
+
+t and b are what analytics-next sends: to /v1/t and /v1/b, text/plain, writeKey in the body, an
+Origin header, no Authorization (so through CORS and the source's origin check).
 
 `--schemas warn|enforce` publishes a schema for every event, page and identify the traffic sends
 (bench/traffic.py: SCHEMAS) and sets the source's policy, so validation runs on every message.
 
 It creates (and drops first) the database throughline_bench_profile (BENCH_PROFILE_DB overrides it)
-and flushes Redis databases 12 and 13 (BENCH_REDIS_CACHE_DB, BENCH_REDIS_BROKER_DB override them).
+and flushes Redis databases 12 and 13 (BENCH_REDIS_CACHE_DB, BENCH_REDIS_BROKER_DB override them)
+of the Redis on port 6379 (BENCH_REDIS_PORT overrides it).
 """
 
 import argparse
@@ -39,6 +45,9 @@ PG = "postgres://postgres@127.0.0.1:5432"
 DB_NAME = os.environ.get("BENCH_PROFILE_DB", "throughline_bench_profile")
 REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_CACHE_DB", "12"))
 REDIS_BROKER_DB = int(os.environ.get("BENCH_REDIS_BROKER_DB", "13"))
+REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
+# The browser-shaped kinds and the server kinds whose bodies they send.
+BROWSER_SHAPES = {"t": "track", "b": "batch"}
 ANALYZE_FROM_CUSTOMERS = 5_000  # see the ANALYZE after the warm-up
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
@@ -51,7 +60,7 @@ from bench.wsgi_call import wsgi_call  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["track", "batch", "session-get", "session-patch"])
+    parser.add_argument("kind", choices=["track", "batch", "t", "b", "session-get", "session-patch"])
     parser.add_argument("-n", type=int, default=2000, help="measured requests")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (identities get created)")
     parser.add_argument("--batch", type=int, default=100)
@@ -74,8 +83,8 @@ def main() -> int:
             "DJANGO_SETTINGS_MODULE": "bench.settings",
             "DJANGO_SECRET_KEY": "bench-only-not-secret",
             "DATABASE_URL": f"{PG}/{DB_NAME}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_CACHE_DB}",
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_BROKER_DB}",
+            "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_CACHE_DB}",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_BROKER_DB}",
             "INGEST_RATE_LIMIT_PER_SECOND": "10000000",
             "LOG_LEVEL": "WARNING",
         }
@@ -84,7 +93,11 @@ def main() -> int:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
     for db in (REDIS_CACHE_DB, REDIS_BROKER_DB):
-        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(db), "flushdb"], check=True, capture_output=True)
+        subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(REDIS_PORT), "-n", str(db), "flushdb"],
+            check=True,
+            capture_output=True,
+        )
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, check=True, capture_output=True)
     key = (
@@ -133,6 +146,17 @@ def main() -> int:
         elif args.kind == "session-patch":
             _, headers, _ = request("PATCH", f"/v1/sessions/{session['id']}", body, if_match=session["etag"])
             session["etag"] = headers.get("ETag", session["etag"])
+        elif args.kind in BROWSER_SHAPES:
+            status, _, _ = wsgi_call(
+                application,
+                "POST",
+                f"/v1/{args.kind}",
+                body,
+                authorization="",
+                content_type="text/plain",
+                origin="https://shop.example.com",
+            )
+            statuses[status] = statuses.get(status, 0) + 1
         else:
             request("POST", "/v1/batch" if args.kind == "batch" else "/v1/track", body)
 
@@ -141,6 +165,8 @@ def main() -> int:
             return b""
         if args.kind == "session-patch":
             return orjson.dumps({"step": messages.rng.randint(1, 9), "cart": [messages.rng.randint(1, 99)]})
+        if args.kind in BROWSER_SHAPES:
+            return b'{"writeKey":' + orjson.dumps(key) + b"," + messages.body(BROWSER_SHAPES[args.kind], args.batch)[1:]
         return messages.body(args.kind, args.batch)
 
     for _ in range(args.warmup):
@@ -188,7 +214,7 @@ def main() -> int:
     if profiler:
         profiler.disable()
     pg1, redis1, cpu1, wall1 = process_ticks(backend), redis_ticks(), time.process_time(), time.perf_counter()
-    events = args.n * (args.batch if args.kind == "batch" else 1)
+    events = args.n * (args.batch if args.kind in ("batch", "b") else 1)
     python_ms = (cpu1 - cpu0) * 1000
     pg_ms = (pg1 - pg0) * 1000 / CLOCK_TICK
     redis_ms = (redis1 - redis0) * 1000 / CLOCK_TICK
@@ -205,7 +231,7 @@ def main() -> int:
         f"CPU ms per request: python {python_ms / args.n:.3f}, postgres {pg_ms / args.n:.3f}, "
         f"redis {redis_ms / args.n:.3f}; total {(python_ms + pg_ms + redis_ms) / args.n:.3f}"
     )
-    if args.kind == "batch":
+    if args.kind in ("batch", "b"):
         print(f"CPU us per event: {(python_ms + pg_ms + redis_ms) * 1000 / events:.1f}")
     print(f"wall ms per request {(wall1 - wall0) * 1000 / args.n:.3f}{' (under cProfile)' if profiler else ''}")
     if profiler:

@@ -11,13 +11,20 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
 def wsgi_call(
-    application: WSGIApp, method: str, path: str, body: bytes, *, authorization: str, **headers: str
+    application: WSGIApp,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    authorization: str,
+    content_type: str = "application/json",
+    **headers: str,
 ) -> tuple[str, dict[str, str], bytes]:
     """Status line, response headers and body of one request; `headers` as keyword names
-    (if_match="...") become HTTP_* environ keys."""
+    (if_match="...") become HTTP_* environ keys. An empty `authorization` sends none."""
     request_headers = {
-        "HTTP_AUTHORIZATION": authorization,
-        "CONTENT_TYPE": "application/json",
+        **({"HTTP_AUTHORIZATION": authorization} if authorization else {}),
+        "CONTENT_TYPE": content_type,
         **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
     }
     status, response_headers, content = call(application, environ(method, path, body, request_headers))

@@ -13,6 +13,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("v1/", include("profiles.ingest_urls")),
+    path("", include("profiles.browser_urls")),
     path("v1/", include("channels.webhook_urls")),
     path("v1/", include("sessions.urls")),
     path("v1/decide", decide_apis.DecideApi.as_view(), name="decide"),

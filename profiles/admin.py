@@ -43,6 +43,7 @@ class SourceAdmin(admin.ModelAdmin):
         "channel",
         "enabled",
         "identity_kinds",
+        "allowed_origins",
         "schema_policy",
         "write_key_prefix",
         "created_at",

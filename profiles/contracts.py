@@ -14,6 +14,8 @@ class SourceInfo:
     channel: str
     enabled: bool
     identity_kinds: frozenset[str]
+    # Web origins allowed to send with the write key; empty allows any (docs/api.md, "Your website").
+    allowed_origins: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The Segment-compatible tracking API: /v1/identify, track, page, screen, group, alias, batch, import.
+"""The Segment-compatible tracking API: /v1/identify, track, page, screen, group, alias, batch, import,
+and the paths the browser and mobile SDKs use for them (/v1/t, ..., /v1/b: profiles/ingest_urls.py).
 
 Thin by design: authenticate the source, read the body within the limits (config.core.body), hand
 the messages to `event_ingest`, answer. `ingest_call` works on the WSGI environ, so the views and
@@ -9,6 +10,7 @@ the same code and give the same answer.
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 import orjson
 import structlog
@@ -24,6 +26,7 @@ from config.core.body import read_body
 from config.core.errors import ApplicationError, BadRequest
 from config.core.fast_path import Answer, Environ, Route
 from config.core.views import SourceFacingApi
+from profiles.browser import cors_headers_without_origin, origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
 from profiles.writekey import has_credentials, source_authenticate
@@ -125,8 +128,9 @@ def ingest_call(environ: Mapping[str, Any], call_type: str | None) -> tuple[int,
         limit = settings.INGEST_MAX_BATCH_BYTES if call_type is None else settings.INGEST_MAX_MESSAGE_BYTES
         payload = _decode(read_body(environ, limit=limit), source, received_at)
         if source is None:
-            source = source_authenticate(environ, payload=payload)
+            source = source_authenticate(environ, payload=_with_query_key(environ, payload))
             ratelimit.hit(ratelimit.INGEST, str(source.id))
+        origin_check(source, environ.get("HTTP_ORIGIN"))
         structlog.contextvars.bind_contextvars(source=source.name)
         if call_type is None:
             return _batch_answer(_batch_ingest(source, payload, received_at))
@@ -141,6 +145,13 @@ def ingest_call(environ: Mapping[str, Any], call_type: str | None) -> tuple[int,
         raise
     finally:
         metrics.INGEST_LATENCY.labels(endpoint=call_type or "batch").observe(time.perf_counter() - started)
+
+
+def _with_query_key(environ: Mapping[str, Any], payload: dict[str, Any]) -> Mapping[str, Any]:
+    """RudderStack's beacon transport sends no headers and puts the write key in the query string."""
+    if payload.get("writeKey") or "writeKey" not in environ.get("QUERY_STRING", ""):
+        return payload
+    return {"writeKey": (parse_qs(environ["QUERY_STRING"]).get("writeKey") or [""])[0]}
 
 
 def _single_answer(result: IngestResult) -> tuple[int, dict[str, Any]]:
@@ -283,6 +294,10 @@ _VIEWS: dict[str, type[_IngestView]] = {
 
 
 def _fast_match(environ: Environ) -> type[_IngestView] | None:
+    # A page's call (it has an Origin) goes to the view, whose CORS wrapper (profiles/browser.py)
+    # adds the headers a browser needs: CORS is answered in one place.
+    if "HTTP_ORIGIN" in environ:
+        return None
     view = _VIEWS.get(environ.get("PATH_INFO", ""))
     return view if view is not None and environ.get("REQUEST_METHOD") == "POST" else None
 
@@ -293,4 +308,4 @@ def _fast_answer(environ: Environ, view: Any) -> Answer:
 
 
 # Every ingestion view allows POST alone, so any of them gives DRF's finalisation headers.
-FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=BatchView)
+FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=BatchView, wrapped=cors_headers_without_origin())

@@ -6,7 +6,9 @@ survivor, so one hop resolves any old id), and their identities and events move 
 so an unmerge needs to give nothing back.
 Rows are locked in id order, so two merges of overlapping profiles serialise instead of racing;
 a deadlock between them (possible when one follows `merged_into` to a row the other holds) is
-retried. Rules in `identity_rules` refuse merges that would join two known users.
+retried. Rules in `identity_rules` refuse merges that would join two known users, unless the
+merge is explicit (an alias call): then it is recorded as such (`trigger.explicit`), and undone
+like any other.
 """
 
 import json
@@ -58,6 +60,10 @@ class MergeRequest:
     customer_ids: Collection[UUID]
     reason: str
     trigger: dict[str, Any] = field(default_factory=dict)
+    # The caller said these are one person (an alias call, an operator): the identity limits,
+    # which keep implicit evidence (a shared device) from joining two known users, do not apply.
+    # A separation by an unmerge still does: undoing a merge is the later, deliberate word.
+    explicit: bool = False
 
 
 def customer_merge(
@@ -139,7 +145,11 @@ def _merge_all(requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcom
         if len(live_ids) < 2:
             outcomes.append(MergeOutcome(survivor_id=live_ids[0] if live_ids else None))
             continue
-        problems = identity_rules.limit_violations((key for cid in live_ids for key in identities[cid]), limits)
+        problems = (
+            []
+            if request.explicit
+            else identity_rules.limit_violations((key for cid in live_ids for key in identities[cid]), limits)
+        )
         if any(frozenset((a, b)) in blocks for i, a in enumerate(live_ids) for b in live_ids[i + 1 :]):
             problems.append("these profiles were separated by an unmerge")
         if problems:
@@ -159,7 +169,7 @@ def _merge_all(requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcom
                 merged=loser,
                 reason=request.reason,
                 actor=actor,
-                trigger=request.trigger,
+                trigger={**request.trigger, "explicit": True} if request.explicit else request.trigger,
                 identities=[[k, v] for k, v in identities[loser.id]],
                 traits_before=loser.traits,
             )

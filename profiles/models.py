@@ -44,6 +44,15 @@ class Source(BaseModel):
     schema_policy = models.CharField(
         max_length=8, choices=SchemaPolicy.choices, default=SchemaPolicy.ALLOW, db_default=SchemaPolicy.ALLOW
     )
+    # Empty: any site may use the key, as with Segment and RudderStack (a write key is public in
+    # a page's source, so this is no secret; it keeps other sites from sending with it).
+    allowed_origins = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        help_text='Web origins whose pages may send with this write key, e.g. ["https://shop.example.com"]; '
+        "empty allows every origin.",
+    )
 
     def __str__(self) -> str:
         return f"{self.name} ({self.channel})"

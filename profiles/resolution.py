@@ -26,6 +26,9 @@ def _lookup_keys(messages: list[Message]) -> set[IdentityKey]:
     return keys
 
 
+EXPLICIT_ALIAS_REASON = "explicit merge: an alias call joined previousId to userId"
+
+
 def customers_resolve(store: IngestStore, source: SourceInfo, messages: list[Message], now: datetime) -> None:
     """Assign every message a customer, creating customers and identities as needed and merging
     the profiles a message shows to be one person.
@@ -48,7 +51,13 @@ def customers_resolve(store: IngestStore, source: SourceInfo, messages: list[Mes
     for message in messages:
         keys = _message_keys(message, owners)
         known = list(dict.fromkeys(owners[key] for key in keys if key in owners))
-        if len(known) == 1 and (problem := _over_limit(held, known[0], keys, owners, limits)):
+        # alias is the caller's explicit instruction to join two identities (the Segment spec),
+        # so the one-user-id limit, which guards against implicit joins, does not apply to it.
+        if (
+            len(known) == 1
+            and message.type != "alias"
+            and (problem := _over_limit(held, known[0], keys, owners, limits))
+        ):
             # e.g. a second user id arriving on a shared device's profile: the person behind the
             # strong identity gets a profile of their own; the shared identity stays where it is.
             refusals.append(_refusal(source, message, known, problem))
@@ -168,8 +177,11 @@ def _merge(source: SourceInfo, merges: list[tuple[list[uuid.UUID], Message]]) ->
         requests=[
             MergeRequest(
                 customer_ids=customer_ids,
-                reason=f"identities seen together in one {message.type} call",
+                reason=EXPLICIT_ALIAS_REASON
+                if message.type == "alias"
+                else f"identities seen together in one {message.type} call",
                 trigger={"source": str(source.id), "message_id": message.message_id},
+                explicit=message.type == "alias",
             )
             for customer_ids, message in merges
         ],

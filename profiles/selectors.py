@@ -41,6 +41,7 @@ def source_for_write_key(write_key: str) -> SourceInfo | None:
             channel=source.channel,
             enabled=source.enabled,
             identity_kinds=frozenset(source.identity_kinds or ()),
+            allowed_origins=frozenset(source.allowed_origins or ()),
         )
         if source
         else None

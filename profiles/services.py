@@ -15,7 +15,9 @@ from profiles.models import EventOutbox, Source
 from profiles.selectors import customer_message_ids
 
 
-def source_create(*, name: str, channel: str, identity_kinds: list[str] | None = None) -> tuple[Source, str]:
+def source_create(
+    *, name: str, channel: str, identity_kinds: list[str] | None = None, allowed_origins: list[str] | None = None
+) -> tuple[Source, str]:
     """Register a source; returns it with its write key, which is stored only as a hash."""
     write_key = new_secret("tlw")
     source = Source(
@@ -24,6 +26,7 @@ def source_create(*, name: str, channel: str, identity_kinds: list[str] | None =
         write_key_hash=digest(write_key),
         write_key_prefix=write_key[:8],
         identity_kinds=identity_kinds or [],
+        allowed_origins=allowed_origins or [],
     )
     source.full_clean()
     source.save()

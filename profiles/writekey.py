@@ -27,10 +27,8 @@ def source_authenticate(environ: Mapping[str, Any], *, payload: Mapping[str, Any
     """The enabled source owning the request's write key: the Basic Authorization header's user
     name, else `writeKey` in `payload` (the decoded body) when the call takes one. 401 none,
     malformed or unknown; 403 disabled."""
-    write_key = _write_key_from_authorization(environ.get("HTTP_AUTHORIZATION", ""))
-    if write_key is None and payload is not None:
-        write_key = payload.get("writeKey")
-    if not isinstance(write_key, str) or not write_key:
+    write_key = write_key_given(environ, payload=payload)
+    if not write_key:
         raise Unauthorized(_MISSING_HEADER if payload is None else _MISSING)
     source = source_for_write_key(write_key)
     if source is None:
@@ -38,6 +36,16 @@ def source_authenticate(environ: Mapping[str, Any], *, payload: Mapping[str, Any
     if not source.enabled:
         raise Forbidden("this source is disabled", code="source_disabled")
     return source
+
+
+def write_key_given(environ: Mapping[str, Any], *, payload: Mapping[str, Any] | None = None) -> str | None:
+    """The write key the request names, not yet checked: the Basic Authorization header's user
+    name, else `writeKey` in `payload`. 401 on a malformed header."""
+    write_key = _write_key_from_authorization(environ.get("HTTP_AUTHORIZATION", ""))
+    if write_key is None and payload is not None:
+        given = payload.get("writeKey")
+        write_key = given if isinstance(given, str) else None
+    return write_key or None
 
 
 def _write_key_from_authorization(header: str) -> str | None:

@@ -4,7 +4,7 @@
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -81,6 +81,21 @@ class RateLimited(ApplicationError):
         super().__init__(detail)
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        """What clients read to wait: Retry-After (RFC 9110; Segment's server and browser
+        libraries) and X-RateLimit-Reset in seconds (what older analytics.js builds read)."""
+        return {"Retry-After": str(self.retry_after), "X-RateLimit-Reset": str(self.retry_after)}
+
+
+def error_response(exc: ApplicationError) -> JsonResponse:
+    response = JsonResponse(exc.as_body(), status=exc.status_code)
+    if isinstance(exc, RateLimited):
+        for name, value in exc.headers().items():
+            response[name] = value
+    if isinstance(exc, Unauthorized):
+        response["WWW-Authenticate"] = 'Basic realm="throughline"'
+    return response
+
 
 def _flatten(detail: Any) -> str:
     if isinstance(detail, dict):
@@ -92,7 +107,7 @@ def _flatten(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        headers = exc.headers() if isinstance(exc, RateLimited) else None
         return Response(exc.as_body(), status=exc.status_code, headers=headers)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

@@ -83,11 +83,13 @@ class Route:
     `answer` needs of the path (the session id; True when there is nothing). `answer(environ,
     matched)`: the view's answer before DRF's finalisation, an ApplicationError raised as the
     view raises it. `view`: the Django view it stands in for (its Allow header is added, as
-    DRF's finalisation does)."""
+    DRF's finalisation does). `wrapped`: the headers a wrapper around that view adds to every
+    answer after DRF's (the tracking calls' CORS wrapper adds `Vary: origin`)."""
 
     match: Callable[[Environ], Any]
     answer: Callable[[Environ, Any], Answer]
     view: type[APIView]
+    wrapped: tuple[tuple[str, str], ...] = ()
 
 
 class _Probe(HttpRequest):
@@ -189,10 +191,12 @@ class FastPath:
             # As config.core.errors.exception_handler answers it through DRF.
             headers = [("Content-Type", "application/json")]
             if isinstance(error, RateLimited):
-                headers.append(("Retry-After", str(error.retry_after)))
-            return Answer(error.status_code, [*headers, *finalisation], self.renderer.render(error.as_body())), False
+                headers.extend(error.headers().items())
+            body = self.renderer.render(error.as_body())
+            return Answer(error.status_code, [*headers, *finalisation, *route.wrapped], body), False
         except Exception as exc:  # noqa: BLE001 - Django's answer to an unexpected error, logged by it
             response = response_for_exception(WSGIRequest(environ), exc)
             return Answer(response.status_code, list(response.items()), response.content), True
         answer.headers.extend(finalisation)
+        answer.headers.extend(route.wrapped)
         return answer, False

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's files, served by whitenoise: /api/docs/ works offline, at a pinned version.
     "drf_spectacular_sidecar",
+    "corsheaders",
     "config.core",
     "profiles",
     "journeys",
@@ -51,6 +52,30 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# CORS for what web pages call (profiles/browser.py applies it to those views only). Every origin
+# passes here; a source's own allow-list (Source.allowed_origins) is checked by the view, which
+# knows the source. Preflights are cached for 2 hours, Chromium's cap.
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+# What the SDKs send (read from their source): Basic auth (both); x-retry-count (analytics-next's
+# retries); anonymousid, sentat and the rsa-* retry headers (RudderStack's JS SDK v3). A header
+# missing here fails the preflight, and the browser then drops every call.
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-retry-count",
+    "anonymousid",
+    "sentat",
+    "rsa-recovered",
+    "rsa-retry-attempt",
+    "rsa-retry-reason",
+    "rsa-since-first-attempt",
+    "rsa-since-last-attempt",
+)
+CORS_EXPOSE_HEADERS = ("Retry-After", "X-RateLimit-Reset", "X-Request-ID")
+CORS_PREFLIGHT_MAX_AGE = 7200
 
 ROOT_URLCONF = "config.urls"
 # The WSGI fast path's routes (config/core/fast_path.py), tried in this order: the tracking calls

@@ -157,6 +157,8 @@ HANDED_ON = {
     "an unknown call": ("POST", "/v1/tracks", {}),
     "accept html": ("POST", "/v1/track", {"HTTP_ACCEPT": "text/html"}),
     "accept with parameters": ("POST", "/v1/identify", {"HTTP_ACCEPT": "application/json; indent=4"}),
+    # A page's call: the view's CORS wrapper answers it (profiles/browser.py).
+    "a page's call": ("POST", "/v1/track", {"HTTP_ORIGIN": "https://shop.example"}),
 }
 
 
