@@ -18,9 +18,8 @@ from channels.models import PollingFeed, SourceMapping
 from channels.services.webhook_secrets import fernet
 from config.core import outbound
 from config.core.errors import BadRequest
+from profiles import facade as profiles
 from profiles.contracts import SourceInfo
-from profiles.ingest import event_ingest
-from profiles.models import Source
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ MIN_INTERVAL_SECONDS = 5
 
 def source_mapping_set(*, source_id: UUID, spec: dict[str, Any]) -> SourceMapping:
     """Store (or replace) a source's field mapping, validated: 400 naming the faulty part."""
-    if not Source.objects.filter(id=source_id).exists():
+    if profiles.source_info(source_id=source_id) is None:
         raise BadRequest("no such source", code="unknown_source")
     try:
         mapping.compile_mapping(spec)
@@ -153,7 +152,7 @@ def feed_poll(*, feed_id: int) -> PollResult:
             next_cursor = str(next_cursor) if isinstance(next_cursor, str | int) and next_cursor != "" else ""
             with transaction.atomic():
                 if messages:
-                    result = event_ingest(
+                    result = profiles.event_ingest(
                         source=source, raw_messages=messages, call_type=None, received_at=timezone.now()
                     )
                     accepted += result.accepted
@@ -205,13 +204,6 @@ def _fetch(feed: PollingFeed) -> object:
 
 
 def _source_info(source_id: UUID) -> SourceInfo | None:
-    row = Source.objects.filter(id=source_id, enabled=True).first()
-    if row is None:
-        return None
-    return SourceInfo(
-        id=row.id,
-        name=row.name,
-        channel=row.channel,
-        enabled=row.enabled,
-        identity_kinds=frozenset(row.identity_kinds or ()),
-    )
+    """The feed's source, None when it is gone or disabled."""
+    source = profiles.source_info(source_id=source_id)
+    return source if source is not None and source.enabled else None

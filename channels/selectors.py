@@ -2,9 +2,9 @@
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.db.models import Count, Q
 from channels import contact
 from channels.models import ContactPolicy, Delivery, DeliveryStatus, UndeliverableAddress
 from profiles import facade as profiles
+from profiles.contracts import CustomerProfile
 
 _ADDRESS_KINDS = {"email": "email", "sms": "phone"}
 PUSH_TOKEN_KIND = "push_token"  # noqa: S105 - an identity kind, not a secret
@@ -70,36 +71,19 @@ def _usable(config: dict[str, str]) -> bool:
     return all(config.get(name) for name in _REQUIRED_SETTINGS.get(config.get("kind", ""), ()))
 
 
-Identities = list[tuple[str, str]]
+Identities = Sequence[tuple[str, str]]
 
 
-class Person(Protocol):
-    """A customer as delivery reads it: profiles' CustomerProfile, or its row."""
-
-    @property
-    def id(self) -> UUID: ...
-
-    @property
-    def traits(self) -> Any: ...
-
-
-def customer_identities(*, customer: Person) -> Identities:
-    """Every (kind, value) of the person, the profile and those merged into it, oldest first:
-    one lookup, which a send reuses for the address and for its outcome event."""
+def customer_identities(*, customer: CustomerProfile) -> Identities:
+    """Every (kind, value) of the person, the profile and those merged into it, oldest first."""
     return profiles.customer_identities(customer_ids=[customer.id]).get(customer.id, [])
-
-
-def customers_identities(*, customers: list[Person]) -> dict[UUID, Identities]:
-    """customer_identities for many customers at once, keyed by each customer's id."""
-    found = profiles.customer_identities(customer_ids=[customer.id for customer in customers])
-    return {customer.id: found.get(customer.id, []) for customer in customers}
 
 
 def _newest(identities: Identities, kind: str) -> str:
     return next((value for found, value in reversed(identities) if found == kind), "")
 
 
-def customer_address(*, customer: Person, channel: str, identities: Identities | None = None) -> str:
+def customer_address(*, customer: CustomerProfile, channel: str, identities: Identities | None = None) -> str:
     """Where a message on `channel` goes: the newest email or phone identity of the person, for
     push the newest `push_token` identity (a source listing push_token among its identity kinds
     records one per device) else the `push_token` trait (an identify from the app), the
@@ -121,12 +105,10 @@ def customer_address(*, customer: Person, channel: str, identities: Identities |
     return _newest(identities if identities is not None else customer_identities(customer=customer), kind)
 
 
-def customer_ids_for_message(*, customer: Person, identities: Identities | None = None) -> dict[str, Any]:
+def customer_ids_for_message(*, customer: CustomerProfile) -> dict[str, Any]:
     """userId/anonymousId (and email/phone) that make ingestion resolve a message to this person:
-    profiles' one way to address a customer, from the identities a send already holds."""
-    if identities is None:
-        return profiles.customer_message_ids(customer_ids=[customer.id]).get(customer.id, {})
-    return profiles.message_ids(customer.id, identities)
+    profiles' one way to address a customer."""
+    return profiles.customer_message_ids(customer_ids=[customer.id]).get(customer.id, {})
 
 
 _UNDELIVERABLE_SQL = (

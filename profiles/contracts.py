@@ -242,3 +242,16 @@ def on_timeline(kinds: frozenset[str], source: TimelineSource) -> None:
 
 def timeline_sources() -> list[tuple[frozenset[str], TimelineSource]]:
     return list(_timeline_sources)
+
+
+# --- What a send needs to reach a customer (profiles.facade.customer_reach) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerReach:
+    """A live customer with every (kind, value) identity of the person, its profiles merged into
+    it included, oldest first: where a message on any channel can go (the email, phone and push
+    token identities; the traits for a webhook's URL), read once for a batch of sends."""
+
+    profile: CustomerProfile
+    identities: tuple[tuple[str, str], ...]

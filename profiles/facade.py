@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from profiles import computed, selectors, services
+from profiles import computed, identifiers, selectors, services
 from profiles.computed_traits import computed_traits_on_routed
 from profiles.computed_traits import definitions as _computed_definitions
 from profiles.contracts import (
     ConsentState,
     CustomerCluster,
     CustomerProfile,
+    CustomerReach,
     EmitResult,
     EventWho,
     InternalEvent,
@@ -50,6 +51,7 @@ __all__ = [
     "customer_message_ids",
     "customer_profile",
     "customer_profiles",
+    "customer_reach",
     "event_emit",
     "event_ingest",
     "event_message_ids",
@@ -57,6 +59,8 @@ __all__ = [
     "events_track_recent",
     "events_who",
     "message_ids",
+    "normalize_email",
+    "normalize_phone",
     "outbox_claim",
     "outbox_failed",
     "outbox_reclaim_stale",
@@ -199,3 +203,18 @@ def consent_set(
         source_id=source_id,
         source_label=source_label,
     )
+
+
+# --- For channels: the people a batch of sends is for, and the identifiers of provider payloads --
+# Identifier normalisation is exported here rather than from contracts: contracts holds data and
+# hooks, and these are pure functions of profiles.identifiers (as `message_ids` above), which the
+# provider adapters must apply exactly as ingestion does.
+
+normalize_email = identifiers.normalize_email
+normalize_phone = identifiers.normalize_phone
+
+
+def customer_reach(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, CustomerReach]:
+    """The live profile behind each id with the person's identities, keyed by the id asked for
+    (unknown ids left out), in four queries whatever the number of ids."""
+    return selectors.customer_reach(customer_ids=customer_ids)

@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from config.core.secrets import digest
-from profiles.contracts import CustomerCluster, CustomerProfile, EventWho, SentAs, SourceInfo
+from profiles.contracts import CustomerCluster, CustomerProfile, CustomerReach, EventWho, SentAs, SourceInfo
 from profiles.identifiers import IdentityKey, message_ids, normalize
 from profiles.models import Customer, Event, Identity, QuarantinedMessage, Source
 
@@ -236,9 +236,13 @@ def customer_profiles(*, customer_ids: Iterable[UUID | str], computed: bool = Fa
     """The live profile behind each id, as customer_clusters resolves it (unknown ids left out),
     with its computed traits when `computed`. Three queries whatever the number of ids; plain
     rows, not model instances (routing asks this for every chunk)."""
+    return _profiles(customer_clusters(customer_ids=customer_ids), computed=computed)
+
+
+def _profiles(clusters: Mapping[UUID, CustomerCluster], *, computed: bool) -> dict[UUID, CustomerProfile]:
+    """The live profiles of these clusters, keyed by the id asked for: one query."""
     from profiles.computed_traits import computed_traits_from_state
 
-    clusters = customer_clusters(customer_ids=customer_ids)
     if not clusters:
         return {}
     # The computed state can be large: read only when asked for.
@@ -276,6 +280,16 @@ def _identities(clusters: Mapping[UUID, CustomerCluster]) -> dict[UUID, list[Ide
     ):
         held[owner[cid]].append((kind, value))
     return {asked: held[cluster.id] for asked, cluster in clusters.items()}
+
+
+def customer_reach(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, CustomerReach]:
+    """The live profile behind each id with every identity of the person (oldest first), keyed
+    by the id asked for (unknown ids left out): customer_profiles and customer_identities over
+    one resolution, four queries whatever the number of ids."""
+    clusters = customer_clusters(customer_ids=customer_ids)
+    profiles = _profiles(clusters, computed=False)
+    held = _identities(clusters)
+    return {asked: CustomerReach(profile=profile, identities=tuple(held[asked])) for asked, profile in profiles.items()}
 
 
 def customer_message_ids(

@@ -1,6 +1,6 @@
 from typing import Any
 
-from profiles.identifiers import normalize_email, normalize_phone
+from profiles import facade as profiles
 
 
 def ids_from(customer: object, *, prefix: str) -> dict[str, Any]:
@@ -12,8 +12,8 @@ def ids_from(customer: object, *, prefix: str) -> dict[str, Any]:
     block = customer if isinstance(customer, dict) else {}
     ids: dict[str, Any] = {}
     traits = {}
-    email = normalize_email(block.get("email")) if block.get("email") else None
-    phone = normalize_phone(block.get("phone")) if block.get("phone") else None
+    email = profiles.normalize_email(block.get("email")) if block.get("email") else None
+    phone = profiles.normalize_phone(block.get("phone")) if block.get("phone") else None
     if email:
         traits["email"] = email
     if phone:

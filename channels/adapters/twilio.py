@@ -14,7 +14,6 @@ from channels.services.reports import delivery_status_report
 from channels.signing import SignatureError, twilio_verify
 from config.core.errors import BadRequest, Unauthorized
 from profiles import facade as profiles
-from profiles.identifiers import normalize_phone
 
 SIGNATURE_HEADER = "HTTP_X_TWILIO_SIGNATURE"
 OPT_OUT = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
@@ -41,7 +40,7 @@ def keyword(text: str) -> str | None:
 def to_message(params: dict[str, str], ids: dict[str, Any]) -> dict[str, Any] | None:
     """The inbound SMS as a track message; None when it has no MessageSid or sender."""
     sid = params.get("MessageSid") or params.get("SmsSid")
-    phone = normalize_phone(params.get("From", ""))
+    phone = profiles.normalize_phone(params.get("From", ""))
     if not sid or not phone:
         return None
     body = params.get("Body", "")

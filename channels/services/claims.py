@@ -14,25 +14,13 @@ from channels import contact, selectors
 from channels.breaker import any_open, destination_host, open_for
 from channels.models import Delivery, DeliveryStatus
 from channels.services.outcomes import POLICY_REASON_PREFIX
-from profiles.models import Customer
-from profiles.privacy.selectors import consent_allows_many
-from profiles.selectors import customer_live
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """The customer a send is for and their identities, read once at the claim and reused for
-    the address and the outcome event (each read is a round trip on the hot path)."""
-
-    customer: Customer
-    identities: selectors.Identities
+from profiles import facade as profiles
 
 
 @dataclass(slots=True)
 class Claim:
     delivery: Delivery
     skip_reason: str
-    person: Person | None
 
 
 _TABLE = Delivery._meta.db_table
@@ -113,29 +101,29 @@ def claim_many(delivery_ids: list[UUID], *, fresh: int, only_fresh: bool, parked
 
 
 def _checked(deliveries: list[Delivery]) -> list[Claim]:
-    customers = customers_live(customer_ids={delivery.customer_id for delivery in deliveries})
-    identities = selectors.customers_identities(customers=list(customers.values()))
+    # The customers and their identities are read once for the batch: each read is a round trip
+    # on the hot path.
+    people = profiles.customer_reach(customer_ids={delivery.customer_id for delivery in deliveries})
     allowed: dict[tuple[str, str], dict[UUID, bool]] = {}
     for kind in {(delivery.purpose, delivery.channel) for delivery in deliveries}:
         owners = [
-            customers[d.customer_id].id
+            people[d.customer_id].profile.id
             for d in deliveries
-            if (d.purpose, d.channel) == kind and d.customer_id in customers
+            if (d.purpose, d.channel) == kind and d.customer_id in people
         ]
-        allowed[kind] = consent_allows_many(customer_ids=owners, purpose=kind[0], channel=kind[1])
+        allowed[kind] = profiles.consent_allows_many(customer_ids=owners, purpose=kind[0], channel=kind[1])
     claims: list[Claim] = []
     for delivery in deliveries:
-        customer = customers.get(delivery.customer_id)
-        person = Person(customer, identities.get(customer.id, [])) if customer is not None else None
-        claim = Claim(delivery, "", person)
+        person = people.get(delivery.customer_id)
+        claim = Claim(delivery, "")
         claims.append(claim)
-        if customer is None or person is None:
+        if person is None:
             claim.skip_reason = "customer not found"
-        elif not allowed[(delivery.purpose, delivery.channel)].get(customer.id, False):
+        elif not allowed[(delivery.purpose, delivery.channel)].get(person.profile.id, False):
             claim.skip_reason = f"no consent for {delivery.purpose} on {delivery.channel}"
         else:
             delivery.address = selectors.customer_address(
-                customer=customer, channel=delivery.channel, identities=person.identities
+                customer=person.profile, channel=delivery.channel, identities=person.identities
             )
             if not delivery.address:
                 claim.skip_reason = f"no {delivery.channel} address"
@@ -150,15 +138,6 @@ def _checked(deliveries: list[Delivery]) -> list[Claim]:
         else:
             claim.skip_reason = _policy_refusal(claim.delivery)
     return claims
-
-
-def customers_live(*, customer_ids: set[UUID]) -> dict[UUID, Customer]:
-    """Each id's live customer (merged_into followed), in one query unless some were merged."""
-    found = {customer.id: customer for customer in Customer.objects.filter(id__in=list(customer_ids))}
-    return {
-        cid: (customer_live(customer) if customer.merged_into_id is not None else customer)
-        for cid, customer in found.items()
-    }
 
 
 def _policy_refusal(delivery: Delivery) -> str:

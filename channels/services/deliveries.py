@@ -16,8 +16,7 @@ from channels.models import Delivery, DeliveryChannel
 from config.core import observability
 from config.core import redis as tl_redis
 from config.core.errors import BadRequest
-from profiles.models import Customer
-from profiles.privacy import conventions
+from profiles import facade as profiles
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def deliver(
         raise BadRequest(f"channel must be one of {DeliveryChannel.values}", code="invalid_channel")
     if not idempotency_key or len(idempotency_key) > 200:
         raise BadRequest("idempotency_key must be 1 to 200 characters", code="invalid_idempotency_key")
-    if conventions.normalize_purpose(purpose) is None:
+    if profiles.consent_conventions.normalize_purpose(purpose) is None:
         raise BadRequest("purpose must be a name such as marketing or transactional", code="invalid_purpose")
     if priority not in contact.PRIORITIES:
         raise BadRequest(f"priority must be one of {list(contact.PRIORITIES)}", code="invalid_priority")
@@ -53,7 +52,7 @@ def deliver(
             delivery = Delivery.objects.create(
                 idempotency_key=idempotency_key,
                 channel=channel,
-                purpose=conventions.normalize_purpose(purpose) or purpose,
+                purpose=profiles.consent_conventions.normalize_purpose(purpose) or purpose,
                 priority=priority,
                 customer_id=customer_id,
                 content=content,
@@ -74,8 +73,9 @@ def _destination_hint(*, channel: str, customer_id: UUID, fallback: list[str]) -
     """Where the delivery will go, as its breaker is keyed (provider@host), when it has one
     provider: a fresh claim leaves it out while that breaker is open, so a host that is down
     costs no claims. Empty (never left out) with several providers, since a healthy fallback
-    must not wait on the primary, and when the destination is not known. At most one read (a
-    webhook's URL is the customer's trait); the claim still resolves the address itself."""
+    must not wait on the primary, and when the destination is not known. At most one lookup of
+    the customer (a webhook's URL is the live profile's trait, read as the claim reads it); the
+    claim still resolves the address itself."""
     names = selectors.providers_for(channel=channel, fallback=fallback)
     if len(names) != 1:
         return ""
@@ -84,11 +84,10 @@ def _destination_hint(*, channel: str, customer_id: UUID, fallback: list[str]) -
     if not config.get("base_url") and not config.get("host"):
         if channel != DeliveryChannel.WEBHOOK:
             return ""
-        traits = Customer.objects.filter(id=customer_id).values_list("traits", flat=True).first()
-        url = (traits or {}).get("webhook_url") if isinstance(traits, dict) else None
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        customer = profiles.customer_profile(customer_id=customer_id)
+        address = selectors.customer_address(customer=customer, channel=channel) if customer is not None else ""
+        if not address:
             return ""
-        address = url
     return destination_key(names[0], destination_host(config, address))[:600]
 
 

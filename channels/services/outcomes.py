@@ -1,17 +1,14 @@
 """Outcome events: each delivery outcome as a canonical track event on the customer's profile."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from channels import selectors
 from channels.models import Delivery, DeliveryStatus
-from profiles import services as profile_services
-from profiles.contracts import SourceInfo
-from profiles.ingest import event_ingest
-from profiles.models import Customer
-from profiles.selectors import customer_get
+from profiles import facade as profiles
+from profiles.contracts import InternalEvent, SourceInfo
 
 SYSTEM_SOURCE_NAME = "throughline-channels"
 OUTCOME_EVENTS: dict[str, str] = {
@@ -27,38 +24,33 @@ POLICY_REASON_PREFIX = "contact policy "
 
 def system_source() -> SourceInfo:
     """The source Throughline's own events (message outcomes) are ingested under; created once."""
-    return profile_services.system_source(name=SYSTEM_SOURCE_NAME)
+    return profiles.system_source(name=SYSTEM_SOURCE_NAME)
 
 
 def outcome_record(*, delivery: Delivery, status: str, reason: str = "") -> None:
     """Put a delivery outcome on the customer's profile as a canonical track event; the
     messageId is derived from delivery and outcome, so recording it twice stores it once."""
-    if status not in OUTCOME_EVENTS:
-        return
-    customer = customer_get(customer_id=delivery.customer_id)
-    if customer is None:
-        return
-    message = outcome_message(
-        delivery=delivery, status=status, reason=reason, at=timezone.now(), customer=customer, identities=None
-    )
-    event_ingest(source=system_source(), raw_messages=[message], call_type="track", received_at=timezone.now())
+    if status in OUTCOME_EVENTS:
+        now = timezone.now()
+        outcomes_emit([outcome_event(delivery=delivery, status=status, reason=reason, at=now)], received_at=now)
 
 
-def outcome_message(
-    *,
-    delivery: Delivery,
-    status: str,
-    reason: str,
-    at: datetime,
-    customer: Customer,
-    identities: selectors.Identities | None,
-) -> dict[str, Any]:
-    return {
-        "type": "track",
-        "event": OUTCOME_EVENTS[status],
-        "messageId": f"delivery:{delivery.id}:{status}",
-        "timestamp": at.isoformat(),
-        "properties": {
+def outcomes_emit(events: Sequence[InternalEvent], *, received_at: datetime) -> None:
+    """Ingest outcome events in one call, each addressed to its customer the one way profiles
+    addresses a customer (profiles.facade.event_emit). A customer nothing addresses (gone since
+    the send, or holding no user id, anonymous id, email or phone) gets no event."""
+    if events:
+        profiles.event_emit(source_name=SYSTEM_SOURCE_NAME, events=events, received_at=received_at)
+
+
+def outcome_event(*, delivery: Delivery, status: str, reason: str, at: datetime) -> InternalEvent:
+    return InternalEvent(
+        customer_id=delivery.customer_id,
+        type="track",
+        event=OUTCOME_EVENTS[status],
+        message_id=f"delivery:{delivery.id}:{status}",
+        timestamp=at,
+        properties={
             "delivery_id": str(delivery.id),
             "channel": delivery.channel,
             "provider": delivery.provider,
@@ -67,8 +59,7 @@ def outcome_message(
             **({"reason": reason} if reason else {}),
             **_skip_properties(status, reason),
         },
-        **selectors.customer_ids_for_message(customer=customer, identities=identities),
-    }
+    )
 
 
 def _skip_properties(status: str, reason: str) -> dict[str, Any]:

@@ -10,16 +10,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from channels import selectors
 from channels.models import Delivery, DeliveryStatus, UndeliverableAddress
 from channels.retry import AddressRejected, BreakersOpen, PermanentError, TransientError, backoff_seconds
-from channels.services.claims import Claim, Person, breaker_delay
-from channels.services.outcomes import OUTCOME_EVENTS, outcome_message, system_source
+from channels.services.claims import Claim, breaker_delay
+from channels.services.outcomes import OUTCOME_EVENTS, outcome_event, outcomes_emit
 from channels.services.reports import early_reports_apply
 from channels.services.sending import SendOutcome
 from config.core import metrics, observability
-from profiles.ingest import event_ingest
-from profiles.selectors import customer_get
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +116,14 @@ def _finish_many(finals: list[tuple[Claim, str, str]], now: datetime) -> None:
     one ingestion call for the whole wave."""
     with transaction.atomic():
         written = _write([_Row(claim.delivery, status, reason) for claim, status, reason in finals], now)
-        messages = [
-            outcome_message(
-                delivery=claim.delivery,
-                status=status,
-                reason=reason,
-                at=now,
-                customer=claim.person.customer,
-                identities=claim.person.identities,
-            )
-            for claim, status, reason in finals
-            if claim.delivery.id in written and claim.person is not None and status in OUTCOME_EVENTS
-        ]
-        if messages:
-            event_ingest(source=system_source(), raw_messages=messages, call_type="track", received_at=now)
+        outcomes_emit(
+            [
+                outcome_event(delivery=claim.delivery, status=status, reason=reason, at=now)
+                for claim, status, reason in finals
+                if claim.delivery.id in written and status in OUTCOME_EVENTS
+            ],
+            received_at=now,
+        )
     early_reports_apply(
         [
             claim.delivery
@@ -152,9 +143,7 @@ def _finish_many(finals: list[tuple[Claim, str, str]], now: datetime) -> None:
 
 def finish(delivery: Delivery, status: str, *, error: str = "") -> None:
     """One delivery's final status and its outcome event (the sweeper's dead ones)."""
-    customer = customer_get(customer_id=delivery.customer_id)
-    person = Person(customer, selectors.customer_identities(customer=customer)) if customer is not None else None
-    _finish_many([(Claim(delivery, "", person), status, error)], timezone.now())
+    _finish_many([(Claim(delivery, ""), status, error)], timezone.now())
 
 
 def _decide(

@@ -14,10 +14,8 @@ from channels.models import Delivery, DeliveryChannel, DeliveryStatus, Undeliver
 from channels.selectors import delivery_named
 from channels.services.outcomes import outcome_record
 from config.core import redis as tl_redis
+from profiles import facade as profiles
 from profiles.contracts import SourceInfo
-from profiles.privacy.conventions import ConsentChoice
-from profiles.privacy.services import consent_set
-from profiles.selectors import customer_find, customer_get
 
 
 def delivery_outcomes_apply(*, outcomes: list[Outcome], source: SourceInfo) -> list[str]:
@@ -48,15 +46,15 @@ def delivery_outcomes_apply(*, outcomes: list[Outcome], source: SourceInfo) -> l
                 )
         elif outcome.kind in OPT_OUT:
             customer = (
-                customer_get(customer_id=delivery.customer_id)
+                profiles.customer_cluster(customer_id=delivery.customer_id)
                 if delivery is not None
-                else customer_find(kind="email", value=outcome.email)
+                else profiles.customer_find(kind="email", value=outcome.email)
             )
             if customer is not None:
-                consent_set(
+                profiles.consent_set(
                     customer_id=customer.id,
                     choices=[
-                        ConsentChoice(purpose, "email", "denied")
+                        profiles.ConsentChoice(purpose, "email", "denied")
                         for purpose in settings.CHANNELS_EMAIL_OPT_OUT_PURPOSES
                     ],
                     origin="webhook",

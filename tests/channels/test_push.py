@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from channels import contracts
 from channels.models import Delivery, DeliveryStatus, UndeliverableAddress
 from channels.services.attempts import delivery_attempt
-from profiles.models import Event
+from profiles.models import Event, QuarantinedMessage
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
 from tests.conftest import client_traceparents
@@ -87,6 +87,14 @@ def test_push_is_sent_in_fcm_v1_format_with_an_oauth_token(fcm: HttpSink, servic
     delivery = Delivery.objects.get(id=ref.id)
     assert delivery.provider_message_id == "0:1700000000000001%abc"
     assert Event.objects.filter(customer_id=customer.id, name="Message Sent").count() == 1
+
+
+def test_an_outcome_for_a_customer_nothing_addresses_is_neither_stored_nor_quarantined(fcm: HttpSink) -> None:
+    customer = customer_with(traits={"push_token": DEVICE})  # no user id, anonymous id, email or phone
+
+    assert delivery_attempt(delivery_id=_push(customer.id).id).status == DeliveryStatus.SENT
+
+    assert (Event.objects.filter(name="Message Sent").count(), QuarantinedMessage.objects.count()) == (0, 0)
 
 
 def test_the_token_and_send_calls_carry_the_traceparent_of_their_spans(

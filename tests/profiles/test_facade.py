@@ -138,3 +138,25 @@ def test_an_event_emitted_twice_is_stored_once(merged: Any) -> None:
 
 def _now() -> Any:
     return timezone.now()
+
+
+def test_a_customers_reach_is_the_live_profile_with_the_identities_of_the_person(merged: Any) -> None:
+    survivor, loser, other = merged
+
+    reach = facade.customer_reach(customer_ids=[loser.id, other.id, uuid.uuid4()])
+
+    assert (reach[loser.id].profile.id, reach[loser.id].identities) == (
+        survivor.id,
+        (("anonymous_id", "phone-anon"), ("user_id", "ann")),
+    )
+    assert (reach[other.id].profile.id, reach[other.id].identities) == (other.id, (("user_id", "bob"),))
+    assert len(reach) == 2
+
+
+def test_reach_takes_four_queries_whatever_the_number_of_ids(django_assert_num_queries: Any) -> None:
+    ids = [IdentityFactory.create(kind="email", value=f"p{n}@example.com").customer_id for n in range(30)]
+
+    with django_assert_num_queries(4):
+        reach = facade.customer_reach(customer_ids=ids)
+
+    assert sorted(len(found.identities) for found in reach.values()) == [1] * 30
