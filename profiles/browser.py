@@ -53,6 +53,7 @@ def cors_headers_without_origin() -> tuple[tuple[str, str], ...]:
     `Vary: origin`, so a cache never hands that answer to a page. The WSGI fast path, which
     serves only such requests, adds the same."""
     response = CorsMiddleware(lambda request: HttpResponse())(HttpRequest())
+    assert isinstance(response, HttpResponseBase), "a synchronous middleware answers synchronously"
     return tuple((name, value) for name, value in response.items() if name != "Content-Type")
 
 
