@@ -88,10 +88,9 @@ def customer_profile(*, customer_id: UUID | str, computed: bool = False) -> Cust
     return next(iter(customer_profiles(customer_ids=[customer_id], computed=computed).values()), None)
 
 
-def customer_find(*, kind: str, value: str) -> CustomerProfile | None:
-    """The live customer holding an identity, normalised as ingestion normalises it."""
-    found = selectors.customer_find(kind=kind, value=value)
-    return customer_profile(customer_id=found.id) if found is not None else None
+def customer_find(*, kind: str, value: str, computed: bool = False) -> CustomerProfile | None:
+    """The live customer holding an identity, normalised as ingestion normalises it; one query."""
+    return selectors.customer_profile_find(kind=kind, value=value, computed=computed)
 
 
 def customer_identities(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, list[IdentityKey]]:
