@@ -14,6 +14,7 @@ from uuid import UUID
 from django.conf import settings
 
 from profiles import computed, selectors, services, writekey
+from profiles.computed_traits import computed_traits_from_state as _computed_traits_from_state
 from profiles.computed_traits import computed_traits_on_routed
 from profiles.computed_traits import definitions as _computed_definitions
 from profiles.contracts import (
@@ -37,6 +38,7 @@ __all__ = [
     "ANY_CHANNEL",
     "ConsentChoice",
     "computed_definitions",
+    "computed_traits_from_state",
     "computed_traits_on_routed",
     "consent_allows",
     "consent_allows_many",
@@ -201,6 +203,12 @@ outbox_reclaim_stale = services.outbox_reclaim_stale
 
 def computed_definitions() -> list[computed.Definition]:
     return _computed_definitions()
+
+
+def computed_traits_from_state(*, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The computed traits of a profile whose stored computed state this is (decide reads the
+    state in its own lookup statement, see journeys.decide_lookup)."""
+    return _computed_traits_from_state(state)
 
 
 consent_apply_events = privacy_services.consent_apply_events
