@@ -29,7 +29,7 @@ from config.core.views import SourceFacingApi
 from journeys.decide import DecisionResult, UnknownPlacement, decision_get, decision_make
 from journeys.decide_lookup import Identity
 from profiles.contracts import SourceInfo
-from profiles.writekey import source_authenticate
+from profiles.facade import source_authenticate
 
 _MAX_ID = 512
 _MAX_NAME = 100

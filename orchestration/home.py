@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_safe
 
-from profiles import selectors as profile_selectors
+from profiles import facade as profiles
 
 # seed_demo's sources are named demo-<channel kind>.
 DEMO_SOURCE_PREFIX = "demo-"
@@ -22,7 +22,7 @@ DEMO_SOURCE_PREFIX = "demo-"
 def home_view(request: HttpRequest) -> HttpResponse:
     context = {
         "embedded": settings.EMBEDDED_MODE,
-        "demo_sources": profile_selectors.sources_named(prefix=DEMO_SOURCE_PREFIX),
+        "demo_sources": profiles.sources_named(prefix=DEMO_SOURCE_PREFIX),
         "base_url": request.build_absolute_uri("/").rstrip("/"),
         "credentials_file": _within_checkout(Path(settings.DEMO_CREDENTIALS_FILE)),
     }

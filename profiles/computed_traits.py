@@ -5,6 +5,7 @@ event updates each computed trait exactly once, and ingestion does no extra work
 """
 
 import time
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -116,7 +117,7 @@ def computed_traits_of(customer: Customer, today: date | None = None) -> dict[st
     return computed_traits_from_state(customer.computed_state, today)
 
 
-def computed_traits_from_state(state: dict[str, Any], today: date | None = None) -> dict[str, Any]:
+def computed_traits_from_state(state: Mapping[str, Any], today: date | None = None) -> dict[str, Any]:
     """The computed traits of a profile whose `computed_state` this is."""
     today = today or timezone.now().date()
     return {d.name: computed.value(d, state.get(d.name), today) for d in definitions()}

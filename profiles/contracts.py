@@ -6,6 +6,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.db.models import TextChoices
+
+
+class ChannelKind(TextChoices):
+    """The channels a source, an event and a session are on. Here rather than in profiles.models
+    because the other apps' models name them too (sessions' channel fields), and they import
+    contracts, never profiles' models."""
+
+    WEB = "web"
+    MOBILE = "mobile"
+    EMAIL = "email"
+    SMS = "sms"
+    CHAT = "chat"
+    POS = "pos"
+    SERVER = "server"
+
 
 @dataclass(frozen=True, slots=True)
 class SourceInfo:

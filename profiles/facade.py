@@ -11,7 +11,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from profiles import computed, identifiers, selectors, services
+from django.conf import settings
+
+from profiles import computed, identifiers, selectors, services, writekey
+from profiles.computed_traits import computed_traits_from_state as _computed_traits_from_state
 from profiles.computed_traits import computed_traits_on_routed
 from profiles.computed_traits import definitions as _computed_definitions
 from profiles.contracts import (
@@ -25,7 +28,7 @@ from profiles.contracts import (
     SentAs,
     SourceInfo,
 )
-from profiles.identifiers import IdentityKey, message_ids
+from profiles.identifiers import IdentityKey, message_ids, normalize
 from profiles.ingest import event_ingest
 from profiles.privacy import conventions as consent_conventions
 from profiles.privacy import selectors as privacy_selectors
@@ -36,6 +39,7 @@ __all__ = [
     "ANY_CHANNEL",
     "ConsentChoice",
     "computed_definitions",
+    "computed_traits_from_state",
     "computed_traits_on_routed",
     "consent_allows",
     "consent_allows_many",
@@ -58,6 +62,8 @@ __all__ = [
     "event_properties",
     "events_track_recent",
     "events_who",
+    "identity_customer_for_source",
+    "identity_normalize",
     "message_ids",
     "normalize_email",
     "normalize_phone",
@@ -65,7 +71,11 @@ __all__ = [
     "outbox_failed",
     "outbox_reclaim_stale",
     "quarantine_counts",
+    "source_authenticate",
+    "source_has_identified",
     "source_info",
+    "sources_named",
+    "sources_system",
     "system_source",
 ]
 
@@ -92,10 +102,15 @@ def customer_profile(*, customer_id: UUID | str, computed: bool = False) -> Cust
     return next(iter(customer_profiles(customer_ids=[customer_id], computed=computed).values()), None)
 
 
-def customer_find(*, kind: str, value: str) -> CustomerProfile | None:
-    """The live customer holding an identity, normalised as ingestion normalises it."""
-    found = selectors.customer_find(kind=kind, value=value)
-    return customer_profile(customer_id=found.id) if found is not None else None
+def customer_find(*, kind: str, value: str, computed: bool = False) -> CustomerProfile | None:
+    """The live customer holding an identity, normalised as ingestion normalises it; one query."""
+    return selectors.customer_profile_find(kind=kind, value=value, computed=computed)
+
+
+def identity_normalize(*, kind: str, value: object) -> str | None:
+    """An identity's value as ingestion stores it (emails lower-cased, phones in E.164 in the
+    default region, ids trimmed), None when it cannot be one of that kind."""
+    return normalize(kind, value, settings.DEFAULT_PHONE_REGION)
 
 
 def customer_identities(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, list[IdentityKey]]:
@@ -151,6 +166,36 @@ def system_source(*, name: str) -> SourceInfo:
     return services.system_source(name=name)
 
 
+def sources_named(*, prefix: str) -> list[SourceInfo]:
+    return selectors.sources_named(prefix=prefix)
+
+
+def sources_system(*, source_ids: Collection[UUID]) -> frozenset[UUID]:
+    """Which of these sources are Throughline's own (their events are not a customer's activity)."""
+    return selectors.sources_system(source_ids=source_ids)
+
+
+def source_has_identified(
+    *, source_id: UUID | str, customer_ids: Collection[UUID], ignoring_events: Collection[str] = ()
+) -> bool:
+    return selectors.source_has_identified(
+        source_id=source_id, customer_ids=customer_ids, ignoring_events=ignoring_events
+    )
+
+
+def identity_customer_for_source(
+    *, source_id: UUID | str, kind: str, value: str, ignoring_events: Collection[str] = ()
+) -> UUID | None:
+    return selectors.identity_customer_for_source(
+        source_id=source_id, kind=kind, value=value, ignoring_events=ignoring_events
+    )
+
+
+# The one write-key check of every call a source makes (/v1 ingestion, sessions, decide): sources
+# are profiles' objects. Bound, not wrapped: sessions' and decide's fast paths call it per request.
+source_authenticate = writekey.source_authenticate
+
+
 # --- The outbox, for routing --------------------------------------------------------------------
 
 outbox_claim = services.outbox_claim
@@ -162,6 +207,12 @@ outbox_reclaim_stale = services.outbox_reclaim_stale
 
 def computed_definitions() -> list[computed.Definition]:
     return _computed_definitions()
+
+
+def computed_traits_from_state(*, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The computed traits of a profile whose stored computed state this is (decide reads the
+    state in its own lookup statement, see journeys.decide_lookup)."""
+    return _computed_traits_from_state(state)
 
 
 consent_apply_events = privacy_services.consent_apply_events

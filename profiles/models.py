@@ -6,16 +6,7 @@ from django.db import models
 from django.db.models import Q, Value
 
 from config.core.models import BaseModel
-
-
-class ChannelKind(models.TextChoices):
-    WEB = "web"
-    MOBILE = "mobile"
-    EMAIL = "email"
-    SMS = "sms"
-    CHAT = "chat"
-    POS = "pos"
-    SERVER = "server"
+from profiles.contracts import ChannelKind
 
 
 class SchemaPolicy(models.TextChoices):

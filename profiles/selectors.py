@@ -9,8 +9,10 @@ from uuid import UUID
 
 import orjson
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.core.secrets import digest
@@ -63,6 +65,33 @@ def customer_find(*, kind: str, value: str) -> Customer | None:
     if identity is None:
         return None
     return customer_live(identity.customer)
+
+
+def customer_profile_find(*, kind: str, value: str, computed: bool = False) -> CustomerProfile | None:
+    """customer_find as other apps read it (profiles.facade.customer_find), in one statement:
+    the identity's profile followed to the profile it was merged into, with that profile's
+    cluster as customer_clusters gives it (the live id, then the merged ids in id order), and
+    its computed traits when `computed`. One round trip, as decide's merged-profile path needs."""
+    from profiles.computed_traits import computed_traits_from_state
+
+    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    if normalized is None:
+        return None
+    # Merging keeps `merged_into` one hop, so the identity's profile or the one it points at is live.
+    live = Identity.objects.filter(kind=kind, value=normalized).values(
+        live=Coalesce("customer__merged_into_id", "customer_id")
+    )[:1]
+    merged = Customer.objects.filter(merged_into_id=OuterRef("id")).order_by("id").values("id")
+    fields = ("id", "merged", "traits", "computed_state") if computed else ("id", "merged", "traits")
+    row = Customer.objects.filter(id=Subquery(live)).annotate(merged=ArraySubquery(merged)).values_list(*fields).first()
+    if row is None:
+        return None
+    return CustomerProfile(
+        id=row[0],
+        member_ids=(row[0], *row[1]),
+        traits=row[2] or {},
+        computed=computed_traits_from_state(row[3] or {}, timezone.now().date()) if computed else {},
+    )
 
 
 def customer_live(customer: Customer) -> Customer:

@@ -1,4 +1,4 @@
-"""Write-key authentication for the sessions API: the source's one (profiles.writekey), with the
+"""Write-key authentication for the sessions API: the source's one (profiles.facade.source_authenticate), with the
 sessions rate limit counted for it (config.core.ratelimit.SESSIONS).
 
 It takes the request's WSGI environ (`request.META`), so the WSGI fast path (fast_path.py),
@@ -10,7 +10,7 @@ from typing import Any
 
 from config.core import ratelimit
 from profiles.contracts import SourceInfo
-from profiles.writekey import source_authenticate
+from profiles.facade import source_authenticate
 
 
 def source_for(environ: Mapping[str, Any]) -> SourceInfo:

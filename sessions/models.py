@@ -2,20 +2,22 @@
 
 The tables keep the names they had when these models belonged to orchestration (db_table), so
 the app could move without moving data (migrations: orchestration 0003, cxsessions 0001).
+Profiles' customers and sources are named lazily ("profiles.Customer"): other apps import
+profiles' contracts, never its models.
 """
 
 import uuid
 
 from django.db import models
 
-from profiles.models import ChannelKind, Customer, Source
+from profiles.contracts import ChannelKind
 
 
 class SessionRecord(models.Model):
     """One cross-channel session and its state document; `version` is bumped by every write."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey("profiles.Customer", on_delete=models.CASCADE, related_name="+")
     channel = models.CharField(max_length=16, choices=ChannelKind.choices, help_text="The channel it is on now.")
     started_channel = models.CharField(max_length=16, choices=ChannelKind.choices)
     device = models.CharField(max_length=200, blank=True, default="")
@@ -56,11 +58,11 @@ class ResumeToken(models.Model):
     session = models.ForeignKey(SessionRecord, on_delete=models.CASCADE, related_name="tokens")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=12, editable=False)
-    issued_by = models.ForeignKey(Source, null=True, on_delete=models.SET_NULL, related_name="+")
+    issued_by = models.ForeignKey("profiles.Source", null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
-    used_by = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    used_by = models.ForeignKey("profiles.Source", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -81,7 +83,7 @@ class SessionContinuation(models.Model):
     retention KPI is resumed / (resumed + started_over)."""
 
     id = models.BigAutoField(primary_key=True)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey("profiles.Customer", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=ContinuationKind.choices)
     from_session = models.ForeignKey(SessionRecord, on_delete=models.CASCADE, related_name="+")
     to_session = models.ForeignKey(SessionRecord, on_delete=models.CASCADE, related_name="+")

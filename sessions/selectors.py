@@ -16,7 +16,7 @@ from django.db.models import Count, F, Q
 
 from config.core import metrics
 from config.core.errors import NotFound
-from profiles import selectors as profiles
+from profiles import facade as profiles
 from profiles.contracts import SourceInfo
 from sessions.documents import Outcome, SessionDoc
 from sessions.models import ContinuationKind, SessionContinuation, SessionRecord
@@ -34,7 +34,7 @@ def customer_cluster(*, customer_id: UUID | str) -> list[UUID]:
 
 
 def customer_clusters(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, tuple[UUID, list[UUID]]]:
-    """Per customer id: its live profile and that profile's cluster (profiles.selectors); an id
+    """Per customer id: its live profile and that profile's cluster (profiles.facade); an id
     with no profile (erased) reads as a cluster of its own."""
     asked = {UUID(str(i)) for i in customer_ids}
     found = profiles.customer_clusters(customer_ids=asked)

@@ -17,9 +17,7 @@ from config.core import metrics
 from config.core.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge, PreconditionFailed
 from config.core.secrets import digest, new_secret
 from profiles.contracts import SourceInfo, StoredEvent
-from profiles.identifiers import normalize_id
-from profiles.ingest import event_ingest
-from profiles.selectors import customer_find, events_who, sources_system
+from profiles.facade import customer_find, event_ingest, events_who, identity_normalize, sources_system
 from sessions.concurrency import ANY, Expected, VersionMismatch
 from sessions.documents import EndReason, SessionDoc, state_size
 from sessions.merge_patch import PatchError, json_depth, merge_patch
@@ -77,10 +75,10 @@ def state_check(state: object) -> dict[str, Any]:
     return state
 
 
-def _identity(value: object, name: str) -> str:
+def _identity(kind: str, value: object, name: str) -> str:
     if value is None or value == "":
         return ""
-    normalized = normalize_id(value)
+    normalized = identity_normalize(kind=kind, value=value)
     if normalized is None:
         raise BadRequest(f"{name} must be a non-empty string of at most 512 characters", code="invalid_identity")
     return normalized
@@ -175,8 +173,8 @@ def session_start(
 ) -> tuple[SessionDoc, bool]:
     """Start a session on the source's channel, or return the customer's active one there
     (created=False). Emits Session Started for a new one."""
-    user = _identity(user_id, "userId")
-    anonymous = _identity(anonymous_id, "anonymousId")
+    user = _identity("user_id", user_id, "userId")
+    anonymous = _identity("anonymous_id", anonymous_id, "anonymousId")
     if not user and not anonymous:
         raise BadRequest("userId or anonymousId is required", code="missing_identity")
     initial = state_check({} if state is None else state)
@@ -187,9 +185,7 @@ def session_start(
         if customer is not None:
             _lock(_channel_key(customer.id, source.channel))
             existing = (
-                SessionRecord.objects.filter(
-                    customer_id__in=customer_cluster(customer_id=customer.id), channel=source.channel, ended_at=None
-                )
+                SessionRecord.objects.filter(customer_id__in=customer.member_ids, channel=source.channel, ended_at=None)
                 .order_by("-last_seen_at")
                 .first()
             )
@@ -374,7 +370,7 @@ def session_resume_by_identity(
 ) -> SessionDoc:
     """Move the customer's most recent resumable session on another channel (or `session_id`)
     to the caller's channel, if the caller has itself identified the customer by this identity."""
-    normalized = _identity(value, kind)
+    normalized = _identity(kind, value, kind)
     customer_id = source_identity_customer(source_id=source.id, kind=kind, value=normalized) if normalized else None
     if customer_id is None:
         raise NotFound("no resumable session for this identity", code="session_not_found")

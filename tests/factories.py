@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from config.core.models import ApiToken
 from config.core.secrets import digest, new_secret
+from profiles.contracts import ChannelKind
 from profiles.models import (
-    ChannelKind,
     Customer,
     EventSchema,
     EventSchemaVersion,

@@ -20,6 +20,7 @@ from journeys import decide_journeys, decide_recorder
 from journeys.demo import VIP_ROUTING
 from journeys.models import Decision
 from journeys.services import journey_publish, version_create_draft
+from profiles.computed_traits import computed_trait_create, definitions_changed
 from profiles.models import Customer
 from profiles.privacy.conventions import ConsentChoice
 from profiles.privacy.services import consent_set
@@ -118,6 +119,44 @@ def test_a_merged_profile_is_read_through_the_profile_it_was_merged_into(
 
     assert body["route"] == "premium_support"
     assert Decision.objects.get(id=body["decision_id"]).customer_id == survivor.id
+
+
+@pytest.fixture
+def big_spender_journey(db: Any) -> Iterator[Any]:
+    """VIP routing by a computed trait: a lifetime value above 900."""
+    computed_trait_create(name="lifetime_value", kind="sum", event_name="Order Completed", property="total")
+    definition = copy.deepcopy(VIP_ROUTING)
+    definition["steps"]["is_vip"]["branches"][0]["condition"] = {
+        "field": "computed.lifetime_value",
+        "op": "gt",
+        "value": 900,
+    }
+    yield publish(definition)
+    definitions_changed()
+
+
+def spender(total: int, **identities: str) -> Customer:
+    customer = customer_with({}, **identities)
+    Customer.objects.filter(id=customer.id).update(computed_state={"lifetime_value": {"total": total}})
+    return customer
+
+
+def test_a_computed_trait_is_read_from_the_customers_profile(
+    big_spender_journey: Any, post: Callable[..., Any]
+) -> None:
+    spender(950, user_id="u-spender")
+
+    assert post(ask("u-spender")).json()["route"] == "premium_support"
+
+
+def test_a_merged_profile_s_computed_traits_are_the_survivors(
+    big_spender_journey: Any, post: Callable[..., Any]
+) -> None:
+    survivor = spender(950)
+    merged = spender(10, user_id="u-old")
+    Customer.objects.filter(id=merged.id).update(merged_into=survivor)
+
+    assert post(ask("u-old")).json()["route"] == "premium_support"
 
 
 def test_an_unknown_user_id_falls_back_to_the_anonymous_id(vip_journey: Any, post: Callable[..., Any]) -> None:

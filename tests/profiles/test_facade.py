@@ -67,6 +67,21 @@ def test_a_profile_is_read_as_frozen_data_with_its_cluster(merged: Any) -> None:
     assert (profile.id, profile.member_ids) == (survivor.id, (survivor.id, loser.id))
 
 
+def test_an_identity_left_on_a_merged_away_profile_finds_the_survivor_in_one_query(
+    merged: Any, django_assert_num_queries: Any
+) -> None:
+    survivor, loser, _ = merged
+    # As an identity written to the loser while the merge ran (merging moves them to the survivor).
+    Identity.objects.filter(value="ann").update(customer=loser)
+
+    with django_assert_num_queries(1):
+        found = facade.customer_find(kind="user_id", value=" ann ")
+
+    assert found == CustomerProfile(
+        id=survivor.id, member_ids=(survivor.id, loser.id), traits=Customer.objects.get(id=survivor.id).traits
+    )
+
+
 def test_an_event_is_addressed_by_the_newest_user_id_of_the_person(merged: Any) -> None:
     survivor, loser, _ = merged
 

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from profiles.models import ChannelKind
+from profiles.contracts import ChannelKind
 from profiles.services import source_create
 
 

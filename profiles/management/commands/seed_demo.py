@@ -13,7 +13,8 @@ from django.db import transaction
 from config.core.auth import api_token_create
 from config.core.models import ApiToken
 from config.core.secrets import digest
-from profiles.models import ChannelKind, Source
+from profiles.contracts import ChannelKind
+from profiles.models import Source
 from profiles.services import source_create, source_rotate_key
 
 DEMO_TOKEN_NAME = "demo"  # noqa: S105 - a label, not a secret
