@@ -1,7 +1,9 @@
 import base64
+import contextlib
 import gzip
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+import requests
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
@@ -24,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from config.core import observability
+from config.core.server import web_argv
 from tests.factories import ApiTokenFactory, SourceFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,3 +311,52 @@ def redis_unreachable(settings: Any) -> Iterator[None]:
     yield
     # The settings fixture restores REDIS_URL after this; the next client() call rebuilds.
     tl_redis.client.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 now (False while a server is still starting, or gone)."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@contextlib.contextmanager
+def web_server(*, threads: int = 2, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The web server as `manage.py serve` starts it (granian and production's WSGI stack) on the
+    test database, with `env` over the test settings: its base URL and its process. A test may
+    stop it itself; whatever still runs is stopped with SIGTERM, its graceful stop."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
+        **env,
+    }
+    web = subprocess.Popen(
+        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=threads),
+        env=environ,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{base}/healthz"), timeout=30, message="the web server starts")
+        yield base, web
+    finally:
+        if web.poll() is None:
+            os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=30)
+
+
+@pytest.fixture
+def server(transactional_db: Any) -> Iterator[str]:
+    """The web server (`web_server`) on the test database; its base URL."""
+    with web_server() as (base, _):
+        yield base

@@ -5,11 +5,6 @@ behaviour; docs/operations.md says why)."""
 import base64
 import copy
 import gzip
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,57 +12,19 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from django.db import connection
 from django.test import override_settings
 
-from config.core.server import web_argv
 from journeys import decide_journeys
 from journeys.demo import VIP_ROUTING
 from journeys.services import journey_publish
 from profiles.models import Event
-from tests.conftest import ROOT, FastPathClient, _database_url, wait_until
+from tests.conftest import FastPathClient
 from tests.journeys.factories import JourneyFactory, JourneyVersionFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 # --- Chunked bodies, through the web server as production runs it --------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-@pytest.fixture
-def server(transactional_db: Any) -> Iterator[str]:
-    """The web server (`manage.py serve`'s command) on the test database; its base URL."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
-    }
-    web = subprocess.Popen(
-        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=2),
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="the web server starts")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=15)
 
 
 def _chunks(body: bytes, size: int = 1000) -> Iterator[bytes]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
-from tests.conftest import ROOT, wait_until
-from tests.core.test_embedded_mode import _answers, _free_port, _run, laptop  # noqa: F401 - the fixture
+from tests.conftest import ROOT, answers, free_port, wait_until
+from tests.core.test_embedded_mode import _run, laptop  # noqa: F401 - the fixture
 
 WELCOME = {
     "trigger": {"type": "event", "event": "Signed Up"},
@@ -53,7 +53,7 @@ def test_make_run_flow_sends_a_message_records_a_decision_and_the_dashboard_is_g
     credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
     write_key, token = credentials["sources"]["demo-web"], credentials["api_token"]
     journey_id = _run(env, "shell", "-c", _CREATE_DRAFT.format(definition=repr(WELCOME))).strip().splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
@@ -66,7 +66,7 @@ def test_make_run_flow_sends_a_message_records_a_decision_and_the_dashboard_is_g
     )
     bearer = {"Authorization": f"Bearer {token}"}
     try:
-        wait_until(lambda: _answers(f"{base}/healthz"), timeout=90, message="serve starts")
+        wait_until(lambda: answers(f"{base}/healthz"), timeout=90, message="serve starts")
         published = requests.post(f"{base}/api/v1/journeys/{journey_id}/versions/1/publish", headers=bearer, timeout=30)
         assert published.status_code == 200, published.text
 

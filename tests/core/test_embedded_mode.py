@@ -4,7 +4,6 @@ tasks, and it ingests and routes through the same code as production."""
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,13 +14,7 @@ import pytest
 import requests
 
 from config import embedded
-from tests.conftest import ROOT, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.conftest import ROOT, answers, free_port, wait_until
 
 
 def _run(env: dict[str, str], *args: str) -> str:
@@ -60,7 +53,7 @@ def _query(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
 def test_embedded_mode_starts_ingests_and_routes_in_process(laptop: dict[str, str]) -> None:
     env = laptop
     write_key = _run(env, "create_source", "laptop", "--channel", "web").strip().splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     serve = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
         env=env,
@@ -72,7 +65,7 @@ def test_embedded_mode_starts_ingests_and_routes_in_process(laptop: dict[str, st
     )
     status, body = 0, ""
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=90, message="serve starts")
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=90, message="serve starts")
         response = requests.post(
             f"http://127.0.0.1:{port}/v1/track",
             json={"anonymousId": "laptop-user", "event": "Tried It"},
@@ -113,16 +106,9 @@ def test_the_embedded_database_keeps_its_data_across_restarts(laptop: dict[str, 
     assert _query(laptop, "SELECT name FROM profiles_source WHERE name = 'kept'") == [("kept",)]
 
 
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_what_serve_started_stops_when_serve_is_killed(laptop: dict[str, str], tmp_path: Path) -> None:
     env = laptop
-    port = _free_port()
+    port = free_port()
     with (tmp_path / "serve.log").open("w") as log:
         serve = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(port)],
@@ -134,7 +120,7 @@ def test_what_serve_started_stops_when_serve_is_killed(laptop: dict[str, str], t
         )
     children: set[int] = set()
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=90, message="serve starts")
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=90, message="serve starts")
         children = _descendants(serve.pid)
         assert len(children) >= 3, children  # granian's master and worker, the scheduler
         os.kill(serve.pid, signal.SIGKILL)  # no chance to stop anything itself
@@ -144,7 +130,7 @@ def test_what_serve_started_stops_when_serve_is_killed(laptop: dict[str, str], t
         for pid in children | {serve.pid}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    assert not _answers(f"http://127.0.0.1:{port}/healthz")
+    assert not answers(f"http://127.0.0.1:{port}/healthz")
 
 
 def _descendants(root: int) -> set[int]:

@@ -5,9 +5,6 @@ import base64
 import copy
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,12 +19,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from config.core.server import web_argv
 from journeys import decide, decide_journeys, decide_recorder
 from journeys.demo import VIP_ROUTING
 from journeys.models import Decision
 from journeys.services import journey_publish
-from tests.conftest import ROOT, _database_url, wait_until
+from tests.conftest import wait_until, web_server
 from tests.journeys.factories import DecisionFactory, JourneyFactory, JourneyVersionFactory
 
 
@@ -128,41 +124,15 @@ def test_decision_ids_say_when_they_were_made() -> None:
     assert before - 0.002 <= (decision_id.int >> 80) / 1000 <= time.time()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_a_clean_shutdown_writes_every_decision_answered(vip_journey: Any, source: Any) -> None:
     """The web server, as `manage.py serve` runs it, stopped with SIGTERM (its graceful stop)
     while its worker holds answered decisions that the linger (60 s here) would not have written
     yet: all of them are written."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.journeys.decide_linger_settings",
-        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
-    }
-    web = subprocess.Popen(
-        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=4),
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="the web server starts")
+    with web_server(threads=4, DJANGO_SETTINGS_MODULE="tests.journeys.decide_linger_settings") as (base, web):
         ids = []
         for n in range(20):
             answer = requests.post(
-                f"http://127.0.0.1:{port}/v1/decide",
+                f"{base}/v1/decide",
                 data=orjson.dumps({"userId": f"u-{n}", "placement": "support_entry"}),
                 auth=(source.write_key, ""),
                 headers={"Content-Type": "application/json"},
@@ -171,7 +141,6 @@ def test_a_clean_shutdown_writes_every_decision_answered(vip_journey: Any, sourc
             assert answer.status_code == 200, answer.text
             ids.append(answer.json()["decision_id"])
         assert not Decision.objects.filter(id__in=ids).exists()
-    finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
 

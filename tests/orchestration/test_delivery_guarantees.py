@@ -1,24 +1,17 @@
 """At-least-once routing with a real Celery worker: kill -9 mid-routing, a broker down at
 commit time. Every accepted event ends up routed, none twice."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 from typing import Any
 
 import orjson
 import pytest
 import requests
-from django.db import connection
 from django.db.models import Count
 
-from config.core.server import web_argv
 from orchestration.models import RouteLog
 from orchestration.tasks import sweep_outbox
 from profiles.models import Event, EventOutbox
-from tests.conftest import ROOT, _database_url, wait_until
+from tests.conftest import free_port, wait_until, web_server
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -56,43 +49,21 @@ def test_killed_worker_loses_no_event_and_doubles_none(ingest: Any, worker_facto
     _routed_once_each()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_broker_down_at_commit_delays_routing_and_loses_nothing(source: Any, worker_factory: Any) -> None:
     """A web process whose broker is unreachable still accepts and stores events (2xx means
     stored); once a worker and the sweeper run against a live broker, every one is routed."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0",  # nothing listens there
-    }
-    web = subprocess.Popen(
-        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=4),
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="the web server starts")
+    # Nothing listens on the broker's port.
+    with web_server(threads=4, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0") as (base, _):
         for n in range(4):
             batch = [{"type": "track", "userId": "u", "event": "X", "messageId": f"down-{n}-{i}"} for i in range(25)]
             response = requests.post(
-                f"http://127.0.0.1:{port}/v1/batch",
+                f"{base}/v1/batch",
                 data=orjson.dumps({"batch": batch}),
                 auth=(source.write_key, ""),
                 headers={"Content-Type": "application/json"},
                 timeout=10,
             )
             assert response.status_code == 200, response.text
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=15)
     assert Event.objects.count() == 100
     assert EventOutbox.objects.count() == 100
 

@@ -5,62 +5,19 @@ analytics-kotlin streams its gzip body chunked, with no Content-Length."""
 import base64
 import gzip
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from django.db import connection
 
-from config.core.server import web_argv
 from profiles.models import Customer, Event, Identity
-from tests.conftest import ROOT, _database_url, wait_until
+from tests.conftest import ROOT
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "sdks"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-@pytest.fixture
-def server(transactional_db: Any) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
-    }
-    web = subprocess.Popen(
-        web_argv(sys.executable, host="127.0.0.1", port=port, workers=1, threads=2),
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, message="the web server starts")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=15)
 
 
 def _upload(server: str, recorded: Path, write_key: str) -> requests.Response:
