@@ -336,6 +336,11 @@ def test_a_deadlock_on_new_identities_leaves_nothing_behind(source: Any) -> None
     )
     done: list[Any] = []
     try:
+        # PostgreSQL looks for a deadlock once, deadlock_timeout after a statement starts to wait,
+        # in the waiting session. The cycle must be found by the call's session, after this
+        # test has closed it: so the call waits 5 s before looking (time enough on a busy
+        # machine to close the cycle) and this session, which waits last, never looks first.
+        other.execute("SET deadlock_timeout = '60s'")
         other.execute(
             "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, "
             "updated_at) VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
@@ -345,6 +350,8 @@ def test_a_deadlock_on_new_identities_leaves_nothing_behind(source: Any) -> None
 
         def ingest() -> None:
             try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET deadlock_timeout = '5s'")
                 messages = [
                     {"type": "track", "anonymousId": "dl-a", "event": "One", "messageId": "dl-1"},
                     {"type": "track", "anonymousId": "dl-b", "event": "Two", "messageId": "dl-2"},
@@ -367,7 +374,7 @@ def test_a_deadlock_on_new_identities_leaves_nothing_behind(source: Any) -> None
                 row = watch.execute(query).fetchone()
                 return bool(row and row[0])
 
-            # Well within deadlock_timeout (1 s), so the cycle is there when ingestion checks.
+            # Well within the call's deadlock_timeout, so the cycle is there when it looks.
             wait_until(
                 ingestion_waits,
                 timeout=30,
