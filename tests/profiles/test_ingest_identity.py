@@ -176,33 +176,38 @@ def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(s
         "VALUES ('user_id', 'race', %s, now(), now())",
         [winner],
     )
-    done: list[Any] = []
+    # Closed whatever happens: left open, its uncommitted rows would hold the test database's
+    # teardown (TRUNCATE) forever instead of letting the test fail.
+    try:
+        done: list[Any] = []
 
-    def ingest() -> None:
-        try:
-            message = {"userId": "race", "anonymousId": "race-device", "event": "Raced"}
-            done.append(
-                event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
-            )
-        finally:
-            connection.close()
+        def ingest() -> None:
+            try:
+                message = {"userId": "race", "anonymousId": "race-device", "event": "Raced"}
+                done.append(
+                    event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
+                )
+            finally:
+                connection.close()
 
-    thread = threading.Thread(target=ingest)
-    thread.start()
-    with psycopg.connect(
-        host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
-    ) as watch:
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        with psycopg.connect(
+            host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
+        ) as watch:
 
-        def ingestion_waits() -> bool:
-            query = (
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            row = watch.execute(query).fetchone()
-            return bool(row and row[0])
+            def ingestion_waits() -> bool:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                row = watch.execute(query).fetchone()
+                return bool(row and row[0])
 
-        wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
-    other.commit()
-    other.close()
+            wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
+        other.commit()
+    finally:
+        other.close()
     thread.join(timeout=30)
     assert done and done[0].accepted == 1
     assert list(Customer.objects.values_list("id", flat=True)) == [winner]
@@ -281,33 +286,38 @@ def test_a_new_identity_another_transaction_claims_first_leaves_nothing_behind(s
         "VALUES ('user_id', 'race', %s, now(), now())",
         [winner],
     )
-    done: list[Any] = []
+    # Closed whatever happens: left open, its uncommitted rows would hold the test database's
+    # teardown (TRUNCATE) forever instead of letting the test fail.
+    try:
+        done: list[Any] = []
 
-    def ingest() -> None:
-        try:
-            message = {"userId": "race", "event": "Raced"}
-            done.append(
-                event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
-            )
-        finally:
-            connection.close()
+        def ingest() -> None:
+            try:
+                message = {"userId": "race", "event": "Raced"}
+                done.append(
+                    event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
+                )
+            finally:
+                connection.close()
 
-    thread = threading.Thread(target=ingest)
-    thread.start()
-    with psycopg.connect(
-        host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
-    ) as watch:
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        with psycopg.connect(
+            host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
+        ) as watch:
 
-        def ingestion_waits() -> bool:
-            query = (
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            row = watch.execute(query).fetchone()
-            return bool(row and row[0])
+            def ingestion_waits() -> bool:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                row = watch.execute(query).fetchone()
+                return bool(row and row[0])
 
-        wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
-    other.commit()
-    other.close()
+            wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
+        other.commit()
+    finally:
+        other.close()
     thread.join(timeout=30)
     assert done and done[0].accepted == 1
     assert list(Customer.objects.values_list("id", flat=True)) == [winner]
