@@ -48,11 +48,18 @@ def cors(view: View) -> View:
     return wrapped
 
 
-def cors_headers_without_origin() -> tuple[tuple[str, str], ...]:
-    """What `cors` adds to the answer to a request with no Origin (a server's or an app's):
-    `Vary: origin`, so a cache never hands that answer to a page. The WSGI fast path, which
-    serves only such requests, adds the same."""
-    response = CorsMiddleware(lambda request: HttpResponse())(HttpRequest())
+@functools.lru_cache(maxsize=1024)
+def cors_headers(origin: str | None) -> tuple[tuple[str, str], ...]:
+    """What `cors` adds to the answer to a POST from a page on `origin` (None: a call with no
+    Origin, a server's or an app's: `Vary: origin` alone), computed by django-cors-headers itself
+    on a probe request and kept per origin. The WSGI fast path adds these to its answers, so a
+    page's call gets the same answer on both paths."""
+    request = HttpRequest()
+    request.method = "POST"
+    request.path = request.path_info = "/v1/t"
+    if origin is not None:
+        request.META["HTTP_ORIGIN"] = origin
+    response = CorsMiddleware(lambda inner: HttpResponse())(request)
     assert isinstance(response, HttpResponseBase), "a synchronous middleware answers synchronously"
     return tuple((name, value) for name, value in response.items() if name != "Content-Type")
 

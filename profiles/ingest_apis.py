@@ -26,7 +26,7 @@ from config.core.body import read_body
 from config.core.errors import ApplicationError, BadRequest
 from config.core.fast_path import Answer, Environ, Route
 from config.core.views import SourceFacingApi
-from profiles.browser import cors_headers_without_origin, origin_check
+from profiles.browser import cors_headers, origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
 from profiles.writekey import has_credentials, source_authenticate
@@ -280,6 +280,14 @@ class BatchView(_IngestView):
         return super().post(request)
 
 
+_SHORT: dict[str, type[_IngestView]] = {
+    "identify": IdentifyView,
+    "track": TrackView,
+    "page": PageView,
+    "screen": ScreenView,
+    "group": GroupView,
+    "alias": AliasView,
+}
 # The views' paths under /v1/, and the view each one is (its call_type).
 _VIEWS: dict[str, type[_IngestView]] = {
     "/v1/identify": IdentifyView,
@@ -290,14 +298,13 @@ _VIEWS: dict[str, type[_IngestView]] = {
     "/v1/alias": AliasView,
     "/v1/batch": BatchView,
     "/v1/import": BatchView,
+    # Where Segment's browser and mobile SDKs send (profiles/ingest_urls.py).
+    **{f"/v1/{call[0]}": view for call, view in _SHORT.items()},
+    "/v1/b": BatchView,
 }
 
 
 def _fast_match(environ: Environ) -> type[_IngestView] | None:
-    # A page's call (it has an Origin) goes to the view, whose CORS wrapper (profiles/browser.py)
-    # adds the headers a browser needs: CORS is answered in one place.
-    if "HTTP_ORIGIN" in environ:
-        return None
     view = _VIEWS.get(environ.get("PATH_INFO", ""))
     return view if view is not None and environ.get("REQUEST_METHOD") == "POST" else None
 
@@ -308,4 +315,9 @@ def _fast_answer(environ: Environ, view: Any) -> Answer:
 
 
 # Every ingestion view allows POST alone, so any of them gives DRF's finalisation headers.
-FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=BatchView, wrapped=cors_headers_without_origin())
+def _cors(environ: Environ) -> list[tuple[str, str]]:
+    # The views are wrapped in profiles.browser.cors: the same headers, per Origin.
+    return list(cors_headers(environ.get("HTTP_ORIGIN")))
+
+
+FAST_ROUTE = Route(match=_fast_match, answer=_fast_answer, view=BatchView, wrapped=_cors)

@@ -83,13 +83,14 @@ class Route:
     `answer` needs of the path (the session id; True when there is nothing). `answer(environ,
     matched)`: the view's answer before DRF's finalisation, an ApplicationError raised as the
     view raises it. `view`: the Django view it stands in for (its Allow header is added, as
-    DRF's finalisation does). `wrapped`: the headers a wrapper around that view adds to every
-    answer after DRF's (the tracking calls' CORS wrapper adds `Vary: origin`)."""
+    DRF's finalisation does). `wrapped(environ)`: the headers a wrapper around that view adds to
+    its answer after DRF's (the tracking calls' CORS wrapper: CORS headers for a page's call,
+    `Vary: origin` for any)."""
 
     match: Callable[[Environ], Any]
     answer: Callable[[Environ, Any], Answer]
     view: type[APIView]
-    wrapped: tuple[tuple[str, str], ...] = ()
+    wrapped: Callable[[Environ], Headers] = lambda environ: []
 
 
 class _Probe(HttpRequest):
@@ -193,10 +194,10 @@ class FastPath:
             if isinstance(error, RateLimited):
                 headers.extend(error.headers().items())
             body = self.renderer.render(error.as_body())
-            return Answer(error.status_code, [*headers, *finalisation, *route.wrapped], body), False
+            return Answer(error.status_code, [*headers, *finalisation, *route.wrapped(environ)], body), False
         except Exception as exc:  # noqa: BLE001 - Django's answer to an unexpected error, logged by it
             response = response_for_exception(WSGIRequest(environ), exc)
             return Answer(response.status_code, list(response.items()), response.content), True
         answer.headers.extend(finalisation)
-        answer.headers.extend(route.wrapped)
+        answer.headers.extend(route.wrapped(environ))
         return answer, False

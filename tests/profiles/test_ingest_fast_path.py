@@ -96,6 +96,14 @@ SAME_ANSWER_CASES: dict[str, tuple[str, bytes, dict[str, Any]]] = {
     "not gzip": ("/v1/track", b"\x1f\x8bnot really gzip", {"HTTP_CONTENT_ENCODING": "gzip"}),
     "an unknown encoding": ("/v1/track", TRACK, {"HTTP_CONTENT_ENCODING": "br"}),
     "https behind the proxy": ("/v1/track", TRACK, {"wsgi.url_scheme": "https"}),
+    # What a web page's SDK sends: the short paths, text/plain, an Origin (CORS headers added).
+    "a page's call": ("/v1/t", TRACK, {"HTTP_ORIGIN": "https://shop.example", "CONTENT_TYPE": "text/plain"}),
+    "a page's batch": (
+        "/v1/b",
+        orjson.dumps({"batch": [orjson.loads(TRACK)]}),
+        {"HTTP_ORIGIN": "https://shop.example"},
+    ),
+    "a page's refused call": ("/v1/t", b"{nope", {"HTTP_ORIGIN": "https://shop.example"}),
 }
 
 
@@ -110,6 +118,17 @@ def test_a_write_key_in_the_body_is_the_same(both: Callable[..., tuple[Answer, A
     body = orjson.dumps({"userId": "u-1", "event": "X", "writeKey": source.write_key})
     django_answer, fast_answer = both("/v1/track", body, HTTP_AUTHORIZATION="")
     assert (fast_answer, fast_answer[0]) == (django_answer, "200 OK")
+
+
+def test_a_page_on_an_origin_the_source_does_not_allow_is_the_same_403(
+    both: Callable[..., tuple[Answer, Answer]],
+) -> None:
+    guarded: Any = SourceFactory(allowed_origins=["https://shop.example"])
+    django_answer, fast_answer = both(
+        "/v1/t", TRACK, HTTP_AUTHORIZATION=_auth(guarded.write_key), HTTP_ORIGIN="https://elsewhere.example"
+    )
+    assert (fast_answer, fast_answer[0]) == (django_answer, "403 Forbidden")
+    assert ("access-control-allow-origin", "*") in fast_answer[1]
 
 
 def test_a_disabled_source_is_the_same_403(both: Callable[..., tuple[Answer, Answer]]) -> None:
@@ -157,8 +176,6 @@ HANDED_ON = {
     "an unknown call": ("POST", "/v1/tracks", {}),
     "accept html": ("POST", "/v1/track", {"HTTP_ACCEPT": "text/html"}),
     "accept with parameters": ("POST", "/v1/identify", {"HTTP_ACCEPT": "application/json; indent=4"}),
-    # A page's call: the view's CORS wrapper answers it (profiles/browser.py).
-    "a page's call": ("POST", "/v1/track", {"HTTP_ORIGIN": "https://shop.example"}),
 }
 
 
