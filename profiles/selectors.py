@@ -295,7 +295,7 @@ def _profiles(clusters: Mapping[UUID, CustomerCluster], *, computed: bool) -> di
 
 def customer_identities(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, list[IdentityKey]]:
     """Every (kind, value) of the person behind each id (its live profile and those merged into
-    it), oldest first; unknown ids left out. Two queries whatever the number of ids."""
+    it), oldest first; unknown ids left out. Three queries whatever the number of ids."""
     return _identities(customer_clusters(customer_ids=customer_ids))
 
 
