@@ -253,7 +253,8 @@ def _upsert_current(changes: list[ConsentChange], *, now: datetime) -> None:
             ops.adapt_datetimefield_value(now),
         ]
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(changes))
-    # Portable: PostgreSQL and SQLite (the embedded mode) both take ON CONFLICT ... WHERE.
+    # One statement for the whole batch: per (customer, purpose, channel), a change at least as
+    # new as the stored one replaces it.
     sql = (
         f"INSERT INTO {table} (customer_id, purpose, channel, status, changed_at, origin, change_id, updated_at) "  # noqa: S608 - table name from the model
         f"VALUES {values} "
