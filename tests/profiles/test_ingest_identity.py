@@ -152,10 +152,10 @@ def test_concurrent_ingestion_merging_overlapping_profiles(source: Any) -> None:
         assert {f"a{n}", f"b{n}", f"c{n}"} <= set(live.traits)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(source: Any) -> None:
-    """The other transaction inserts the identity first and commits while ingestion waits on it:
-    ingestion's own new customer and identities are undone and the message joins the winner."""
+def _ingest_while_another_holds_the_user_id(source: Any, message: dict[str, Any]) -> tuple[uuid.UUID, Any]:
+    """Another transaction creates a customer with user id "race" and holds it uncommitted; the
+    message is ingested meanwhile and, once it waits on that identity, the other commits. The
+    winner's id, and what ingestion answered."""
     info = source_for_write_key(source.write_key)
     assert info is not None
     settings_dict = connection.settings_dict
@@ -166,24 +166,23 @@ def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(s
         dbname=settings_dict["NAME"],
     )
     winner = uuid.uuid4()
-    other.execute(
-        "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, updated_at) "
-        "VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
-        [winner],
-    )
-    other.execute(
-        "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
-        "VALUES ('user_id', 'race', %s, now(), now())",
-        [winner],
-    )
+    done: list[Any] = []
     # Closed whatever happens: left open, its uncommitted rows would hold the test database's
     # teardown (TRUNCATE) forever instead of letting the test fail.
     try:
-        done: list[Any] = []
+        other.execute(
+            "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, "
+            "updated_at) VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
+            [winner],
+        )
+        other.execute(
+            "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
+            "VALUES ('user_id', 'race', %s, now(), now())",
+            [winner],
+        )
 
         def ingest() -> None:
             try:
-                message = {"userId": "race", "anonymousId": "race-device", "event": "Raced"}
                 done.append(
                     event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
                 )
@@ -209,7 +208,17 @@ def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(s
     finally:
         other.close()
     thread.join(timeout=30)
-    assert done and done[0].accepted == 1
+    assert done, "ingestion did not finish"
+    return winner, done[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_identity_another_transaction_claims_first_resolves_to_its_customer(source: Any) -> None:
+    """The other transaction inserts the identity first and commits while ingestion waits on it:
+    ingestion's own new customer and identities are undone and the message joins the winner."""
+    message = {"userId": "race", "anonymousId": "race-device", "event": "Raced"}
+    winner, result = _ingest_while_another_holds_the_user_id(source, message)
+    assert result.accepted == 1
     assert list(Customer.objects.values_list("id", flat=True)) == [winner]
     assert set(Identity.objects.values_list("kind", "value", "customer_id")) == {
         ("user_id", "race", winner),
@@ -266,60 +275,8 @@ def test_one_identity_call_lands_on_the_survivor_and_is_stored_once(ingest: Any)
 def test_a_new_identity_another_transaction_claims_first_leaves_nothing_behind(source: Any) -> None:
     """The one statement fails whole on the identity the other transaction committed first, and
     the call, taken again the general way, joins the winner: no stray profile."""
-    info = source_for_write_key(source.write_key)
-    assert info is not None
-    settings_dict = connection.settings_dict
-    other = psycopg.connect(
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=settings_dict["PORT"] or 5432,
-        user=settings_dict["USER"],
-        dbname=settings_dict["NAME"],
-    )
-    winner = uuid.uuid4()
-    other.execute(
-        "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, updated_at) "
-        "VALUES (%s, '{}', '{}', '[]', '{}', now(), now())",
-        [winner],
-    )
-    other.execute(
-        "INSERT INTO profiles_identity (kind, value, customer_id, created_at, updated_at) "
-        "VALUES ('user_id', 'race', %s, now(), now())",
-        [winner],
-    )
-    # Closed whatever happens: left open, its uncommitted rows would hold the test database's
-    # teardown (TRUNCATE) forever instead of letting the test fail.
-    try:
-        done: list[Any] = []
-
-        def ingest() -> None:
-            try:
-                message = {"userId": "race", "event": "Raced"}
-                done.append(
-                    event_ingest(source=info, raw_messages=[message], call_type="track", received_at=timezone.now())
-                )
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=ingest)
-        thread.start()
-        with psycopg.connect(
-            host=other.info.host, port=other.info.port, user=other.info.user, dbname=other.info.dbname
-        ) as watch:
-
-            def ingestion_waits() -> bool:
-                query = (
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                row = watch.execute(query).fetchone()
-                return bool(row and row[0])
-
-            wait_until(ingestion_waits, timeout=30, message="ingestion never waited on the uncommitted identity")
-        other.commit()
-    finally:
-        other.close()
-    thread.join(timeout=30)
-    assert done and done[0].accepted == 1
+    winner, result = _ingest_while_another_holds_the_user_id(source, {"userId": "race", "event": "Raced"})
+    assert result.accepted == 1
     assert list(Customer.objects.values_list("id", flat=True)) == [winner]
     assert list(Event.objects.values_list("customer_id", flat=True)) == [winner]
 
