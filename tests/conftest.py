@@ -3,10 +3,8 @@ import contextlib
 import gzip
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,9 @@ from opentelemetry.trace import SpanKind
 from config.core import observability
 from config.core.server import web_argv
 from tests.factories import ApiTokenFactory, SourceFactory
+from tests.throwaway import free_port, wait_until
+
+__all__ = ["free_port", "wait_until"]  # used by tests that import them from here
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,15 +187,6 @@ def worker_factory(transactional_db: Any) -> Iterator[Callable[..., WorkerProces
         worker.stop()
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for: {message or predicate}")
-
-
 class FastPathClientHandler(ClientHandler):
     """Django's test handler with the WSGI fast path in front, as production serves /v1
     (config.core.wsgi): the tracking calls, session GETs and PATCHes and decide requests are
@@ -311,12 +303,6 @@ def redis_unreachable(settings: Any) -> Iterator[None]:
     yield
     # The settings fixture restores REDIS_URL after this; the next client() call rebuilds.
     tl_redis.client.cache_clear()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(url: str) -> bool:
