@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from config.settings.parsing import env_items, env_mapping, env_names, env_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -18,7 +20,7 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ALLOWED_HOSTS = env_items("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -252,17 +254,21 @@ ROUTING_CLAIM_BACKLOG = env.int("ROUTING_CLAIM_BACKLOG", default=500)
 # "redis" when REDIS_URL is set (written through to the database), else "database".
 SESSIONS_STORE = env.str("SESSIONS_STORE", default="auto")
 # A session ends after this long without activity on its channel (events or API writes).
-SESSIONS_INACTIVITY_SECONDS = {
-    "default": 1800,
-    "web": 1800,
-    "mobile": 1800,
-    "chat": 3600,
-    "pos": 900,
-    "email": 86400,
-    "sms": 86400,
-    "server": 1800,
-    **env.dict("SESSIONS_INACTIVITY_SECONDS", cast={"value": int}, default={}),
-}
+# Given as channel=seconds pairs (`web=1800,pos=900`) over these defaults.
+SESSIONS_INACTIVITY_SECONDS = env_mapping(
+    "SESSIONS_INACTIVITY_SECONDS",
+    default={
+        "default": 1800,
+        "web": 1800,
+        "mobile": 1800,
+        "chat": 3600,
+        "pos": 900,
+        "email": 86400,
+        "sms": 86400,
+        "server": 1800,
+    },
+    example="web=1800,pos=900",
+)
 SESSIONS_REDIS_GRACE_SECONDS = 300
 SESSIONS_ENDED_TTL_SECONDS = 600
 SESSIONS_MAX_STATE_BYTES = env.int("SESSIONS_MAX_STATE_BYTES", default=64 * 1024)
@@ -290,13 +296,19 @@ CHANNELS_WEBHOOK_MAX_BODY_BYTES = 256 * 1024
 CHANNELS_SECRETS_KEY = env.str("CHANNELS_SECRETS_KEY", default="") or SECRET_KEY
 # Public base URL Twilio signs (scheme://host), when a proxy changes what Django sees.
 CHANNELS_PUBLIC_BASE_URL = env.str("CHANNELS_PUBLIC_BASE_URL", default="")
-CHANNELS_SMS_STOP_PURPOSES = env.list("CHANNELS_SMS_STOP_PURPOSES", default=["marketing", "transactional"])
-CHANNELS_EMAIL_OPT_OUT_PURPOSES = env.list("CHANNELS_EMAIL_OPT_OUT_PURPOSES", default=["marketing"])
+CHANNELS_SMS_STOP_PURPOSES = env_names(
+    "CHANNELS_SMS_STOP_PURPOSES", default=["marketing", "transactional"], example="marketing,transactional"
+)
+CHANNELS_EMAIL_OPT_OUT_PURPOSES = env_names(
+    "CHANNELS_EMAIL_OPT_OUT_PURPOSES", default=["marketing"], example="marketing"
+)
 # A delivery "sending" for longer than this was claimed by a worker that died (a live send is
 # bounded by CELERY_TASK_TIME_LIMIT, 120 s). The sweeper re-sends those of channels whose
 # providers deduplicate by our idempotency key and gives the others up as dead (docs/channels.md).
 CHANNELS_STUCK_AFTER_SECONDS = env.int("CHANNELS_STUCK_AFTER_SECONDS", default=300)
-CHANNELS_SWEEP_RESEND_CHANNELS = env.list("CHANNELS_SWEEP_RESEND_CHANNELS", default=["sms", "webhook"])
+CHANNELS_SWEEP_RESEND_CHANNELS = env_names(
+    "CHANNELS_SWEEP_RESEND_CHANNELS", default=["sms", "webhook"], example="sms,webhook"
+)
 # Polling feeds (legacy HTTP endpoints pulled on a schedule): pages per poll, page size, timeout.
 CHANNELS_POLL_MAX_PAGES = env.int("CHANNELS_POLL_MAX_PAGES", default=10)
 CHANNELS_POLL_MAX_BYTES = env.int("CHANNELS_POLL_MAX_BYTES", default=5 * 1024 * 1024)
@@ -429,9 +441,9 @@ STORAGES = {
 # /metrics answers a bearer METRICS_TOKEN or a client in METRICS_ALLOWED_IPS (addresses or
 # CIDR networks); with neither set, loopback only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", example="10.0.0.0/8,192.168.1.5")
 # Queues whose depth /metrics reports besides those named in CELERY_TASK_ROUTES.
-METRICS_EXTRA_QUEUES = env.list("METRICS_EXTRA_QUEUES", default=[])
+METRICS_EXTRA_QUEUES = env_items("METRICS_EXTRA_QUEUES", default=[])
 # Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set; the
 # standard OTEL_* variables configure the exporter, service name and sampler.
 # Logs: JSON lines ("json") or key=value for a terminal ("console"); personal data (emails,
