@@ -193,6 +193,7 @@ def _record(pending: list[_Pending], *, now: datetime) -> list[ConsentChange]:
         seen = set(ConsentChange.objects.filter(event_id__in=event_ids).values_list("event_id", "purpose", "channel"))
         pending = [p for p in pending if (p.event_id, p.choice.purpose, p.choice.channel) not in seen]
     customer_ids = {p.customer_id for p in pending}
+    _lock_consent_of(customer_ids)
     state: dict[tuple[UUID, str, str], tuple[str, datetime]] = {
         (c.customer_id, c.purpose, c.channel): (c.status, c.changed_at)
         for c in Consent.objects.filter(customer_id__in=customer_ids)
@@ -203,7 +204,7 @@ def _record(pending: list[_Pending], *, now: datetime) -> list[ConsentChange]:
         current = state.get(key)
         if current is not None and p.origin not in _EXPLICIT_ORIGINS and current[0] == p.choice.status:
             continue
-        applied = current is None or p.changed_at >= current[1]
+        applied = current is None or _supersedes(p.choice.status, p.changed_at, current)
         if applied:
             state[key] = (p.choice.status, p.changed_at)
         changes.append(
@@ -233,6 +234,31 @@ def _record(pending: list[_Pending], *, now: datetime) -> list[ConsentChange]:
     return changes
 
 
+def _lock_consent_of(customer_ids: set[UUID]) -> None:
+    """Serialise consent writers of the same customers until commit, so each reads the state
+    the one before it wrote and its history row says truly whether it was applied (two writers
+    that both read no state would both record applied = true). Advisory locks in sorted order:
+    a row lock cannot cover a consent row that does not exist yet."""
+    if not customer_ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('consent:' || c::text, 0)) "
+            "FROM unnest(%s::uuid[]) AS c ORDER BY c",
+            [sorted(customer_ids)],
+        )
+
+
+def _supersedes(status: str, changed_at: datetime, current: tuple[str, datetime]) -> bool:
+    """Whether a choice replaces the current one: a later one does; at the same instant a
+    denial does, and so does the same status again (an idempotent repeat), but a grant never
+    replaces a denial. The upsert's WHERE is this rule in SQL."""
+    current_status, current_at = current
+    if changed_at != current_at:
+        return changed_at > current_at
+    return status in (conventions.DENIED, current_status)
+
+
 def _upsert_current(changes: list[ConsentChange], *, now: datetime) -> None:
     if not changes:
         return
@@ -253,17 +279,19 @@ def _upsert_current(changes: list[ConsentChange], *, now: datetime) -> None:
             ops.adapt_datetimefield_value(now),
         ]
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(changes))
-    # One statement for the whole batch: per (customer, purpose, channel), a change at least as
-    # new as the stored one replaces it.
+    # One statement for the whole batch: per (customer, purpose, channel), a later change
+    # replaces the stored one; at the same instant a denial does, or the same status again.
     sql = (
         f"INSERT INTO {table} (customer_id, purpose, channel, status, changed_at, origin, change_id, updated_at) "  # noqa: S608 - table name from the model
         f"VALUES {values} "
         "ON CONFLICT (customer_id, purpose, channel) DO UPDATE SET status = excluded.status, "
         "changed_at = excluded.changed_at, origin = excluded.origin, change_id = excluded.change_id, "
-        f"updated_at = excluded.updated_at WHERE {table}.changed_at <= excluded.changed_at"
+        f"updated_at = excluded.updated_at WHERE {table}.changed_at < excluded.changed_at "
+        f"OR ({table}.changed_at = excluded.changed_at "
+        f"AND (excluded.status = %s OR {table}.status = excluded.status))"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, conventions.DENIED])
 
 
 # --- Export -----------------------------------------------------------------------------------
