@@ -97,6 +97,28 @@ def prune(definition: Definition, state: dict[str, Any], today: date) -> dict[st
     return {**state, "days": {day: n for day, n in state["days"].items() if day >= start}}
 
 
+def unmerge_state(
+    definition: Definition,
+    current: dict[str, Any] | None,
+    taken: dict[str, Any] | None,
+    before: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The state of a survivor giving back a profile whose state `taken` was merged into it
+    (its own state then was `before`). Counts and sums give back what the taken profile had
+    counted, keeping what was counted since; a first or last seen that is the taken profile's
+    goes back to the survivor's own, one set since the merge stays."""
+    if not taken or not current:
+        return current
+    if definition.kind in ("count", "sum"):
+        if definition.window_days:
+            days = {day: n - taken.get("days", {}).get(day, 0) for day, n in current.get("days", {}).items()}
+            kept = {day: n for day, n in days.items() if n > 0}
+            return {"days": kept} if kept or before else None
+        total = current.get("total", 0) - taken.get("total", 0)
+        return {"total": total} if total or before else None
+    return before if current == taken else current
+
+
 def merge_states(definition: Definition, first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[str, Any]:
     """The state of one person whose events were split across two profiles."""
     a, b = dict(first or {}), dict(second or {})

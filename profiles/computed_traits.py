@@ -133,3 +133,18 @@ def computed_states_merged(states: list[dict[str, Any]]) -> dict[str, Any]:
         if current:
             merged[definition.name] = current
     return merged
+
+
+def computed_states_unmerged(current: dict[str, Any], taken: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The survivor's state per trait once the profile whose state `taken` merged into it is
+    given back (`before`: the survivor's own state at the merge); see computed.unmerge_state."""
+    unmerged = dict(current)
+    for definition in definitions():
+        state = computed.unmerge_state(
+            definition, current.get(definition.name), taken.get(definition.name), before.get(definition.name)
+        )
+        if state:
+            unmerged[definition.name] = state
+        else:
+            unmerged.pop(definition.name, None)
+    return unmerged

@@ -79,3 +79,45 @@ def merge_traits(
             if (newer and not keep_first) or (keep_first and at and at < times[key]):
                 traits[key], times[key] = value, at
     return traits, times, sorted(once)
+
+
+TraitState = tuple[dict[str, object], dict[str, str], list[str]]
+
+
+def traits_taken(survivor: TraitState, loser: TraitState, merged: TraitState) -> dict[str, list[object] | None]:
+    """The keys a merge took from the loser (the merged profile has the loser's value and time),
+    each with what the survivor had before: [value, time], or None when it had no such trait."""
+    survivor_traits, survivor_times, _ = survivor
+    loser_traits, loser_times, _ = loser
+    merged_traits, merged_times, _ = merged
+    taken: dict[str, list[object] | None] = {}
+    for key, value in loser_traits.items():
+        loser_has = (value, loser_times.get(key, ""))
+        if key not in merged_traits or (merged_traits[key], merged_times.get(key, "")) != loser_has:
+            continue  # the survivor's own value won
+        if key not in survivor_traits:
+            taken[key] = None
+        elif (survivor_traits[key], survivor_times.get(key, "")) != loser_has:
+            taken[key] = [survivor_traits[key], survivor_times.get(key, "")]
+    return taken
+
+
+def unmerge_traits(
+    current: TraitState, loser: TraitState, taken: Mapping[str, list[object] | None], survivor_once: list[str]
+) -> TraitState:
+    """The survivor's traits once the loser is given back: each key the merge took from the
+    loser that still holds the loser's value and time goes back to what the survivor had (or
+    goes, if it had none); a key set since the merge keeps its newer value. Once-keys that only
+    the loser brought go with it."""
+    traits, times, once = dict(current[0]), dict(current[1]), set(current[2])
+    loser_traits, loser_times, loser_once = loser
+    for key, before in taken.items():
+        if key not in traits or (traits[key], times.get(key, "")) != (loser_traits.get(key), loser_times.get(key, "")):
+            continue
+        if before is None:
+            traits.pop(key)
+            times.pop(key, None)
+        else:
+            traits[key], times[key] = before[0], str(before[1])
+    once -= set(loser_once) - set(survivor_once)
+    return traits, times, sorted(once)

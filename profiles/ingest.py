@@ -5,7 +5,6 @@ in one query, events and their routing outbox rows go in with one statement, and
 messages go to the quarantine. Nothing here runs a query per message.
 """
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -23,7 +22,7 @@ from profiles.ingest_store import RETRYABLE_SQLSTATES, IdentityConflict, IngestR
 from profiles.merging import identity_limits
 from profiles.messages import Message, MessageError, parse_message
 from profiles.models import QuarantinedMessage
-from profiles.privacy.selectors import suppressed_identities, suppression_in_force
+from profiles.privacy.selectors import suppressed_identities, suppression_may_apply
 from profiles.resolution import customers_resolve
 from profiles.schemas.validation import SCHEMA_REASON, schemas_check
 
@@ -230,22 +229,13 @@ def _store(
     return result
 
 
-_suppression_checked_at = -1e9
-_suppression_active = False
-
-
 def _without_suppressed(messages: list[Message], result: IngestResult) -> list[Message]:
     """Drop the messages of people erased with suppression: nothing of theirs is stored again.
 
-    Whether any suppressing tombstone exists is cached per process for
-    SUPPRESSION_CHECK_SECONDS, so ingestion makes no query for it until the first such erasure;
-    from then on every batch is checked in one query."""
-    global _suppression_checked_at, _suppression_active  # noqa: PLW0603 - a per-process cache
-    now = time.monotonic()
-    if not _suppression_active and now - _suppression_checked_at >= settings.SUPPRESSION_CHECK_SECONDS:
-        _suppression_active = suppression_in_force()
-        _suppression_checked_at = now
-    if not _suppression_active or not messages:
+    Until the first such erasure, ingestion makes no query for it but one every
+    SUPPRESSION_CHECK_SECONDS (suppression_may_apply); from then on every batch is checked in
+    one query."""
+    if not messages or not suppression_may_apply():
         return messages
     hit = suppressed_identities(key for m in messages for key in m.identities)
     if not hit:

@@ -15,13 +15,11 @@ import orjson
 import psycopg
 from django.db import IntegrityError, OperationalError, connection
 
+from config.core.transactions import RETRYABLE_SQLSTATES
 from profiles import contracts, trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
 from profiles.messages import Message
-
-# Deadlock and serialization failures: two requests merging overlapping profiles.
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +280,9 @@ class IngestStore:
     # transaction bookkeeping; Python's share of each was most of the call's cost. The identity
     # insert has no ON CONFLICT: when another transaction claimed a new identity first, the
     # statement fails as a whole, leaving nothing, and the call takes the general path.
+    # Each profile found is read under FOR KEY SHARE (the lock the events' foreign key takes at
+    # commit anyway), as merging.customers_locked_for_writing does on the general path: a merge
+    # holding it is waited for, and its survivor, read then, is locked and written to instead.
     _INGEST_SIMPLE = """
         WITH k AS MATERIALIZED (
             SELECT * FROM json_to_recordset(%(keys)s::json) AS k(kind text, value text)
@@ -290,7 +291,12 @@ class IngestStore:
                 SELECT COALESCE(c.merged_into_id, c.id) AS customer_id
                 FROM profiles_identity i JOIN profiles_customer c ON c.id = i.customer_id
                 WHERE i.kind = k.kind AND i.value = k.value LIMIT 1
+                FOR KEY SHARE OF c
             ) AS l
+        ), live AS MATERIALIZED (
+            SELECT f.kind, f.value, COALESCE(c.merged_into_id, c.id) AS customer_id
+            FROM found f JOIN profiles_customer c ON c.id = f.customer_id
+            FOR KEY SHARE OF c
         ), missing AS MATERIALIZED (
             SELECT k.kind, k.value, gen_random_uuid() AS new_id FROM k
             WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.kind = k.kind AND f.value = k.value)
@@ -302,7 +308,7 @@ class IngestStore:
             SELECT kind, value, new_id, %(source)s, %(now)s, %(now)s FROM missing
             RETURNING kind, value, customer_id
         ), owners AS MATERIALIZED (
-            SELECT kind, value, customer_id FROM found
+            SELECT kind, value, customer_id FROM live
             UNION ALL SELECT kind, value, customer_id FROM new_identities
         ), inserted AS (
             INSERT INTO profiles_event (

@@ -84,8 +84,9 @@ class MergeUndoApi(APIView):
     @extend_schema(
         operation_id="merges_undo",
         summary="Undo a merge",
-        description="The merged profile gets back its identities, its events and its traits (its sessions "
-        "never left it); the two "
+        description="The merged profile gets back its identities, its events, its traits and computed traits "
+        "(its sessions never left it); the survivor gives back the traits it took from it (what was set on "
+        "it since the merge stays) and stops counting its events in computed traits; the two "
         "are not merged again automatically. Undoing twice answers the same.",
         request=None,
         responses={200: MergeRecordOutput},

@@ -12,7 +12,6 @@ like any other.
 """
 
 import json
-import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,14 +26,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.core.errors import ApplicationError, NotFound
+from config.core.transactions import atomic_retrying
 from profiles import contracts, identity_rules
-from profiles.computed_traits import computed_states_merged
+from profiles.computed_traits import computed_states_merged, computed_states_unmerged
 from profiles.models import Customer, Event, Identity, MergeBlock, MergeRecord, MergeRefusal
 
-logger = logging.getLogger(__name__)
-
 MAX_LOCK_ROUNDS = 5
-DEADLOCK_RETRIES = 3
 
 
 class MergeRefused(ApplicationError):
@@ -80,17 +77,7 @@ def customers_merge(*, requests: Sequence[MergeRequest], actor: str) -> list[Mer
     merge an earlier one's survivor), with the same few statements however many there are:
     ingestion merges every group a batch ties together at once. Writes MergeRecords and
     MergeRefusals; re-points identities and events."""
-    if connection.in_atomic_block:
-        return _merge_all(requests, actor)
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            with transaction.atomic():
-                return _merge_all(requests, actor)
-        except OperationalError as error:
-            if "deadlock" not in str(error) or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            logger.info("merge deadlocked with another merge; retrying")
-    raise AssertionError("unreachable")
+    return atomic_retrying(lambda: _merge_all(requests, actor), what="a merge")
 
 
 def _lock_live(ids: set[UUID]) -> dict[UUID, Customer]:
@@ -163,6 +150,8 @@ def _merge_all(requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcom
             continue
         live = [profiles[cid] for cid in live_ids]
         survivor, losers = live[0], live[1:]
+        before = (survivor.traits, survivor.trait_times, survivor.once_keys)
+        merged = identity_rules.merge_traits([(c.traits, c.trait_times, c.once_keys) for c in live])
         records.extend(
             MergeRecord(
                 survivor=survivor,
@@ -172,12 +161,11 @@ def _merge_all(requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcom
                 trigger={**request.trigger, "explicit": True} if request.explicit else request.trigger,
                 identities=[[k, v] for k, v in identities[loser.id]],
                 traits_before=loser.traits,
+                moved=_moved(survivor, loser, before, merged),
             )
             for loser in losers
         )
-        survivor.traits, survivor.trait_times, survivor.once_keys = identity_rules.merge_traits(
-            [(c.traits, c.trait_times, c.once_keys) for c in live]
-        )
+        survivor.traits, survivor.trait_times, survivor.once_keys = merged
         survivor.computed_state = computed_states_merged([c.computed_state for c in live])
         for loser in losers:
             survivor_of[loser.id] = survivor.id
@@ -189,6 +177,22 @@ def _merge_all(requests: Sequence[MergeRequest], actor: str) -> list[MergeOutcom
     if records:
         _apply(records, {loser: current(loser) for loser in survivor_of})
     return outcomes
+
+
+def _moved(
+    survivor: Customer, loser: Customer, before: identity_rules.TraitState, merged: identity_rules.TraitState
+) -> dict[str, Any]:
+    """What an undo of this loser's merge gives back to each profile (MergeRecord.moved)."""
+    return {
+        "loser": {"trait_times": loser.trait_times, "once_keys": loser.once_keys, "computed": loser.computed_state},
+        "survivor": {
+            "traits_taken": identity_rules.traits_taken(
+                before, (loser.traits, loser.trait_times, loser.once_keys), merged
+            ),
+            "once_keys": before[2],
+            "computed": survivor.computed_state,
+        },
+    }
 
 
 def _apply(records: list[MergeRecord], final: dict[UUID, UUID]) -> None:
@@ -259,20 +263,70 @@ def _apply_sets(final: dict[UUID, UUID], survivors: list[Customer], now: datetim
         cursor.execute(_SET_MERGED_STATE, [now, states, [c.id for c in survivors]])
 
 
+# FOR KEY SHARE: the lock the events' and identities' foreign keys take on the customer row at
+# commit anyway, and the one a merge's FOR UPDATE (_lock_live) waits for.
+_LOCK_FOR_WRITING = (
+    "SELECT id, merged_into_id FROM profiles_customer WHERE id = ANY(%s::uuid[]) ORDER BY id FOR KEY SHARE"
+)
+
+
+def customers_locked_for_writing(*, customer_ids: Collection[UUID]) -> dict[UUID, UUID]:
+    """Lock the profiles a writer is about to write rows for (events, identities, traits) until
+    its commit, and map each that a merge has taken away to its survivor (locked too). Writes
+    nothing.
+
+    A merge moves the rows it can see, so a row written for a profile while a merge takes it
+    away, and committed after the merge read, would stay on the merged-away profile. With this
+    lock taken before the write, either the merge came first (the lock waits for its commit and
+    then reads where it went) or the writer did (the merge waits for the writer's commit, and
+    then sees and moves its rows)."""
+    moved: dict[UUID, UUID] = {}
+    locked: set[UUID] = set()
+    wanted = set(customer_ids)
+    for _ in range(MAX_LOCK_ROUNDS):
+        if not wanted:
+            return moved
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_FOR_WRITING, [sorted(wanted)])
+            rows = cursor.fetchall()
+        locked |= wanted
+        found = {cid: merged_into for cid, merged_into in rows if merged_into is not None}
+        moved.update(found)
+        # A survivor may itself have been merged away since: lock it too, and follow it.
+        wanted = set(found.values()) - locked
+    raise OperationalError("merge chain did not settle while locking for writing")
+
+
+def identities_onto_survivors(*, survivor_of: dict[UUID, UUID]) -> None:
+    """Identities still on a merged-away profile (a writer added them while a merge took it
+    away) join its survivor, as the merge would have moved them."""
+    if not survivor_of:
+        return
+    pairs = orjson.dumps([{"loser": loser, "survivor": survivor} for loser, survivor in survivor_of.items()]).decode()
+    with connection.cursor() as cursor:
+        cursor.execute(_MOVE_IDENTITIES, [timezone.now(), pairs, list(survivor_of)])
+
+
 def customer_unmerge(*, record_id: int, actor: str) -> Customer:
-    """Undo a merge: the merged profile gets back its identities, the events sent with
-    its user and anonymous ids, and its traits as they were; the two are not merged again
+    """Undo a merge: the merged profile gets back its identities, the events sent with its user
+    and anonymous ids, and its traits and computed traits as they were; the profile it was
+    merged into gives back what it took (see _give_back); the two are not merged again
     automatically. Undoing twice is a no-op."""
     with transaction.atomic():
         record = MergeRecord.objects.select_for_update().filter(id=record_id).first()
         if record is None:
             raise NotFound("no such merge")
-        pair = sorted([record.survivor_id, record.merged_id])
+        # The profile holding the merged one's rows now: its survivor, or where a later merge
+        # took that survivor. Locked with the pair, in id order, as merges lock.
+        holder = Customer.objects.filter(id=record.merged_id).values_list("merged_into_id", flat=True).first()
+        pair = sorted({record.survivor_id, record.merged_id} | ({holder} if holder else set()))
         list(Customer.objects.select_for_update().filter(id__in=pair).order_by("id"))
         merged = Customer.objects.get(id=record.merged_id)
         if record.undone_at is not None:
             return merged
         owner = merged.merged_into_id
+        if owner is not None and owner not in pair:
+            raise OperationalError("the merged profile moved while its undo was locking")
         keys = [(kind, value) for kind, value in record.identities]
         identity_q = Q()
         for kind, value in keys:
@@ -286,10 +340,39 @@ def customer_unmerge(*, record_id: int, actor: str) -> Customer:
             Event.objects.filter(Q(user_id__in=user_ids) | Q(anonymous_id__in=anonymous_ids), customer_id=owner).update(
                 customer=merged
             )
-        Customer.objects.filter(id=merged.id).update(merged_into=None, traits=record.traits_before, updated_at=now)
-        MergeBlock.objects.get_or_create(customer_a_id=pair[0], customer_b_id=pair[1])
+        if owner is not None and record.moved:
+            _give_back(Customer.objects.get(id=owner), record, now)
+        loser = record.moved.get("loser", {})
+        Customer.objects.filter(id=merged.id).update(
+            merged_into=None,
+            traits=record.traits_before,
+            trait_times=loser.get("trait_times", merged.trait_times),
+            once_keys=loser.get("once_keys", merged.once_keys),
+            computed_state=loser.get("computed", merged.computed_state),
+            updated_at=now,
+        )
+        block = sorted([record.survivor_id, record.merged_id])
+        MergeBlock.objects.get_or_create(customer_a_id=block[0], customer_b_id=block[1])
         record.undone_at = now
         record.undone_by = actor
         record.save(update_fields=["undone_at", "undone_by", "updated_at"])
         merged.refresh_from_db()
         return merged
+
+
+def _give_back(holder: Customer, record: MergeRecord, now: datetime) -> None:
+    """The profile that holds the merged one's state gives back what the merge took: traits
+    whose value is still the merged profile's return to the survivor's own (or go, if it had
+    none), once-keys only the merged profile brought go, and computed traits stop counting the
+    merged profile's events. What was set on it after the merge stays."""
+    survivor = record.moved["survivor"]
+    loser = record.moved["loser"]
+    holder.traits, holder.trait_times, holder.once_keys = identity_rules.unmerge_traits(
+        (holder.traits, holder.trait_times, holder.once_keys),
+        (record.traits_before, loser["trait_times"], loser["once_keys"]),
+        survivor["traits_taken"],
+        survivor["once_keys"],
+    )
+    holder.computed_state = computed_states_unmerged(holder.computed_state, loser["computed"], survivor["computed"])
+    holder.updated_at = now
+    holder.save(update_fields=["traits", "trait_times", "once_keys", "computed_state", "updated_at"])

@@ -200,6 +200,13 @@ class MergeRecord(BaseModel):
     )
     identities = models.JSONField(default=list, help_text="[kind, value] pairs the merged profile held.")
     traits_before = models.JSONField(default=dict, help_text="The merged profile's traits at the time.")
+    moved = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What an undo gives back: the merged profile's trait times, once-keys and computed "
+        "state, and the survivor's own values of the traits the merge took from it, its once-keys and "
+        "computed state. Empty on merges recorded before it was kept.",
+    )
     undone_at = models.DateTimeField(null=True, blank=True)
     undone_by = models.CharField(max_length=200, blank=True, default="")
 

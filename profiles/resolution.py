@@ -11,7 +11,13 @@ from profiles import trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
 from profiles.ingest_store import Held, IngestStore
-from profiles.merging import MergeRequest, customers_merge, identity_limits
+from profiles.merging import (
+    MergeRequest,
+    customers_locked_for_writing,
+    customers_merge,
+    identities_onto_survivors,
+    identity_limits,
+)
 from profiles.messages import Message
 from profiles.models import MergeRefusal
 
@@ -83,6 +89,13 @@ def customers_resolve(store: IngestStore, source: SourceInfo, messages: list[Mes
     if refusals:
         MergeRefusal.objects.bulk_create(refusals)
     survivor_of = _merge(source, merges)
+    # A concurrent merge may have taken one of these profiles away since the lookup: from here
+    # on they are locked, and what was merged away is written to its survivor.
+    locked = customers_locked_for_writing(customer_ids={m.customer_id for m in messages})
+    moved = {cid: survivor for cid, survivor in locked.items() if cid not in survivor_of}
+    if moved:
+        identities_onto_survivors(survivor_of={cid: _follow(moved, cid) for cid in moved})
+        survivor_of.update(moved)
     if survivor_of:
         ops = _onto_survivors(survivor_of, messages, ops)
     if ops:

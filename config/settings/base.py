@@ -232,7 +232,8 @@ SOURCE_CACHE_SECONDS = env.float("SOURCE_CACHE_SECONDS", default=5.0)
 PRIVACY_HASH_KEY = env.str("PRIVACY_HASH_KEY", default="")
 # How long a process trusts its snapshot of active schemas and source policies.
 SCHEMAS_REFRESH_SECONDS = env.float("SCHEMAS_REFRESH_SECONDS", default=5.0)
-# How long a process trusts "no erasure asked for suppression" before asking again.
+# How long a process trusts "no erasure asked for suppression" before asking again; the erase
+# that puts the first suppression in force waits this long before it answers (docs/privacy.md).
 SUPPRESSION_CHECK_SECONDS = env.float("SUPPRESSION_CHECK_SECONDS", default=5.0)
 # Region assumed for phone numbers written without a country code (None: such numbers are ignored).
 DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="") or None

@@ -1,5 +1,6 @@
 """Reads on consent, suppression and everything held about a person."""
 
+import time
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 from uuid import UUID
@@ -228,3 +229,23 @@ def customer_export_chunks(*, customer: Customer) -> Iterator[bytes]:
 def suppression_in_force() -> bool:
     """Whether any erasure asked for suppression (ingestion skips its check until one does)."""
     return ErasureTombstone.objects.filter(suppress=True).exists()
+
+
+_suppression_checked_at = -1e9
+_suppression_active = False
+
+
+def suppression_may_apply() -> bool:
+    """Whether ingestion must check messages against suppressed identities: suppression_in_force,
+    cached per process. Once true it stays true (the check per batch is one query); false is
+    trusted for SUPPRESSION_CHECK_SECONDS from before the query that said so, and no longer:
+    an erase that puts suppression in force first waits that long before it answers
+    (services.customer_erase), so when it answers no process still trusts a false from before."""
+    global _suppression_checked_at, _suppression_active  # noqa: PLW0603 - a per-process cache
+    if _suppression_active:
+        return True
+    now = time.monotonic()
+    if now - _suppression_checked_at >= settings.SUPPRESSION_CHECK_SECONDS:
+        _suppression_active = suppression_in_force()
+        _suppression_checked_at = now
+    return _suppression_active

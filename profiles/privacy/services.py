@@ -1,6 +1,7 @@
 """Writes on consent, erasure and the privacy audit trail."""
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from config.core.errors import BadRequest, Conflict, NotFound
+from config.core.transactions import atomic_retrying
 from profiles import contracts
 from profiles.contracts import StoredEvent
 from profiles.identifiers import IdentityKey, normalize_phone
@@ -320,36 +322,54 @@ def customer_erase(*, customer_id: UUID, suppress: bool, reason: str, actor: str
     profile merged into it): events, identities, sessions, consent, merges, quarantined
     messages sent with their identifiers, and what other apps registered to delete; leave
     tombstones of their identifiers (suppressing later events if asked) and audit it. Erasing
-    again, by any of the erased ids, returns the first erasure."""
-    with transaction.atomic():
+    again, by any of the erased ids, returns the first erasure.
+
+    Routing the person's events meanwhile can deadlock with it (routing holds the events'
+    outbox rows and waits to lock the person; the erase holds the person and deletes those
+    rows): the erase is then run again, as merges are, once routing has finished."""
+    erasure, first_suppression = atomic_retrying(
+        lambda: _erase_once(customer_id, suppress=suppress, reason=reason, actor=actor), what="an erase"
+    )
+    if first_suppression:
+        # Ingestion processes trust "no suppression in force" for SUPPRESSION_CHECK_SECONDS
+        # (selectors.suppression_may_apply); waiting that long after the commit means that once
+        # this answers, every process sees the suppression. Only the first suppression waits:
+        # with one in force, every process checks each batch.
+        time.sleep(settings.SUPPRESSION_CHECK_SECONDS)
+    return erasure
+
+
+def _erase_once(customer_id: UUID, *, suppress: bool, reason: str, actor: str) -> tuple[Erasure, bool]:
+    """customer_erase in the caller's transaction; and whether it put suppression in force."""
+    done = selectors.erasure_for(customer_id=customer_id)
+    cluster = [] if done else _lock_cluster(customer_id)
+    if not done and not cluster:
+        # Another erase of the same person may have finished while we waited for the locks.
         done = selectors.erasure_for(customer_id=customer_id)
-        cluster = [] if done else _lock_cluster(customer_id)
-        if not done and not cluster:
-            # Another erase of the same person may have finished while we waited for the locks.
-            done = selectors.erasure_for(customer_id=customer_id)
-        if done is not None:
-            privacy_audit_record(
-                action=PrivacyAction.ERASE,
-                actor=actor,
-                customer_id=customer_id,
-                detail={"erasure_id": done.id, "repeat": True},
-            )
-            return done
-        if not cluster:
-            raise NotFound("no such customer")
-        erasure = _erase(cluster, requested=customer_id, suppress=suppress, reason=reason, actor=actor)
+    if done is not None:
         privacy_audit_record(
             action=PrivacyAction.ERASE,
             actor=actor,
             customer_id=customer_id,
-            detail={
-                "erasure_id": erasure.id,
-                "customer_ids": erasure.customer_ids,
-                "suppress": suppress,
-                "deleted": erasure.deleted,
-            },
+            detail={"erasure_id": done.id, "repeat": True},
         )
-    return erasure
+        return done, False
+    if not cluster:
+        raise NotFound("no such customer")
+    first_suppression = suppress and not selectors.suppression_in_force()
+    erasure = _erase(cluster, requested=customer_id, suppress=suppress, reason=reason, actor=actor)
+    privacy_audit_record(
+        action=PrivacyAction.ERASE,
+        actor=actor,
+        customer_id=customer_id,
+        detail={
+            "erasure_id": erasure.id,
+            "customer_ids": erasure.customer_ids,
+            "suppress": suppress,
+            "deleted": erasure.deleted,
+        },
+    )
+    return erasure, first_suppression
 
 
 def _lock_cluster(customer_id: UUID) -> list[UUID]:
