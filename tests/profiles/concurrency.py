@@ -70,11 +70,13 @@ def held_open(work: Callable[[], Any]) -> Iterator[Thread]:
     its writes uncommitted) until the block ends; then commit it."""
     done = threading.Event()
     release = threading.Event()
+    worked: list[bool] = []
 
     def run() -> Any:
         try:
             with transaction.atomic():
                 result = work()
+                worked.append(True)
                 done.set()
                 assert release.wait(TIMEOUT), "the held transaction was never released"
             return result
@@ -83,6 +85,8 @@ def held_open(work: Callable[[], Any]) -> Iterator[Thread]:
 
     thread = Thread(run)
     assert done.wait(TIMEOUT), "the held transaction's work did not finish"
+    if not worked:
+        thread.join()  # the work failed: raise its error here
     try:
         yield thread
     finally:
