@@ -229,9 +229,7 @@ def table_partition(*, table: str, column: str, period: Period, now: datetime, a
         newest = cursor.fetchone()[0]
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_q(table)})")  # noqa: S608
         has_rows = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", [table]
-        )
+        cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", [table])
         primary_key = cursor.fetchone()[0]
         # The old table's index names move aside so the new table's take them (Django and later
         # migrations know the indexes by name); attached, its indexes become the partitions'.
@@ -292,9 +290,7 @@ def table_unpartition(*, table: str, column: str) -> None:
     with connection.cursor() as cursor:
         indexes, constraints = _definitions(cursor, table)
         last_id = _sequence_value(cursor, table, "id")
-        cursor.execute(
-            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", [table]
-        )
+        cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", [table])
         primary_key = cursor.fetchone()[0]
         cursor.execute(
             f"CREATE TABLE {_q(plain)} (LIKE {_q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "

