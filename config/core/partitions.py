@@ -147,7 +147,8 @@ def partitions_ensure(*, table: str, column: str, period: Period, now: datetime,
     """The default partition, the current period's and `ahead` more exist afterwards, and the
     rows the default partition held for any period have one of their own; the names created."""
     created = []
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_timeout(cursor)
         cursor.execute(f"CREATE TABLE IF NOT EXISTS {_q(default_name(table))} PARTITION OF {_q(table)} DEFAULT")
         unit = "month" if period == "month" else "week"
         cursor.execute(
