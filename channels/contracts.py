@@ -19,7 +19,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from channels import selectors
+from channels import retention, selectors
 from channels.contact import PRIORITIES, ContactVerdict
 from channels.models import DeliveryChannel
 from channels.services.deliveries import deliver as delivery_create
@@ -164,3 +164,8 @@ def dead_deliveries(*, since: datetime, recent: int = 10) -> tuple[list[tuple[st
     most first, and the `recent` newest of any age."""
     by_channel, newest = selectors.dead_deliveries(since=since, recent=recent)
     return by_channel, [DeadDelivery(*row) for row in newest]
+
+
+def retention_apply(*, now: datetime) -> dict[str, int]:
+    """Channels' retention (channels/retention.py): finished deliveries past their days."""
+    return retention.retention_apply(now=now)

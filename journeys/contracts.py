@@ -106,3 +106,10 @@ class SegmentChange:
     @property
     def event_name(self) -> str:
         return SEGMENT_ENTERED if self.entered else SEGMENT_EXITED
+
+
+def retention_apply(*, now: datetime) -> dict[str, int]:
+    """Journeys' retention (journeys/retention.py): decisions' partitions, finished enrollments."""
+    from journeys import retention  # here, not above: this module stays free of the ORM
+
+    return retention.retention_apply(now=now)

@@ -61,7 +61,7 @@ def _insert_rows(rows: list[DecisionRow]) -> None:
                 copy.write_row(row)
     except IntegrityError:
         values = ", ".join([_ROW_SQL] * len(rows))
-        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING"  # noqa: S608
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (id, at) DO NOTHING"  # noqa: S608
         with connection.cursor() as cursor:
             cursor.execute(sql, [item for row in rows for item in row])
 

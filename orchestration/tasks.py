@@ -6,9 +6,10 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from config.core import metrics
-from orchestration import routing
+from orchestration import retention, routing
 from orchestration.dispatch import send_chunks
 from profiles import facade as profiles
 
@@ -46,3 +47,21 @@ def sweep_outbox(older_than_seconds: int | None = None, limit: int = 50_000) -> 
         send_chunks(stale)
         logger.info("re-enqueued %d events whose routing had not completed", len(stale))
     return len(stale)
+
+
+@shared_task(
+    name="orchestration.apply_retention",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    soft_time_limit=300,
+    time_limit=360,
+)
+def apply_retention() -> dict[str, int]:
+    """Create the time partitions ahead, drop the ones past their retention, trim the narrow
+    tables in bounded batches (orchestration/retention.py). Idempotent: a second run finds
+    nothing more to do; a run cut short leaves the rest to the next."""
+    done = retention.retention_apply(now=timezone.now())
+    if any(done.values()):
+        logger.info("retention: %s", ", ".join(f"{name}={count}" for name, count in done.items() if count))
+    return done

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 
-from profiles import computed, identifiers, selectors, services, writekey
+from profiles import computed, identifiers, retention, selectors, services, writekey
 from profiles.computed_traits import computed_traits_from_state as _computed_traits_from_state
 from profiles.computed_traits import computed_traits_on_routed
 from profiles.computed_traits import definitions as _computed_definitions
@@ -71,6 +71,7 @@ __all__ = [
     "outbox_failed",
     "outbox_reclaim_stale",
     "quarantine_counts",
+    "retention_apply",
     "source_authenticate",
     "source_has_identified",
     "source_info",
@@ -269,3 +270,8 @@ def customer_reach(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, Customer
     """The live profile behind each id with the person's identities, keyed by the id asked for
     (unknown ids left out), in four queries whatever the number of ids."""
     return selectors.customer_reach(customer_ids=customer_ids)
+
+
+def retention_apply(*, now: datetime) -> dict[str, int]:
+    """Profiles' retention (profiles/retention.py): events' partitions, dedup keys, quarantine."""
+    return retention.retention_apply(now=now)

@@ -310,22 +310,28 @@ class IngestStore:
         ), owners AS MATERIALIZED (
             SELECT kind, value, customer_id FROM live
             UNION ALL SELECT kind, value, customer_id FROM new_identities
-        ), inserted AS (
-            INSERT INTO profiles_event (
-                source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id,
-                timestamp, original_timestamp, sent_at, received_at, properties, context, extra,
-                schema_version_id, schema_violations
-            )
-            SELECT %(source)s, u.message_id, u.type, u.name, o.customer_id, %(channel)s, u.user_id, u.anonymous_id,
-                   u.ts, u.original_ts, u.sent_at, %(now)s, u.properties, u.context, u.extra,
-                   u.schema_version_id, u.schema_violations
-            FROM json_to_recordset(%(rows)s::json) AS u(
+        ), u AS MATERIALIZED (
+            SELECT nextval('profiles_event_id_seq') AS id, u.* FROM json_to_recordset(%(rows)s::json) AS u(
                 position int, message_id text, type text, name text, kind text, value text, user_id text,
                 anonymous_id text, ts timestamptz, original_ts timestamptz, sent_at timestamptz,
                 properties jsonb, context jsonb, extra jsonb, schema_version_id bigint, schema_violations jsonb
-            ) JOIN owners o ON o.kind = u.kind AND o.value = u.value
-            ORDER BY u.position
+            )
+        ), keys AS (
+            INSERT INTO profiles_eventkey (source_id, message_id, received_at, event_id)
+            SELECT %(source)s, message_id, %(now)s, id FROM u
             ON CONFLICT (source_id, message_id) DO NOTHING
+            RETURNING event_id
+        ), inserted AS (
+            INSERT INTO profiles_event (
+                id, source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id,
+                timestamp, original_timestamp, sent_at, received_at, properties, context, extra,
+                schema_version_id, schema_violations
+            )
+            SELECT u.id, %(source)s, u.message_id, u.type, u.name, o.customer_id, %(channel)s, u.user_id,
+                   u.anonymous_id, u.ts, u.original_ts, u.sent_at, %(now)s, u.properties, u.context, u.extra,
+                   u.schema_version_id, u.schema_violations
+            FROM u JOIN keys k ON k.event_id = u.id JOIN owners o ON o.kind = u.kind AND o.value = u.value
+            ORDER BY u.position
             RETURNING id
         ), outbox AS (
             INSERT INTO profiles_eventoutbox (event_id, enqueued_at, attempts)
@@ -397,6 +403,11 @@ class IngestStore:
             contracts.notify_accepted(result.event_ids)
         return result
 
+    # Deduplication (both paths): each row takes its event id first, then its key goes into
+    # profiles_eventkey ON CONFLICT DO NOTHING, and only the rows whose key went in are stored as
+    # events. The key table is unpartitioned and unique across the events' partitions; a
+    # concurrent request holding the same key uncommitted makes this one wait for its outcome,
+    # so a duplicate is stored once. A duplicate's id is drawn and left unused.
     def insert_events(self, source: SourceInfo, messages: list[Message], received_at: datetime) -> list[int]:
         # The rows go as one JSON document: orjson writes it in one call, where an array per
         # column cost a Python loop per column and element; properties and context stay objects.
@@ -424,27 +435,34 @@ class IngestStore:
         with _prepared_cursor() as cursor:
             cursor.execute(
                 """
-                WITH inserted AS (
-                    INSERT INTO profiles_event (
-                        source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id,
-                        timestamp, original_timestamp, sent_at, received_at, properties, context, extra,
-                        schema_version_id, schema_violations
-                    )
-                    SELECT %s, u.message_id, u.type, u.name, u.customer_id, %s, u.user_id, u.anonymous_id,
-                           u.ts, u.original_ts, u.sent_at, %s, u.properties, u.context, u.extra,
-                           u.schema_version_id, u.schema_violations
-                    FROM json_to_recordset(%s::json) AS u(
+                WITH u AS MATERIALIZED (
+                    SELECT nextval('profiles_event_id_seq') AS id, u.* FROM json_to_recordset(%(rows)s::json) AS u(
                         message_id text, type text, name text, customer_id uuid, user_id text, anonymous_id text,
                         ts timestamptz, original_ts timestamptz, sent_at timestamptz,
                         properties jsonb, context jsonb, extra jsonb, schema_version_id bigint, schema_violations jsonb
                     )
+                ), keys AS (
+                    INSERT INTO profiles_eventkey (source_id, message_id, received_at, event_id)
+                    SELECT %(source)s, message_id, %(now)s, id FROM u
                     ON CONFLICT (source_id, message_id) DO NOTHING
+                    RETURNING event_id
+                ), inserted AS (
+                    INSERT INTO profiles_event (
+                        id, source_id, message_id, type, name, customer_id, channel, user_id, anonymous_id,
+                        timestamp, original_timestamp, sent_at, received_at, properties, context, extra,
+                        schema_version_id, schema_violations
+                    )
+                    SELECT u.id, %(source)s, u.message_id, u.type, u.name, u.customer_id, %(channel)s, u.user_id,
+                           u.anonymous_id, u.ts, u.original_ts, u.sent_at, %(now)s, u.properties, u.context, u.extra,
+                           u.schema_version_id, u.schema_violations
+                    FROM u JOIN keys k ON k.event_id = u.id
+                    ORDER BY u.id
                     RETURNING id
                 )
                 INSERT INTO profiles_eventoutbox (event_id, enqueued_at, attempts)
-                SELECT id, %s, 0 FROM inserted
+                SELECT id, %(now)s, 0 FROM inserted
                 RETURNING event_id
                 """,
-                [source.id, source.channel, received_at, rows, received_at],
+                {"source": source.id, "channel": source.channel, "now": received_at, "rows": rows},
             )
             return [row[0] for row in cursor.fetchall()]

@@ -91,7 +91,14 @@ class EventType(models.TextChoices):
 
 
 class Event(models.Model):
-    """An accepted event. Written in bulk by the ingestion service, never one by one."""
+    """An accepted event. Written in bulk by the ingestion service, never one by one.
+
+    The table is partitioned by month on received_at (config/core/partitions.py, profiles
+    migration 0009): its database primary key is (id, received_at), since a partitioned table's
+    unique keys must include the partition key; `id` alone stays unique (one identity sequence)
+    and stays Django's primary key. Deduplication lives in EventKey, as a unique (source,
+    message_id) cannot span partitions. Nothing may point at it with a database foreign key.
+    """
 
     id = models.BigAutoField(primary_key=True)
     # No index of their own: (source, message_id) and (customer, -timestamp, -id) lead with them
@@ -128,7 +135,6 @@ class Event(models.Model):
     )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["source", "message_id"], name="event_source_message_uniq")]
         indexes = [
             models.Index(fields=["customer", "-timestamp", "-id"], name="event_customer_time"),
             models.Index(
@@ -160,8 +166,16 @@ class QuarantinedMessage(models.Model):
     replay_count = models.PositiveIntegerField(default=0, db_default=0)
     replayed_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True, help_text="When a replay got it accepted.")
+    # No database constraint: a foreign key cannot point at a partitioned table without its
+    # partition key, and retention drops the event's partition with no row-by-row delete.
     event = models.ForeignKey(
-        Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The event a replay made."
+        Event,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        help_text="The event a replay made.",
     )
 
     class Meta:
@@ -178,12 +192,37 @@ class EventOutbox(models.Model):
     routed once; the sweeper re-enqueues rows whose routing never completed.
     """
 
-    event = models.OneToOneField(Event, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    # No database constraint, as QuarantinedMessage.event: events are partitioned. The row is
+    # written in the statement that writes its event, and routing deletes it.
+    event = models.OneToOneField(
+        Event, primary_key=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     enqueued_at = models.DateTimeField(db_index=True)
     attempts = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"outbox:{self.event_id}"
+
+
+class EventKey(models.Model):
+    """The deduplication key of an accepted event: (source, messageId), kept DEDUP_WINDOW_DAYS.
+
+    A narrow table of its own, unpartitioned, so the key is unique across the events' monthly
+    partitions and outlives a dropped partition for as long as the window lasts. Ingestion
+    inserts the key ON CONFLICT DO NOTHING in the statement that inserts the event, and stores
+    only the events whose key went in: a concurrent duplicate waits on the key and stores nothing.
+    """
+
+    pk = models.CompositePrimaryKey("source_id", "message_id")
+    # A plain id, not a foreign key: like Event.source, a checked key would lock the source row
+    # once per event at commit.
+    source_id = models.UUIDField()
+    message_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField(db_index=True)
+    event_id = models.BigIntegerField(help_text="The event stored under this key (gone once its partition is).")
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.message_id}"
 
 
 class MergeRecord(BaseModel):

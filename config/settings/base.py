@@ -10,6 +10,7 @@ Two modes, chosen by what is configured; both run the same code against PostgreS
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.parsing import env_items, env_mapping, env_names, env_networks
 
@@ -159,7 +160,35 @@ CELERY_TASK_ROUTES = {
     "orchestration.end_inactive_sessions": {"queue": "maintenance"},
     "journeys.tick_timers": {"queue": "journeys"},
     "journeys.recheck_segments": {"queue": "maintenance"},
+    "orchestration.apply_retention": {"queue": "maintenance"},
 }
+# --- Retention (docs/operations.md, "Retention") ----------------------------------------------
+# Days each kind of data is kept; 0 keeps it forever. Events, the route log and decisions are
+# partitioned by time and go a whole partition at a time (a month of events, a week of the
+# others), so up to one period more than this is kept. Finished enrollments (with their step
+# runs and timers), finished deliveries and resolved quarantined messages are deleted in
+# batches of RETENTION_BATCH_SIZE.
+RETENTION_EVENTS_DAYS = env.int("RETENTION_EVENTS_DAYS", default=400)
+RETENTION_ROUTE_LOG_DAYS = env.int("RETENTION_ROUTE_LOG_DAYS", default=30)
+RETENTION_DECISIONS_DAYS = env.int("RETENTION_DECISIONS_DAYS", default=90)
+RETENTION_STEP_RUNS_DAYS = env.int("RETENTION_STEP_RUNS_DAYS", default=180)
+RETENTION_DELIVERIES_DAYS = env.int("RETENTION_DELIVERIES_DAYS", default=180)
+RETENTION_QUARANTINE_RESOLVED_DAYS = env.int("RETENTION_QUARANTINE_RESOLVED_DAYS", default=90)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
+RETENTION_INTERVAL_SECONDS = env.float("RETENTION_INTERVAL_SECONDS", default=3600.0)
+# How long a (source, messageId) is remembered to drop a retried message: at least 7 days, what
+# RudderStack offers (Segment keeps about 24 h), whatever the events' own retention.
+DEDUP_WINDOW_MIN_DAYS = 7
+DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW_DAYS", default=DEDUP_WINDOW_MIN_DAYS)
+if DEDUP_WINDOW_DAYS < DEDUP_WINDOW_MIN_DAYS:
+    raise ImproperlyConfigured(
+        f"DEDUP_WINDOW_DAYS={DEDUP_WINDOW_DAYS}: the deduplication window is at least "
+        f"{DEDUP_WINDOW_MIN_DAYS} days (a client retrying a batch after a long outage must not store it twice)"
+    )
+_negative = [name for name, value in globals().items() if name.startswith("RETENTION_") and value < 0]
+if _negative:
+    raise ImproperlyConfigured(f"{', '.join(_negative)}: a retention is a number of days, 0 (keep forever) or more")
+
 # The timer tick's beat interval; a timer falling due between two beats gets a tick of its own
 # (journeys.tasks.tick_timers), so this bounds the idle cost more than the lag.
 JOURNEYS_TICK_INTERVAL_SECONDS = env.float("JOURNEYS_TICK_INTERVAL_SECONDS", default=0.25)
@@ -179,6 +208,12 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {
         "task": "orchestration.sweep_outbox",
         "schedule": env.float("ROUTING_SWEEP_INTERVAL_SECONDS", default=15.0),
+    },
+    # Partitions ahead are created and old ones dropped; the narrow tables trimmed in batches.
+    "apply-retention": {
+        "task": "orchestration.apply_retention",
+        "schedule": RETENTION_INTERVAL_SECONDS,
+        "options": {"expires": 600},
     },
     "end-inactive-sessions": {
         "task": "orchestration.end_inactive_sessions",

@@ -14,7 +14,7 @@ from django.utils import timezone
 from profiles.contracts import SourceInfo
 from profiles.identifiers import normalize_id
 from profiles.ingest import event_ingest
-from profiles.models import Event, QuarantinedMessage, Source
+from profiles.models import EventKey, QuarantinedMessage, Source
 from profiles.schemas.selectors import quarantine_list
 from profiles.schemas.validation import SCHEMA_REASON, SCHEMA_STAGE
 
@@ -175,7 +175,10 @@ def _replay_batch(
     QuarantinedMessage.objects.filter(id__in=[row.id for row in fresh.values()]).delete()
     rejected = {rejection.index: rejection for rejection in result.rejected}
     stored_ids = [i for i in (normalize_id(raw["messageId"]) for raw in raws) if i]
-    events = dict(Event.objects.filter(source_id=source.id, message_id__in=stored_ids).values_list("message_id", "id"))
+    # The dedup keys say which event each messageId is (events themselves have no index on it).
+    events = dict(
+        EventKey.objects.filter(source_id=source.id, message_id__in=stored_ids).values_list("message_id", "event_id")
+    )
     outcomes = {}
     for index, (row, raw) in enumerate(members):
         row.replay_count += 1

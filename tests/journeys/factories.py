@@ -13,6 +13,8 @@ from journeys.models import (
     JourneyVersion,
     Segment,
     SegmentMembership,
+    StepRun,
+    Timer,
     VersionStatus,
 )
 from tests.factories import CustomerFactory
@@ -80,3 +82,27 @@ class DecisionFactory(factory.django.DjangoModelFactory[Decision]):
     placement = "support_entry"
     at = factory.LazyFunction(timezone.now)
     result = factory.LazyFunction(lambda: {"route": "self_service", "content": {}})
+
+
+class StepRunFactory(factory.django.DjangoModelFactory[StepRun]):
+    class Meta:
+        model = StepRun
+
+    enrollment = factory.SubFactory(EnrollmentFactory)
+    key = factory.Sequence(lambda n: f"run-{n}")
+    step = "done"
+    kind = "exit"
+    visit = 1
+    at = factory.LazyFunction(timezone.now)
+    outcome = "next"
+
+
+class TimerFactory(factory.django.DjangoModelFactory[Timer]):
+    class Meta:
+        model = Timer
+
+    enrollment = factory.SubFactory(EnrollmentFactory)
+    step = "wait"
+    visit = 1
+    kind = "wait"
+    due_at = factory.LazyFunction(timezone.now)

@@ -12,7 +12,7 @@ from channels.tasks import poll_feeds, sweep_stuck_deliveries
 from journeys.models import Timer
 from journeys.services import enrollment_start
 from journeys.tasks import recheck_segments, tick_timers
-from orchestration.tasks import route_events, sweep_outbox
+from orchestration.tasks import apply_retention, route_events, sweep_outbox
 from sessions.tasks import end_inactive_sessions
 from tests.factories import CustomerFactory
 from tests.journeys.engine_support import publish
@@ -21,7 +21,15 @@ pytestmark = pytest.mark.django_db
 
 PERIODIC = {
     task.name: task
-    for task in (tick_timers, recheck_segments, sweep_stuck_deliveries, poll_feeds, sweep_outbox, end_inactive_sessions)
+    for task in (
+        tick_timers,
+        recheck_segments,
+        sweep_stuck_deliveries,
+        poll_feeds,
+        sweep_outbox,
+        end_inactive_sessions,
+        apply_retention,
+    )
 }
 WAIT = {
     "trigger": {"type": "api"},
