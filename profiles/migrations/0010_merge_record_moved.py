@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("profiles", "0008_source_allowed_origins"),
+        ("profiles", "0009_events_partitioned_dedup_keys"),
     ]
 
     operations = [
