@@ -1,15 +1,27 @@
-"""Workers stay up: a worker outlives broker restarts and outages. Each test has a broker of its
-own (a throwaway redis-server it kills), never the shared one."""
+"""Workers and `manage.py serve` stay up: a worker outlives broker restarts and outages, and
+`serve` restarts a child that dies. Each test has a broker of its own (a throwaway redis-server
+it kills), never the shared one."""
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from io import StringIO
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 import redis
+from django.db import connection
 
 from config.celery import app
-from tests.conftest import WorkerProcess
-from tests.throwaway import ThrowawayRedis, throwaway_redis, wait_until
+from config.core.management.commands.serve import Child, Command
+from tests.conftest import ROOT, WorkerProcess, _database_url, answers
+from tests.throwaway import ThrowawayRedis, free_port, throwaway_redis, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -80,3 +92,93 @@ def test_workers_retry_the_broker_forever_from_start_up() -> None:
     # Celery's default gives up after 100 attempts (about 45 minutes of an outage) and the worker exits.
     assert app.conf.broker_connection_max_retries is None
     assert app.conf.broker_connection_retry_on_startup is True
+
+
+def _children(serve: subprocess.Popen[str]) -> dict[str, psutil.Process]:
+    """serve's direct children by role (web, worker, scheduler)."""
+    roles: dict[str, psutil.Process] = {}
+    for child in psutil.Process(serve.pid).children():
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        role = "worker" if " worker " in command else "scheduler" if " beat " in command else "web"
+        roles[role] = child
+    return roles
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_serve_restarts_a_worker_that_dies_and_sigterm_stops_every_child(
+    transactional_db: Any, broker: ThrowawayRedis, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    (tmp_path / "metrics").mkdir()  # every process records its metrics there, serve included
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
+        "CELERY_BROKER_URL": broker.url,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "2",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: answers(f"{base}/healthz") and len(_children(serve)) == 3, timeout=90, message="serve starts"
+        )
+        killed = _children(serve)["worker"]
+        killed.kill()  # SIGKILL, as an OOM kill would
+
+        def restarted() -> bool:
+            worker = _children(serve).get("worker")
+            return worker is not None and worker.pid != killed.pid
+
+        wait_until(restarted, timeout=30, message="serve starts a new worker")
+        wait_until(
+            _done(broker.url, _publish(broker.url, queue="default"), queue="default"), timeout=60, message="it consumes"
+        )
+        assert answers(f"{base}/healthz")
+        everything = [psutil.Process(serve.pid), *psutil.Process(serve.pid).children(recursive=True)]
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        assert [process.pid for process in everything if _alive(process)] == []
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=10)
+    output = log.read_text()
+    assert "worker exited with -9" in output, output
+
+
+def test_serve_waits_longer_each_time_a_child_keeps_dying() -> None:
+    err = StringIO()
+    command = Command(stdout=StringIO(), stderr=err)
+    crasher = Child("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    crasher.start(dict(os.environ), lambda: None)
+
+    def four_deaths() -> bool:
+        command.supervise(crasher, dict(os.environ), lambda: None)
+        return err.getvalue().count("crasher exited with 3") == 4
+
+    wait_until(four_deaths, timeout=20, interval=0.1, message="four deaths")
+    crasher.wait_or_kill(timeout=5)
+    assert re.findall(r"restarting it in (\d+) s", err.getvalue()) == ["1", "2", "4", "8"]
