@@ -19,17 +19,19 @@ back if the broker answers (else they return after the visibility timeout, as fo
 worker), and the second close finds nothing to do."""
 
 from queue import Empty
+from typing import Any
 
 from kombu.transport import redis
 
 
 class Channel(redis.Channel):
     def close(self) -> None:
-        if self._in_poll:
+        channel: Any = self  # the type stubs leave out the Redis channel's internals
+        if channel._in_poll:
             try:
-                self._brpop_read()
-            except (Empty, *self.connection_errors):
-                pass  # the BRPOP's reply is lost with its connection: nothing was delivered
+                channel._brpop_read()
+            except (Empty, *channel.connection_errors):
+                pass  # its reply went with the connection: close as if it had none
         super().close()
 
 
