@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from channels.models import Delivery
 from channels.services.deliveries import deliver
-from channels.tasks import send_delivery
 from config.celery import app
 from tests.channels.factories import customer_with
 from tests.channels.servers import HttpSink
@@ -50,7 +49,7 @@ def test_a_delivery_whose_send_task_a_broker_restart_lost_is_sent_once_by_the_sw
     customer = customer_with(user_id="u1", phone=PHONE)
     delivery = deliver(channel="sms", customer_id=customer.id, content={"body": "Hi"}, idempotency_key="lost-1")
     with app.connection_for_write(url=broker.url) as conn:
-        send_delivery.apply_async((str(delivery.id),), connection=conn)
+        app.send_task("channels.send_delivery", args=(str(delivery.id),), queue="delivery", connection=conn)
     broker.kill()
     broker.start()  # empty: the send task is gone
     worker_factory(queues="delivery,maintenance", concurrency=2, broker_url=broker.url)
@@ -63,7 +62,7 @@ def test_a_delivery_whose_send_task_a_broker_restart_lost_is_sent_once_by_the_sw
 
     # The lost task turns up after all (a broker that kept it, a slow queue): nothing is sent again.
     with app.connection_for_write(url=broker.url) as conn:
-        late = send_delivery.apply_async((str(delivery.id),), connection=conn)
+        late = app.send_task("channels.send_delivery", args=(str(delivery.id),), queue="delivery", connection=conn)
     client = redis.Redis.from_url(broker.url)
     wait_until(
         lambda: client.llen("delivery") == 0 and not any(late.id.encode() in m for m in client.hvals("unacked")),
