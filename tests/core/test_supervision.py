@@ -21,7 +21,7 @@ from django.db import connection
 from config.celery import app
 from config.core.management.commands.serve import Child, Command
 from tests.conftest import ROOT, WorkerProcess, _database_url, answers
-from tests.throwaway import ThrowawayRedis, free_port, throwaway_redis, wait_until
+from tests.throwaway import TcpLink, ThrowawayRedis, free_port, throwaway_redis, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -71,6 +71,25 @@ def test_a_worker_holding_unacknowledged_tasks_survives_repeated_broker_restarts
         broker.start()  # empty, on the same port: a Redis restart without persistence
         wait_until(_done(broker.url, _publish(broker.url)), timeout=40, message=f"consumes after restart {drop + 1}")
         assert worker.process.poll() is None, f"the worker exited after restart {drop + 1}"
+
+
+def test_a_worker_holding_unacknowledged_tasks_survives_partitions_from_a_running_broker(
+    worker_factory: Callable[..., WorkerProcess], broker: ThrowawayRedis
+) -> None:
+    link = TcpLink(broker.port)  # the worker's way to the broker, which keeps running
+    try:
+        worker = worker_factory(concurrency=1, queues="routing", broker_url=f"redis://127.0.0.1:{link.port}/0")
+        wait_until(_done(broker.url, _publish(broker.url)), timeout=60, message="the worker consumes")
+        assert worker.process is not None
+
+        for cut in range(6):
+            link.cut()
+            time.sleep(1)
+            link.heal()
+            wait_until(_done(broker.url, _publish(broker.url)), timeout=40, message=f"consumes after cut {cut + 1}")
+            assert worker.process.poll() is None, f"the worker exited after cut {cut + 1}"
+    finally:
+        link.close()
 
 
 def test_a_worker_outlives_a_broker_outage_of_35_seconds(
