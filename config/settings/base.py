@@ -150,6 +150,19 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
 # Fail a publish to an unreachable broker fast; the outbox and sweeper make up for it.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# Workers outlive broker outages of any length (docs/operations.md, "Supervision"): kombu's Redis
+# transport with the fix of config/broker.py (without it a worker holding unacknowledged tasks
+# exits when its broker connection drops), retrying the connection forever (Celery gives up after
+# 100 attempts by default, about 45 minutes), at start-up too. Not for rediss://: naming the
+# transport would drop the TLS that scheme turns on.
+if CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "config.broker:RedisTransport"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A task running when the connection drops finishes (Celery 6 will cancel it by default): its
+# effects are in PostgreSQL, so when its message comes back (its ack went with the connection)
+# the run finds nothing left to do, where a send cut short would stay "sending" for the sweeper.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "orchestration.route_events": {"queue": "routing"},

@@ -1,4 +1,5 @@
-"""`make run`: the API and admin, a worker and the scheduler, until Ctrl-C stops them all."""
+"""`make run`: the API and admin, a worker and the scheduler, until Ctrl-C stops them all. One
+that dies (an OOM kill, a crash) is started again, the others keep running."""
 
 import contextlib
 import ctypes
@@ -17,6 +18,57 @@ from config import embedded
 from config.core.prometheus import multiprocess_dir_reset
 from config.core.server import DEFAULT_THREADS, web_argv
 
+# A child that dies is started again after this many seconds, doubled while it keeps dying within
+# STABLE_AFTER seconds of its start, up to RESTART_DELAY_MAX.
+RESTART_DELAY_FIRST = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0
+
+
+class Child:
+    """One process `serve` runs (the web server, a worker, the scheduler), in a process group of
+    its own, and when it died, when to start it again."""
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name, self.argv = name, argv
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.delay = RESTART_DELAY_FIRST / 2  # doubled at the first quick death
+        self.restart_at: float | None = None
+
+    def start(self, env: dict[str, str], preexec: Callable[[], None]) -> None:
+        if self.process is not None:
+            self._kill_group()  # what the dead one left behind (a worker's pool processes)
+        # preexec_fn: this process runs no other thread while it starts its children.
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, preexec_fn=preexec)  # noqa: S603, PLW1509
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def send(self, signum: int) -> None:
+        if self.process is not None:
+            self.process.send_signal(signum)
+
+    def wait_or_kill(self, *, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._kill_group()  # anything of its group still there
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
 
 class Command(BaseCommand):
     help = "Serve the API and admin with a Celery worker and the periodic scheduler (embedded: in-process)."
@@ -24,6 +76,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+
+    def supervise(self, child: Child, env: dict[str, str], preexec: Callable[[], None]) -> None:
+        """Restart a child that died (an OOM kill, a crash) instead of stopping the others: after
+        RESTART_DELAY_FIRST seconds, doubled for each death that follows a start within
+        STABLE_AFTER seconds, up to RESTART_DELAY_MAX, so a child that cannot start (a broken
+        setting, a port taken) is retried a few times a minute, not in a loop."""
+        now = time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                self.stderr.write(f"restarting {child.name}")
+                child.start(env, preexec)
+            return
+        code = child.exit_code()
+        if code is None:
+            return
+        ran = now - child.started
+        child.delay = RESTART_DELAY_FIRST if ran >= STABLE_AFTER else min(child.delay * 2, RESTART_DELAY_MAX)
+        child.restart_at = now + child.delay
+        self.stderr.write(f"{child.name} exited with {code} after {ran:.0f} s; restarting it in {child.delay:.0f} s")
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
@@ -101,11 +172,9 @@ class Command(BaseCommand):
         # SIGKILL (an OOM kill, a supervisor's last resort), it could not stop them itself, and
         # they would run on, orphaned, holding the port.
         stop_with_me = _stop_with_parent(os.getpid())
-        processes = {
-            # preexec_fn: this process runs no other thread while it starts its children.
-            name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=stop_with_me)  # noqa: S603, PLW1509
-            for name, cmd in commands.items()
-        }
+        children = [Child(name, argv) for name, argv in commands.items()]
+        for child in children:
+            child.start(env, stop_with_me)
         stopping = False
 
         def stop(*_: Any) -> None:
@@ -114,30 +183,19 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        exit_code = 0
         while not stopping:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    self.stderr.write(f"{name} exited with {process.returncode}; stopping the others.")
-                    exit_code = process.returncode or 1
-                    stopping = True
+            for child in children:
+                self.supervise(child, env, stop_with_me)
             time.sleep(0.2)
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        for child in children:
+            if child.running():
+                child.send(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for process in processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # anything of its group still there
+        for child in children:
+            child.wait_or_kill(timeout=max(0.1, deadline - time.monotonic()))
         if settings.EMBEDDED_DATABASE:
             # Last, once nothing uses it; `make run` starts it again (its data stays in var/).
             embedded.stop(embedded.data_dir(settings.BASE_DIR))
-        sys.exit(exit_code)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
