@@ -114,7 +114,12 @@ class WorkerProcess:
     """A real `celery worker` process against the test database and broker."""
 
     def __init__(
-        self, database_name: str, *, concurrency: int = 2, queues: str = "default,routing,maintenance,journeys"
+        self,
+        database_name: str,
+        *,
+        concurrency: int = 2,
+        queues: str = "default,routing,maintenance,journeys",
+        env: dict[str, str] | None = None,
     ):
         # Its PostgreSQL sessions carry this name (libpq reads PGAPPNAME), so kill() can wait for them.
         self.application_name = f"test-worker-{os.getpid()}-{id(self)}"
@@ -123,6 +128,7 @@ class WorkerProcess:
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": _database_url(database_name),
             "PGAPPNAME": self.application_name,
+            **(env or {}),
         }
         self.args = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
