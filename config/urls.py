@@ -7,6 +7,10 @@ from config.core.views import NoRouteApi
 from journeys import decide_apis
 from orchestration import dashboard, home
 
+# What escapes UnexpectedErrorMiddleware (an exception raised by a middleware) outside DEBUG:
+# the same JSON answer outside the admin.
+handler500 = "config.core.errors.server_error"
+
 urlpatterns = [
     path("", home.home_view, name="home"),
     path("healthz", health.healthz, name="healthz"),

@@ -112,12 +112,22 @@ _STORED_EVENT = (
     "(e.context ? 'consent' OR (e.type = 'identify' AND e.properties ? 'consent'))"
 )
 
+# Every claim statement below is shaped so that its plan cannot depend on the statistics: no
+# join for the planner to choose. The rows to delete are collected first, once, into an array
+# (an InitPlan: `= ANY(ARRAY(SELECT ...))`), the DELETE finds them by primary key, and the
+# events are read by primary key from the array of what was deleted. Why: an ANALYZE of the
+# drained outbox (autovacuum's, at a quiet moment) records 0 rows over its remaining pages, and
+# the planner then takes the outbox for a one-row table until the next ANALYZE. With the former
+# shape (`DELETE ... WHERE event_id IN (SELECT ... FOR UPDATE SKIP LOCKED)`, then a join with
+# the events) it chose a nested loop that re-ran the locking subquery once per outbox row: the
+# backlog claim of 480 rows from a 40,000-row outbox ran for over 600 s instead of about 10 ms
+# (tests/orchestration/test_claim_plan.py).
 _CLAIM_SQL = f"""
 WITH claimed AS (
     DELETE FROM profiles_eventoutbox WHERE event_id = ANY(%s) RETURNING event_id
 )
 SELECT {_STORED_EVENT}
-FROM profiles_event e JOIN claimed c ON c.event_id = e.id
+FROM profiles_event e WHERE e.id = ANY(ARRAY(SELECT event_id FROM claimed))
 ORDER BY e.id
 """  # noqa: S608 - constant fragments only
 
@@ -128,12 +138,12 @@ ORDER BY e.id
 # side. (Should that router fail, they stay on the outbox for the sweeper.)
 _CLAIM_SKIP_LOCKED_SQL = f"""
 WITH claimed AS (
-    DELETE FROM profiles_eventoutbox WHERE event_id IN (
+    DELETE FROM profiles_eventoutbox WHERE event_id = ANY(ARRAY(
         SELECT event_id FROM profiles_eventoutbox WHERE event_id = ANY(%s) FOR UPDATE SKIP LOCKED
-    ) RETURNING event_id
+    )) RETURNING event_id
 )
 SELECT {_STORED_EVENT}
-FROM profiles_event e JOIN claimed c ON c.event_id = e.id
+FROM profiles_event e WHERE e.id = ANY(ARRAY(SELECT event_id FROM claimed))
 ORDER BY e.id
 """  # noqa: S608 - constant fragments only
 
@@ -143,16 +153,26 @@ ORDER BY e.id
 # event that makes a handler fail cannot drag every other chunk down with it).
 _CLAIM_BACKLOG_SQL = f"""
 WITH claimed AS (
-    DELETE FROM profiles_eventoutbox WHERE event_id IN (
+    DELETE FROM profiles_eventoutbox WHERE event_id = ANY(ARRAY(
         SELECT event_id FROM profiles_eventoutbox
         WHERE attempts = 0 AND event_id <> ALL(%s)
         ORDER BY enqueued_at LIMIT %s
         FOR UPDATE SKIP LOCKED
-    ) RETURNING event_id
+    )) RETURNING event_id
 )
 SELECT {_STORED_EVENT}
-FROM profiles_event e JOIN claimed c ON c.event_id = e.id
+FROM profiles_event e WHERE e.id = ANY(ARRAY(SELECT event_id FROM claimed))
 """  # noqa: S608 - constant fragments only
+
+# The backlog's oldest-first scan is the one choice left to the planner: walk the enqueued_at
+# index (stopping at LIMIT), or read the whole outbox and sort it. With no statistics on
+# `attempts` (the outbox was empty at the last ANALYZE) it guesses 0.5 % of rows qualify and may
+# take the sort: the whole outbox read for every chunk. These settings, for that one statement
+# (set in the transaction, restored right after it), leave it the index.
+_INDEX_ONLY = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)"
+_PLANNER_RESTORED = (
+    "SELECT set_config(name, reset_val, true) FROM pg_settings WHERE name IN ('enable_seqscan', 'enable_sort')"
+)
 
 
 def outbox_claim(*, event_ids: list[int], backlog: int = 0) -> list[StoredEvent]:
@@ -170,8 +190,11 @@ def outbox_claim(*, event_ids: list[int], backlog: int = 0) -> list[StoredEvent]
         cursor.execute(_CLAIM_SKIP_LOCKED_SQL if backlog > 0 else _CLAIM_SQL, [event_ids])
         events = [StoredEvent(*row) for row in cursor.fetchall()]
         if backlog > 0:
+            cursor.execute(_INDEX_ONLY)
             cursor.execute(_CLAIM_BACKLOG_SQL, [event_ids, backlog])
             more = cursor.fetchall()
+            # (Should the claim fail, the transaction's rollback restores them.)
+            cursor.execute(_PLANNER_RESTORED)
             if more:
                 events = sorted(events + [StoredEvent(*row) for row in more], key=lambda e: e.id)
         return events

@@ -119,7 +119,7 @@ class WorkerProcess:
         *,
         concurrency: int = 2,
         queues: str = "default,routing,maintenance,journeys",
-        broker_url: str = "",
+        env: dict[str, str] | None = None,
     ):
         # Its PostgreSQL sessions carry this name (libpq reads PGAPPNAME), so kill() can wait for them.
         self.application_name = f"test-worker-{os.getpid()}-{id(self)}"
@@ -128,8 +128,8 @@ class WorkerProcess:
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": _database_url(database_name),
             "PGAPPNAME": self.application_name,
-            # A test's own broker (a throwaway redis-server it may kill), else the test broker.
-            "CELERY_BROKER_URL": broker_url or settings.CELERY_BROKER_URL,
+            # Over the test settings: a test's own broker (a throwaway redis-server it may kill), say.
+            **(env or {}),
         }
         self.args = [
             sys.executable, "-m", "celery", "-A", "config", "worker",

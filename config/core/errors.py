@@ -1,12 +1,35 @@
 """One error type for the domain, and one handler that turns every error into
-`{"detail": ..., "code": ...}` with a 4xx status."""
+`{"detail": ..., "code": ...}` with a 4xx status; and the one answer, in that shape, to an
+error nothing expected: 503 `dependency_unavailable` with Retry-After when what failed is a
+dependency (the database, Redis), else 500 `server_error`, outside the admin in every settings
+module (UnexpectedErrorMiddleware, handler500, and the /v1 fast path)."""
 
+import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+import psycopg
+import redis
+from django import db
+from django.core.exceptions import BadRequest as DjangoBadRequest
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+# What a client is told to wait (Retry-After) when a dependency is down: long enough not to
+# hammer a restarting database, short enough that a blip costs little.
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
+
+# Django's admin keeps Django's own error pages.
+ADMIN_PREFIX = "/admin/"
+DJANGO_ANSWERS = (Http404, PermissionDenied, SuspiciousOperation, DjangoBadRequest, MultiPartParserError)
 
 
 class ApplicationError(Exception):
@@ -22,6 +45,10 @@ class ApplicationError(Exception):
 
     def as_body(self) -> dict[str, Any]:
         return {"detail": self.detail, "code": self.code, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body's."""
+        return {}
 
 
 class BadRequest(ApplicationError):
@@ -87,11 +114,89 @@ class RateLimited(ApplicationError):
         return {"Retry-After": str(self.retry_after), "X-RateLimit-Reset": str(self.retry_after)}
 
 
+class DependencyUnavailable(ApplicationError):
+    """A dependency the request needs did not answer; nothing was done, the client may retry.
+    The body names the dependency, never the error's text (it can carry a DSN or a host)."""
+
+    status_code = 503
+    code = "dependency_unavailable"
+
+    def __init__(self, dependency: str):
+        super().__init__(f"{dependency} unavailable, retry later", extra={"dependency": dependency})
+        self.dependency = dependency
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)}
+
+
+class ServerError(ApplicationError):
+    status_code = 500
+    code = "server_error"
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """The dependency whose failure `exc` is (connection refused or lost, server shut down,
+    too many connections, a statement cancelled), or None."""
+    if isinstance(exc, (db.OperationalError, db.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
+        return "database"
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return "redis"
+    return None
+
+
+def unexpected_error(exc: BaseException | None) -> ApplicationError:
+    """What an exception no code expected is answered as; logged here, once."""
+    dependency = None if exc is None else unavailable_dependency(exc)
+    if dependency is not None:
+        logger.warning("%s unavailable: %s", dependency, type(exc).__name__)
+        return DependencyUnavailable(dependency)
+    logger.error("unexpected error", exc_info=exc)
+    return ServerError("internal server error")
+
+
+_renderer = JSONRenderer()
+
+
+def unexpected_error_response(exc: BaseException | None) -> HttpResponse:
+    """The answer to `exc`, rendered as DRF renders the API's errors (the /v1 fast path gives
+    the same bytes)."""
+    error = unexpected_error(exc)
+    body = _renderer.render(error.as_body())
+    response = HttpResponse(body, status=error.status_code, content_type="application/json")
+    for name, value in error.headers().items():
+        response[name] = value
+    return response
+
+
+class UnexpectedErrorMiddleware:
+    """An exception a view raised and nothing handled (DRF's handler leaves them to Django):
+    the JSON answer above instead of Django's HTML page, in DEBUG too. The admin is left alone."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        # Those Django answers with a 4xx of its own (response_for_exception) stay its.
+        if request.path.startswith(ADMIN_PREFIX) or isinstance(exception, DJANGO_ANSWERS):
+            return None
+        return unexpected_error_response(exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: what the middleware could not answer (an exception raised by a middleware),
+    outside DEBUG. Django calls it inside its `except`, so the exception is the current one."""
+    if request.path.startswith(ADMIN_PREFIX):
+        return defaults.server_error(request)
+    return unexpected_error_response(sys.exc_info()[1])
+
+
 def error_response(exc: ApplicationError) -> JsonResponse:
     response = JsonResponse(exc.as_body(), status=exc.status_code)
-    if isinstance(exc, RateLimited):
-        for name, value in exc.headers().items():
-            response[name] = value
+    for name, value in exc.headers().items():
+        response[name] = value
     if isinstance(exc, Unauthorized):
         response["WWW-Authenticate"] = 'Basic realm="throughline"'
     return response
@@ -107,8 +212,7 @@ def _flatten(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        headers = exc.headers() if isinstance(exc, RateLimited) else None
-        return Response(exc.as_body(), status=exc.status_code, headers=headers)
+        return Response(exc.as_body(), status=exc.status_code, headers=exc.headers() or None)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -20,8 +20,8 @@ tests/journeys/test_decide_fast_path.py compare the two): JSON errors with the s
 rendered by DRF's renderer; DRF's Allow header; SecurityMiddleware's headers (computed by
 SecurityMiddleware itself, once); X-Request-ID bound for every log line of the request, as RequestIdMiddleware does;
 django.request's log line for a 4xx or 5xx; request_started and request_finished, so database
-connections are recycled as in any request; and an unexpected exception becomes Django's own
-500 response.
+connections are recycled as in any request; and an unexpected exception becomes
+UnexpectedErrorMiddleware's JSON answer (503 with Retry-After for a dependency down, else 500).
 
 What it leaves to Django untouched (FastPath passes the request on): any other path or method;
 an Accept header the view would refuse (406) or one with parameters (DRF renders an error with
@@ -39,7 +39,6 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.core import signals
-from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
@@ -48,7 +47,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from config.core import observability
-from config.core.errors import ApplicationError, RateLimited
+from config.core.errors import ApplicationError, unexpected_error_response
 from config.core.logs import request_id_for
 from config.core.views import JSON_ACCEPTS
 
@@ -57,7 +56,11 @@ WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[str, str]]
 
 # The lean /v1 stack (config.core.wsgi.source_api_middleware) whose effects are reproduced here.
-MIRRORED_MIDDLEWARE = ("config.core.logs.RequestIdMiddleware", "django.middleware.security.SecurityMiddleware")
+MIRRORED_MIDDLEWARE = (
+    "config.core.logs.RequestIdMiddleware",
+    "config.core.errors.UnexpectedErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+)
 
 
 class Answer:
@@ -190,14 +193,13 @@ class FastPath:
             answer = route.answer(environ, matched)
         except ApplicationError as error:
             # As config.core.errors.exception_handler answers it through DRF.
-            headers = [("Content-Type", "application/json")]
-            if isinstance(error, RateLimited):
-                headers.extend(error.headers().items())
+            headers = [("Content-Type", "application/json"), *error.headers().items()]
             body = self.renderer.render(error.as_body())
             return Answer(error.status_code, [*headers, *finalisation, *route.wrapped(environ)], body), False
-        except Exception as exc:  # noqa: BLE001 - Django's answer to an unexpected error, logged by it
-            response = response_for_exception(WSGIRequest(environ), exc)
-            return Answer(response.status_code, list(response.items()), response.content), True
+        except Exception as exc:  # noqa: BLE001 - UnexpectedErrorMiddleware's answer
+            # As the middleware answers it: after the view, so without DRF's finalisation.
+            response = unexpected_error_response(exc)
+            return Answer(response.status_code, list(response.items()), response.content), False
         answer.headers.extend(finalisation)
         answer.headers.extend(route.wrapped(environ))
         return answer, False

@@ -5,6 +5,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from config.core.errors import DependencyUnavailable
+
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -45,7 +47,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", named in the body
             results[name] = f"failing: {type(exc).__name__}"
             failing.append(name)
-    status = 503 if failing else 200
-    return JsonResponse(
-        {"status": "ok" if not failing else "unavailable", "checks": results, "failing": failing}, status=status
-    )
+    if not failing:
+        return JsonResponse({"status": "ok", "checks": results, "failing": failing})
+    # The API's 503 (config.core.errors.DependencyUnavailable), with the probe's own keys.
+    error = DependencyUnavailable(", ".join(failing))
+    body = {**error.as_body(), "status": "unavailable", "checks": results, "failing": failing}
+    return JsonResponse(body, status=error.status_code, headers=error.headers())

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every log line of the request, and the response, carry its X-Request-ID.
     "config.core.logs.RequestIdMiddleware",
+    # An exception no view handled: JSON 503 (a dependency down) or 500, not Django's HTML page.
+    "config.core.errors.UnexpectedErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -12,8 +12,9 @@ from config.settings.base import BROKER_CONFIGURED, EMBEDDED_MODE
 
 # Tests decide when chunks are dispatched: at commit, synchronously.
 ROUTING_DISPATCH_LINGER_MS = 0
-# Tests route exactly the events they name; the backlog claim has its own tests.
-ROUTING_CLAIM_BACKLOG = 0
+# Tests route exactly the events they name; the backlog claim has its own tests (a worker's, in
+# tests/orchestration/test_claim_plan.py, through TEST_ROUTING_CLAIM_BACKLOG).
+ROUTING_CLAIM_BACKLOG = int(os.environ.get("TEST_ROUTING_CLAIM_BACKLOG", "0"))
 # Decisions are written in the request, inside the test's transaction (the write-behind tests
 # set a linger themselves).
 DECIDE_RECORD_LINGER_MS = 0

@@ -52,7 +52,7 @@ def test_a_delivery_whose_send_task_a_broker_restart_lost_is_sent_once_by_the_sw
         app.send_task("channels.send_delivery", args=(str(delivery.id),), queue="delivery", connection=conn)
     broker.kill()
     broker.start()  # empty: the send task is gone
-    worker_factory(queues="delivery,maintenance", concurrency=2, broker_url=broker.url)
+    worker_factory(queues="delivery,maintenance", concurrency=2, env={"CELERY_BROKER_URL": broker.url})
     Delivery.objects.filter(id=delivery.id).update(updated_at=timezone.now() - timedelta(minutes=20))
 
     # What beat sends every CHANNELS_SWEEP_INTERVAL_SECONDS.

@@ -61,7 +61,7 @@ def _done(broker_url: str, task_id: str, *, queue: str = "routing") -> Callable[
 def test_a_worker_holding_unacknowledged_tasks_survives_repeated_broker_restarts(
     worker_factory: Callable[..., WorkerProcess], broker: ThrowawayRedis
 ) -> None:
-    worker = worker_factory(concurrency=1, queues="routing", broker_url=broker.url)
+    worker = worker_factory(concurrency=1, queues="routing", env={"CELERY_BROKER_URL": broker.url})
     wait_until(_done(broker.url, _publish(broker.url)), timeout=60, message="the worker consumes")
     assert worker.process is not None
 
@@ -78,7 +78,9 @@ def test_a_worker_holding_unacknowledged_tasks_survives_partitions_from_a_runnin
 ) -> None:
     link = TcpLink(broker.port)  # the worker's way to the broker, which keeps running
     try:
-        worker = worker_factory(concurrency=1, queues="routing", broker_url=f"redis://127.0.0.1:{link.port}/0")
+        worker = worker_factory(
+            concurrency=1, queues="routing", env={"CELERY_BROKER_URL": f"redis://127.0.0.1:{link.port}/0"}
+        )
         wait_until(_done(broker.url, _publish(broker.url)), timeout=60, message="the worker consumes")
         assert worker.process is not None
 
@@ -95,7 +97,7 @@ def test_a_worker_holding_unacknowledged_tasks_survives_partitions_from_a_runnin
 def test_a_worker_outlives_a_broker_outage_of_35_seconds(
     worker_factory: Callable[..., WorkerProcess], broker: ThrowawayRedis
 ) -> None:
-    worker = worker_factory(concurrency=1, queues="routing", broker_url=broker.url)
+    worker = worker_factory(concurrency=1, queues="routing", env={"CELERY_BROKER_URL": broker.url})
     wait_until(_done(broker.url, _publish(broker.url)), timeout=60, message="the worker consumes")
 
     broker.kill()
