@@ -348,7 +348,10 @@ class _StaleCopies:
             started = time.monotonic()
             if started - self._read_at < lease:
                 return self._view
-            rows = StaleCopy.objects.values_list("session_id", "customer_id", "since")
+            # A fixed statement rather than a queryset built per call: it runs on the read path.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT session_id, customer_id, since FROM sessions_stalecopy")
+                rows = cursor.fetchall()
             listed: dict[str, tuple[str, datetime | None]] = {str(s): (str(c), since) for s, c, since in rows}
             # Copies this process found stale but could not record yet stay until settled.
             unrecorded = {s: debt for s, debt in self._view.sessions.items() if debt[1] is None and s not in listed}
