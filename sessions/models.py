@@ -97,3 +97,20 @@ class SessionContinuation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.from_channel} -> {self.to_channel}"
+
+
+class StaleCopy(models.Model):
+    """A session whose Redis copy a committed write could neither refresh nor drop (Redis was
+    unreachable): until a process settles it, every read of the session, and of its customer's
+    active sessions, goes to PostgreSQL. Recorded before the write is acknowledged; deleted
+    once the copy has been refreshed in Redis (sessions.store: "stale copies")."""
+
+    session_id = models.UUIDField(primary_key=True)
+    customer_id = models.UUIDField(help_text="The session's customer, whose index of active sessions is stale too.")
+    since = models.DateTimeField(help_text="When the last write that left it stale recorded it.")
+
+    class Meta:
+        db_table = "sessions_stalecopy"
+
+    def __str__(self) -> str:
+        return f"stale copy of session {self.session_id} since {self.since}"

@@ -11,6 +11,13 @@
   copy is written after commit with a "set if not older" script, so copies racing each other
   never move a session back to an older version.
 
+A write whose copy can be neither refreshed nor dropped (Redis unreachable) leaves a stale copy
+that would outlive the outage. It is recorded in PostgreSQL (StaleCopy) before the write is
+acknowledged, and the write waits the lease SESSIONS_STALE_CHECK_MS first; every process reading
+from Redis re-reads that list whenever its view is older than the lease, reads a listed session
+(and its customer's active sessions) from PostgreSQL, and settles it once Redis answers again.
+Why that is enough: docs/sessions.md, "Stale copies".
+
 The database store's writes lock the row (SELECT ... FOR UPDATE), so versions are bumped one at
 a time and a writer holding a stale version is refused with the current one (VersionMismatch);
 the Redis store first tries one conditional UPDATE on the version it read, and takes the locked
@@ -18,8 +25,10 @@ path whenever that is refused.
 """
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -29,12 +38,13 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 
 from config.core import redis as tl_redis
 from config.core.errors import ApplicationError
 from sessions.concurrency import Expected, VersionMismatch, check_version
 from sessions.documents import SessionDoc
-from sessions.models import SessionRecord
+from sessions.models import SessionRecord, StaleCopy
 
 logger = logging.getLogger(__name__)
 
@@ -278,11 +288,89 @@ return out
 """
 
 
+# KEYS: session hash, customer index. ARGV: version, document, TTL, or nothing when the session
+# is gone from the database. Settles a stale copy: the customer's index is dropped (rebuilt whole
+# from PostgreSQL by the next listing) and the copy replaced by the database's version unless
+# Redis already has a newer one. Replaced rather than deleted: a read that missed Redis before
+# the write and puts back what it read then is refused as older, where after a DEL it would
+# put the stale version back.
+_SETTLE = """
+redis.call('DEL', KEYS[2])
+if #ARGV == 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+local current = redis.call('HGET', KEYS[1], 'v')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 1 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
 class _Scripts:
     def __init__(self, client: redis.Redis):
         self.read = client.register_script(_READ)
         self.write = client.register_script(_WRITE)
         self.list = client.register_script(_LIST)
+        self.settle = client.register_script(_SETTLE)
+
+
+@dataclass(frozen=True)
+class _Owed:
+    """The stale copies a process knows of: session id -> (customer id, the debt's `since`, None
+    while this process has not recorded it yet), and their customers."""
+
+    sessions: Mapping[str, tuple[str, datetime | None]]
+    customers: frozenset[str]
+
+    @classmethod
+    def of(cls, sessions: Mapping[str, tuple[str, datetime | None]]) -> "_Owed":
+        return cls(sessions, frozenset(customer for customer, _ in sessions.values()))
+
+
+class _StaleCopies:
+    """This process's view of the StaleCopy table, re-read when older than the lease. Reads
+    take the view as it is (an immutable snapshot); refreshes and changes are serialised."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._view = _Owed.of({})
+        self._read_at = -float("inf")  # time.monotonic() when the last re-read started
+
+    def current(self) -> _Owed:
+        """The view, re-read first if it is older than the lease. A re-read that fails raises:
+        without it no Redis copy can be vouched for."""
+        lease = settings.SESSIONS_STALE_CHECK_MS / 1000
+        if time.monotonic() - self._read_at < lease:
+            return self._view
+        with self._lock:
+            started = time.monotonic()
+            if started - self._read_at < lease:
+                return self._view
+            # A fixed statement rather than a queryset built per call: it runs on the read path.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT session_id, customer_id, since FROM sessions_stalecopy")
+                rows = cursor.fetchall()
+            listed: dict[str, tuple[str, datetime | None]] = {str(s): (str(c), since) for s, c, since in rows}
+            # Copies this process found stale but could not record yet stay until settled.
+            unrecorded = {s: debt for s, debt in self._view.sessions.items() if debt[1] is None and s not in listed}
+            self._view = _Owed.of({**listed, **unrecorded})
+            self._read_at = started
+            return self._view
+
+    def add(self, debts: Mapping[str, tuple[str, datetime | None]]) -> None:
+        with self._lock:
+            self._view = _Owed.of({**self._view.sessions, **debts})
+
+    def discard(self, debts: Mapping[str, tuple[str, datetime | None]]) -> None:
+        """Forget settled debts, unless the view has a newer one for the session since."""
+        with self._lock:
+            kept = {s: d for s, d in self._view.sessions.items() if debts.get(s) != d}
+            self._view = _Owed.of(kept)
+
+
+_stale_copies = _StaleCopies()
 
 
 @lru_cache(maxsize=1)
@@ -306,6 +394,11 @@ class RedisStore:
         return created
 
     def get(self, session_id: str) -> SessionDoc | None:
+        owed = _stale_copies.current().sessions.get(session_id)
+        if owed is not None:
+            doc = self._database.get(session_id)
+            self._settle({session_id: owed}, {session_id: doc})
+            return doc
         try:
             reply = tl_redis.run_script(_scripts().read, [tl_redis.Keys.session(session_id)], [])
         except redis.RedisError:
@@ -339,21 +432,37 @@ class RedisStore:
                 guard(current)
             check_version(expected, current.version)
         except (ApplicationError, VersionMismatch):
-            return self._locked_update(session_id, mutate, expected=expected, guard=guard)
+            return self._locked_update(session_id, mutate, expected=expected, guard=guard, read=current)
         changed = mutate(current)
         if changed is None:
             return current
         saved = changed.evolve(version=current.version + 1)
         if _conditional_update(saved, current.version) != 1:
-            return self._locked_update(session_id, mutate, expected=expected, guard=guard)
+            return self._locked_update(session_id, mutate, expected=expected, guard=guard, read=current)
         self._after_commit([saved])
         return saved
 
     def _locked_update(
-        self, session_id: str, mutate: Mutation, *, expected: Expected, guard: Callable[[SessionDoc], None] | None
+        self,
+        session_id: str,
+        mutate: Mutation,
+        *,
+        expected: Expected,
+        guard: Callable[[SessionDoc], None] | None,
+        read: SessionDoc,
     ) -> SessionDoc:
-        """The database store's locked update, copied to Redis only when it wrote."""
+        """The database store's locked update, copied to Redis when it wrote. When it did not
+        (refused, or nothing to change) and the locked row is newer than the copy `read`, the
+        copy is behind PostgreSQL: it is refreshed, so that the GET following a 412 reads the
+        version the 412 named."""
         wrote = False
+        locked: SessionDoc | None = None
+
+        def seen(doc: SessionDoc) -> None:
+            nonlocal locked
+            locked = doc
+            if guard is not None:
+                guard(doc)
 
         def tracked(doc: SessionDoc) -> SessionDoc | None:
             nonlocal wrote
@@ -361,7 +470,12 @@ class RedisStore:
             wrote = changed is not None
             return changed
 
-        saved = self._database.update(session_id, tracked, expected=expected, guard=guard)
+        try:
+            saved = self._database.update(session_id, tracked, expected=expected, guard=seen)
+        finally:
+            behind = locked
+            if not wrote and behind is not None and behind.version > read.version:
+                transaction.on_commit(lambda: self._publish([behind], rehydrate=True))
         if wrote:
             self._after_commit([saved])
         return saved
@@ -376,7 +490,21 @@ class RedisStore:
         return docs
 
     def list_active(self, customer_ids: Iterable[str]) -> list[SessionDoc]:
-        ids = list(customer_ids)
+        asked = list(customer_ids)
+        owed = _stale_copies.current()
+        stale = [c for c in asked if c in owed.customers]
+        docs = self._list_active_from_redis([c for c in asked if c not in owed.customers])
+        if stale:
+            # A customer with a stale copy may have a stale index too (missing, keeping or
+            # mis-scoring sessions): PostgreSQL answers for it.
+            docs += self._database.list_active(stale)
+            self._settle({s: debt for s, debt in owed.sessions.items() if debt[0] in stale}, {})
+            docs.sort(key=lambda d: d.last_seen_at, reverse=True)
+        return docs
+
+    def _list_active_from_redis(self, ids: list[str]) -> list[SessionDoc]:
+        if not ids:
+            return []
         docs: list[SessionDoc] = []
         missing_customers: list[str] = []
         missing_sessions: list[str] = []
@@ -408,14 +536,61 @@ class RedisStore:
         docs.sort(key=lambda d: d.last_seen_at, reverse=True)
         return docs
 
-    def _forget(self, docs: Iterable[SessionDoc]) -> None:
-        """Drop the Redis copies (and their customers' indexes): the next read rebuilds them."""
+    def _forget(self, docs: Iterable[SessionDoc]) -> bool:
+        """Drop the Redis copies (and their customers' indexes): the next read rebuilds them.
+        Whether they are gone."""
         keys = [k for d in docs for k in (tl_redis.Keys.session(d.id), tl_redis.Keys.session_index(d.customer_id))]
         if keys:
             try:
                 tl_redis.client().delete(*keys)
             except redis.RedisError:
                 logger.error("could not drop stale session copies %s", keys, exc_info=True)
+                return False
+        return True
+
+    def _owe(self, docs: list[SessionDoc]) -> None:
+        """Copies neither refreshed nor dropped: record them as stale (this process reads them
+        from PostgreSQL at once, every other within a lease), then wait the lease, so that no
+        read starting after this write is acknowledged can be served one of them."""
+        _stale_copies.add({d.id: (d.customer_id, None) for d in docs})
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO sessions_stalecopy (session_id, customer_id, since) "
+                "SELECT s, c, clock_timestamp() FROM unnest(%s::uuid[], %s::uuid[]) AS t(s, c) "
+                "ON CONFLICT (session_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, since = EXCLUDED.since "
+                "RETURNING session_id, customer_id, since",
+                [[UUID(d.id) for d in docs], [UUID(d.customer_id) for d in docs]],
+            )
+            recorded = {str(s): (str(c), since) for s, c, since in cursor.fetchall()}
+        _stale_copies.add(recorded)
+        logger.error("session copies in Redis left stale, recorded in PostgreSQL: %s", sorted(recorded))
+        time.sleep(settings.SESSIONS_STALE_CHECK_MS / 1000)
+
+    def _settle(self, debts: Mapping[str, tuple[str, datetime | None]], known: Mapping[str, SessionDoc | None]) -> None:
+        """Pay what stale copies are owed once Redis answers: each copy replaced by PostgreSQL's
+        version (`known`, else read now) and its customer's index dropped, then its debt row
+        deleted if no newer write has recorded it again since."""
+        if not debts:
+            return
+        docs = dict(known)
+        docs.update({d.id: d for d in self._database.load_many([s for s in debts if s not in known])})
+        settled: dict[str, tuple[str, datetime | None]] = {}
+        try:
+            for session_id, debt in debts.items():
+                doc = docs.get(session_id)
+                keys = [tl_redis.Keys.session(session_id), tl_redis.Keys.session_index(debt[0])]
+                args = [] if doc is None else [doc.version, doc.dumps(), _ttl(doc)]
+                tl_redis.run_script(_scripts().settle, keys, args)
+                settled[session_id] = debt
+        except redis.RedisError:
+            logger.warning("stale session copies not settled yet: Redis unreachable", exc_info=True)
+        recorded = [Q(session_id=s, since=since) for s, (_, since) in settled.items() if since is not None]
+        if recorded:
+            condition = recorded[0]
+            for other in recorded[1:]:
+                condition |= other
+            StaleCopy.objects.filter(condition).delete()
+        _stale_copies.discard(settled)
 
     def _after_commit(self, docs: list[SessionDoc]) -> None:
         transaction.on_commit(lambda: self._publish(docs))
@@ -432,9 +607,11 @@ class RedisStore:
             if rehydrate:
                 logger.warning("could not put sessions back in Redis", exc_info=True)
                 return
-            # The write is committed in PostgreSQL; a copy that may now be stale must go.
+            # The write is committed in PostgreSQL; a copy that may now be stale must go, or
+            # be known as stale before the write is acknowledged.
             logger.warning("session copy to Redis failed; dropping the copies", exc_info=True)
-            self._forget(docs)
+            if not self._forget(docs):
+                self._owe(docs)
 
     def _rebuild_indexes(self, customer_ids: list[str], docs: list[SessionDoc]) -> None:
         by_customer: dict[str, list[SessionDoc]] = {c: [] for c in customer_ids}

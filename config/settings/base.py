@@ -321,6 +321,10 @@ SESSIONS_INACTIVITY_SECONDS = env_mapping(
     example="web=1800,pos=900",
 )
 SESSIONS_REDIS_GRACE_SECONDS = 300
+# The lease of a stale Redis copy (docs/sessions.md, "Stale copies"): a process reading sessions
+# from Redis re-reads the list of stale copies from PostgreSQL when its view is older than this,
+# and a write that left a copy stale waits this long before it is acknowledged.
+SESSIONS_STALE_CHECK_MS = env.int("SESSIONS_STALE_CHECK_MS", default=250)
 SESSIONS_ENDED_TTL_SECONDS = 600
 SESSIONS_MAX_STATE_BYTES = env.int("SESSIONS_MAX_STATE_BYTES", default=64 * 1024)
 SESSIONS_MAX_BODY_BYTES = SESSIONS_MAX_STATE_BYTES + 4 * 1024
