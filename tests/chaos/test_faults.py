@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.worker]
 FAULT_SECONDS = 2.0
 # Each broker test loses the connection this many times, each while the worker holds an
 # unacknowledged task: a worker has to come back from every one.
-BROKER_DROPS = 3
+BROKER_DROPS = 2
 # Sweeps due in an hour that the worker holds meanwhile, as a busy routing worker holds its
 # prefetched tasks (acks_late).
 HELD = 3
