@@ -5,11 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 import redis
 import requests
@@ -111,22 +112,24 @@ def api(api_token: Any, client: Client) -> Callable[..., Any]:
 
 
 class WorkerProcess:
-    """A real `celery worker` process against the test database and broker."""
+    """A real `celery worker` process against the database at `database_url` (the test
+    database for worker_factory; a throwaway cluster for tests/chaos), with `env` over the test
+    settings (tests/chaos points REDIS_URL and CELERY_BROKER_URL at its own servers)."""
 
     def __init__(
         self,
-        database_name: str,
+        database_url: str,
         *,
         concurrency: int = 2,
         queues: str = "default,routing,maintenance,journeys",
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ):
         # Its PostgreSQL sessions carry this name (libpq reads PGAPPNAME), so kill() can wait for them.
         self.application_name = f"test-worker-{os.getpid()}-{id(self)}"
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": _database_url(database_name),
+            "DATABASE_URL": database_url,
             "PGAPPNAME": self.application_name,
             # Over the test settings: a test's own broker (a throwaway redis-server it may kill), say.
             **(env or {}),
@@ -150,13 +153,15 @@ class WorkerProcess:
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
-        with connection.cursor() as cursor:
+        # Asked on a connection of its own to the worker's database: the worker's server may not
+        # be the one Django's test connection is on.
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
 
             def gone() -> bool:
-                cursor.execute(
+                row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.application_name]
-                )
-                return cursor.fetchone() == (0,)
+                ).fetchone()
+                return row == (0,)
 
             wait_until(gone, timeout=30, message="PostgreSQL ends the killed worker's sessions")
 
@@ -185,7 +190,7 @@ def worker_factory(transactional_db: Any) -> Iterator[Callable[..., WorkerProces
     started: list[WorkerProcess] = []
 
     def start(**kwargs: Any) -> WorkerProcess:
-        worker = WorkerProcess(connection.settings_dict["NAME"], **kwargs).start()
+        worker = WorkerProcess(_database_url(connection.settings_dict["NAME"]), **kwargs).start()
         started.append(worker)
         return worker
 

@@ -87,7 +87,7 @@ def test_a_restored_dump_serves_on_sessions_resume_timers_fire_events_ingest(
     subprocess.run([_client("pg_restore"), "--exit-on-error", "--no-owner", "-d", url, str(dump)], check=True)
     test_redis.flushdb()
 
-    restored = WorkerProcess(restored_name).start()
+    restored = WorkerProcess(_database_url(restored_name)).start()
     try:
         resumed, patched, ingested = _carry_on(url, started["id"], auth)
     finally:
