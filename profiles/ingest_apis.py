@@ -7,6 +7,7 @@ the WSGI fast path (FAST_ROUTE, config/core/fast_path.py: how production serves 
 the same code and give the same answer.
 """
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from config.core.views import SourceFacingApi
 from profiles.browser import cors_headers, origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
+from profiles.messages import MessageError, check_values, json_text
 from profiles.writekey import has_credentials, source_authenticate
 
 
@@ -36,9 +38,33 @@ def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
 
+def _loads(body: bytes) -> Any:
+    """The body's JSON. orjson refuses a whole body for one lone UTF-16 surrogate escape
+    (`"\\ud800"`) or one number too large for a double (`1e309`), values that are valid JSON
+    syntax; Python's reader then takes the body, so that only the messages holding them are
+    quarantined (profiles/messages.py check_values) and the others stored. Integers outside
+    64 bits become floats, as orjson reads them."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        try:
+            return json.loads(body.decode("utf-8"), parse_int=_json_int, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            raise error from None
+
+
+def _json_int(text: str) -> int | float:
+    value = int(text) if len(text) <= 20 else None
+    return value if value is not None and -(2**63) <= value < 2**64 else float(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _decode(body: bytes, source: SourceInfo | None, received_at: Any) -> dict[str, Any]:
     try:
-        payload = orjson.loads(body)
+        payload = _loads(body)
     except orjson.JSONDecodeError as error:
         if source is not None:
             message_quarantine(
@@ -176,6 +202,19 @@ def _batch_ingest(source: SourceInfo, payload: dict[str, Any], received_at: Any)
             code="batch_too_many_messages",
         )
     defaults = {key: payload[key] for key in ("context", "integrations", "sentAt") if key in payload}
+    try:
+        # Once for the batch: these are merged into every message.
+        check_values(defaults)
+    except MessageError as error:
+        message_quarantine(
+            source=source,
+            raw=None,
+            raw_text=json_text(payload),
+            code=error.code,
+            detail=f"batch-level {error.detail}",
+            received_at=received_at,
+        )
+        raise BadRequest(f"batch-level {error.detail}", code=error.code) from None
     return event_ingest(
         source=source, raw_messages=messages, call_type=None, received_at=received_at, defaults=defaults
     )
