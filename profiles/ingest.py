@@ -98,8 +98,7 @@ def _parse(
     positions: dict[int, int] = {}
     for index, raw in enumerate(raw_messages):
         try:
-            # Parsed first: it refuses what orjson could not write back (too deep, numbers out of
-            # range), so the size is measured only of messages that can be stored.
+            # Parsed first: it refuses what PostgreSQL could not store, and measures the rest.
             message = parse_message(
                 raw,
                 call_type=call_type,
@@ -108,7 +107,8 @@ def _parse(
                 external_kinds=source.identity_kinds,
                 phone_region=settings.DEFAULT_PHONE_REGION,
             )
-            if check_size and len(orjson.dumps(raw)) > settings.INGEST_MAX_MESSAGE_BYTES:
+            size = message.size if message.size is not None else len(orjson.dumps(raw))
+            if check_size and size > settings.INGEST_MAX_MESSAGE_BYTES:
                 raise MessageError(
                     "message_too_large", f"message is over the {settings.INGEST_MAX_MESSAGE_BYTES // 1024} KB limit"
                 )

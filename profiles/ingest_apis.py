@@ -8,6 +8,7 @@ the same code and give the same answer.
 """
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ from config.core.views import SourceFacingApi
 from profiles.browser import cors_headers, origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
-from profiles.messages import MessageError, check_values, json_text
+from profiles.messages import MessageError, NonFiniteNumber, check_values, json_text
 from profiles.writekey import has_credentials, source_authenticate
 
 
@@ -48,14 +49,21 @@ def _loads(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
         try:
-            return json.loads(body.decode("utf-8"), parse_int=_json_int, parse_constant=_no_constant)
+            return json.loads(
+                body.decode("utf-8"), parse_int=_json_int, parse_float=_json_float, parse_constant=_no_constant
+            )
         except (ValueError, RecursionError):
             raise error from None
 
 
 def _json_int(text: str) -> int | float:
     value = int(text) if len(text) <= 20 else None
-    return value if value is not None and -(2**63) <= value < 2**64 else float(text)
+    return value if value is not None and -(2**63) <= value < 2**64 else _json_float(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else NonFiniteNumber(value)
 
 
 def _no_constant(name: str) -> Any:
@@ -105,7 +113,12 @@ _ACCEPTED = inline_serializer(
 )
 _ERROR = inline_serializer("Error", {"detail": serializers.CharField(), "code": serializers.CharField()})
 _ERROR_RESPONSES = {
-    400: OpenApiResponse(_ERROR, description="Malformed JSON, not an object, missing identity, or an invalid field."),
+    400: OpenApiResponse(
+        _ERROR,
+        description="Malformed JSON, not an object, missing identity, an invalid field, a value PostgreSQL "
+        "cannot store (NUL, a lone surrogate, a non-finite number), nesting past 64 levels, or a time "
+        "out of range: the codes are the quarantine reasons (docs/profiles.md).",
+    ),
     401: OpenApiResponse(_ERROR, description="No or unknown write key."),
     403: OpenApiResponse(_ERROR, description="The source is disabled."),
     413: OpenApiResponse(_ERROR, description="Over a size limit (32 KB per message, 500 KB per batch)."),

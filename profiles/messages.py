@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import orjson
+
 from profiles.identifiers import MAX_IDENTIFIER_LENGTH, IdentityKey, normalize, normalize_id
 
 CALL_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
@@ -54,6 +56,8 @@ class Message:
     customer_id: Any = field(default=None)
     schema_version_id: int | None = None
     schema_violations: list[dict[str, str]] = field(default_factory=list)
+    # Bytes of the message as received, as JSON; None when not known.
+    size: int | None = None
 
 
 def _pointer(path: tuple[object, ...]) -> str:
@@ -71,9 +75,32 @@ def _storable_text(value: str) -> bool:
     return "\x00" not in value and (value.isascii() or _SURROGATE.search(value) is None)
 
 
-def check_values(message: dict[str, Any]) -> None:
-    """Refuse a message PostgreSQL cannot store or that is nested past MAX_DEPTH: one walk,
-    without recursion (a message may come nested a thousand deep)."""
+class NonFiniteNumber(float):
+    """A number past a double (`1e309`) as Python's JSON reader reads it (ingest_apis): a float
+    orjson refuses to write, so check_values finds it and says where."""
+
+
+def check_values(message: dict[str, Any]) -> int | None:
+    """Refuse a message PostgreSQL cannot store or that is nested past MAX_DEPTH.
+
+    orjson writes the message first (about a microsecond for a usual one): it fails on a lone
+    surrogate, an integer past 64 bits, a NonFiniteNumber or nesting past 254 levels, and its
+    output holds `\\u0000` wherever a NUL was and fewer than MAX_DEPTH brackets when the nesting
+    cannot be deeper. Only when one of those says there may be something is the message walked
+    in Python, to find what and where. Returns the size of the message as JSON (the batch's
+    32 KB limit applies to it), None when orjson could not write it."""
+    try:
+        text = orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        _walk(message)
+        return None
+    if b"\\u0000" in text or text.count(b"{") + text.count(b"[") > MAX_DEPTH:
+        _walk(message)
+    return len(text)
+
+
+def _walk(message: dict[str, Any]) -> None:
+    """check_values's search: one walk, without recursion (a message may come a thousand deep)."""
     problem: MessageError | None = None
     stack: list[tuple[Any, int, tuple[object, ...]]] = [(message, 1, ())]
     while stack:
@@ -87,23 +114,23 @@ def check_values(message: dict[str, Any]) -> None:
                 if type(item) is dict or type(item) is list:
                     stack.append((item, depth + 1, path))
                 continue
-            if type(key) is str and not _storable_text(key):
-                problem = _text_error((*path, key), "a key", key)
-            kind = type(item)
-            if kind is str:
-                if not _storable_text(item):
-                    problem = _text_error((*path, key), "the string", item)
-            elif kind is dict or kind is list:
+            problem = _value_problem((*path, key), key, item)
+            if type(item) is dict or type(item) is list:
                 stack.append((item, depth + 1, (*path, key)))
-            elif kind is float:
-                if not math.isfinite(item):
-                    problem = MessageError("invalid_number", f"{_pointer((*path, key))} is not a finite number")
-            elif kind is int and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-                problem = MessageError(
-                    "invalid_number", f"{_pointer((*path, key))} is an integer outside the 64-bit range"
-                )
     if problem is not None:
         raise problem
+
+
+def _value_problem(path: tuple[object, ...], key: object, item: object) -> MessageError | None:
+    if type(key) is str and not _storable_text(key):
+        return _text_error(path, "a key", key)
+    if type(item) is str and not _storable_text(item):
+        return _text_error(path, "the string", item)
+    if isinstance(item, float) and not math.isfinite(item):
+        return MessageError("invalid_number", f"{_pointer(path)} is not a finite number")
+    if type(item) is int and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+        return MessageError("invalid_number", f"{_pointer(path)} is an integer outside the 64-bit range")
+    return None
 
 
 def _text_error(path: tuple[object, ...], what: str, text: str) -> MessageError:
@@ -337,7 +364,7 @@ def parse_message(
     where each message names its type); `defaults` holds batch-level sentAt/context/integrations."""
     if not isinstance(message, dict):
         raise MessageError("invalid_message", f"each message must be a JSON object, not {_json_type(message)}")
-    check_values(message)
+    size = check_values(message)
     defaults = defaults or {}
     kind = message.get("type", call_type) if call_type is None else call_type
     if kind not in CALL_TYPES:
@@ -428,4 +455,5 @@ def parse_message(
         identities=identities,
         previous_id=previous_id,
         traits=traits if kind == "identify" else None,
+        size=size,
     )

@@ -129,7 +129,9 @@ def test_a_quarantined_nul_message_replays_with_the_nul_replaced(ingest: IngestC
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 254, 256, 600, 1000])
 def test_a_message_nested_past_the_maximum_is_quarantined_as_too_deep(ingest: IngestClient, depth: int) -> None:
     # The message is level 1 and properties level 2: its value is nested depth - 2 more.
-    bad = b'{"type":"track","userId":"u-bad","event":"Viewed","messageId":"bad","properties":' + nested(depth - 1) + b"}"
+    bad = (
+        b'{"type":"track","userId":"u-bad","event":"Viewed","messageId":"bad","properties":' + nested(depth - 1) + b"}"
+    )
 
     response = ingest.post("batch", None, raw=batch_with(bad))
 
