@@ -31,7 +31,7 @@ from config.core.views import SourceFacingApi
 from profiles.browser import cors_headers, origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
-from profiles.messages import MessageError, NonFiniteNumber, check_values, json_text
+from profiles.messages import MessageError, NonFiniteNumber, check_values, json_text, json_type
 from profiles.writekey import has_credentials, source_authenticate
 
 
@@ -85,7 +85,7 @@ def _decode(body: bytes, source: SourceInfo | None, received_at: Any) -> dict[st
             )
         raise BadRequest(f"body is not valid JSON: {error}", code="malformed_json") from None
     if not isinstance(payload, dict):
-        raise BadRequest("body must be a JSON object", code="invalid_body")
+        raise BadRequest(f"body must be a JSON object, not {json_type(payload)}", code="invalid_body")
     return payload
 
 
@@ -207,8 +207,10 @@ def _single_answer(result: IngestResult) -> tuple[int, dict[str, Any]]:
 
 def _batch_ingest(source: SourceInfo, payload: dict[str, Any], received_at: Any) -> IngestResult:
     messages = payload.get("batch")
+    if messages is None:
+        raise BadRequest('batch is missing: send the messages as a list under "batch"', code="invalid_batch")
     if not isinstance(messages, list):
-        raise BadRequest("batch must be a list of messages", code="invalid_batch")
+        raise BadRequest(f"batch must be a list of messages, not {json_type(messages)}", code="invalid_batch")
     if len(messages) > settings.INGEST_MAX_BATCH_MESSAGES:
         raise BadRequest(
             f"batch has {len(messages)} messages; the limit is {settings.INGEST_MAX_BATCH_MESSAGES}",

@@ -216,7 +216,7 @@ def parse_time(value: object, field_name: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise MessageError("invalid_timestamp", f"{field_name} must be an ISO 8601 string, not {_json_type(value)}")
+        raise MessageError("invalid_timestamp", f"{field_name} must be an ISO 8601 string, not {json_type(value)}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -256,7 +256,8 @@ def corrected_timestamp(
     return received_at
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How an error names the JSON type of what it got: 'an object', 'a number', ..."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -275,7 +276,7 @@ def _identifier(message: dict[str, Any], key: str) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MessageError("invalid_field", f"{key} must be a string or an integer, not {_json_type(value)}")
+        raise MessageError("invalid_field", f"{key} must be a string or an integer, not {json_type(value)}")
     text = str(value).strip() if isinstance(value, int) else value.strip()
     if len(text) > MAX_IDENTIFIER_LENGTH:
         raise MessageError(
@@ -289,7 +290,7 @@ def _object(message: dict[str, Any], key: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise MessageError("invalid_field", f"{key} must be an object, not {_json_type(value)}")
+        raise MessageError("invalid_field", f"{key} must be an object, not {json_type(value)}")
     return value
 
 
@@ -298,7 +299,7 @@ def _message_id(value: object) -> str:
     if value is None:
         return str(uuid.uuid4())
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MessageError("invalid_message_id", f"messageId must be a string or an integer, not {_json_type(value)}")
+        raise MessageError("invalid_message_id", f"messageId must be a string or an integer, not {json_type(value)}")
     message_id = str(value).strip()
     if not message_id:
         raise MessageError("invalid_message_id", "messageId is empty: send a non-empty one, or none")
@@ -363,14 +364,14 @@ def parse_message(
     """Validate and normalise one message. `call_type` is the call's own type (None in a batch,
     where each message names its type); `defaults` holds batch-level sentAt/context/integrations."""
     if not isinstance(message, dict):
-        raise MessageError("invalid_message", f"each message must be a JSON object, not {_json_type(message)}")
+        raise MessageError("invalid_message", f"each message must be a JSON object, not {json_type(message)}")
     size = check_values(message)
     defaults = defaults or {}
     kind = message.get("type", call_type) if call_type is None else call_type
     if kind not in CALL_TYPES:
         if kind is None:
             raise MessageError("invalid_type", f"type is missing: one of {sorted(CALL_TYPES)} is required")
-        shown = repr(kind[:40]) if isinstance(kind, str) else _json_type(kind)
+        shown = repr(kind[:40]) if isinstance(kind, str) else json_type(kind)
         raise MessageError("invalid_type", f"type must be one of {sorted(CALL_TYPES)}, not {shown}")
 
     user_id = _identifier(message, "userId")
@@ -388,14 +389,14 @@ def parse_message(
     if kind == "track":
         event = message.get("event")
         if event is not None and not isinstance(event, str):
-            raise MessageError("invalid_field", f"event must be a string, not {_json_type(event)}")
+            raise MessageError("invalid_field", f"event must be a string, not {json_type(event)}")
         if not event or not event.strip():
             raise MessageError("missing_event", "track requires a non-empty event name")
         name = event.strip()
     elif kind in ("page", "screen"):
         page_name = message.get("name")
         if page_name is not None and not isinstance(page_name, str):
-            raise MessageError("invalid_field", f"name must be a string, not {_json_type(page_name)}")
+            raise MessageError("invalid_field", f"name must be a string, not {json_type(page_name)}")
         name = (page_name or "").strip()
     if len(name) > MAX_NAME_LENGTH:
         raise MessageError(

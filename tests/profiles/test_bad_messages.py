@@ -272,6 +272,21 @@ def test_an_external_id_entry_of_any_type_is_not_an_error() -> None:
     assert parsed.identities == [("user_id", "u")]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("call", "body", "detail"),
+    [
+        ("track", [], "body must be a JSON object, not an array"),
+        ("batch", {"messages": []}, 'batch is missing: send the messages as a list under "batch"'),
+        ("batch", {"batch": {"type": "track"}}, "batch must be a list of messages, not an object"),
+    ],
+)
+def test_a_refused_body_says_what_it_got(ingest: IngestClient, call: str, body: Any, detail: str) -> None:
+    response = ingest.post(call, body)
+
+    assert (response.status_code, response.json()["detail"]) == (400, detail)
+
+
 # --- Lookups holding NUL -----------------------------------------------------------------------------
 
 
