@@ -31,7 +31,7 @@ from tests.factories import SourceFactory
 
 settings.register_profile(
     "ci",
-    max_examples=120,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     database=None,
