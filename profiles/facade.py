@@ -11,8 +11,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
-
 from profiles import computed, identifiers, retention, selectors, services, writekey
 from profiles.computed_traits import computed_traits_from_state as _computed_traits_from_state
 from profiles.computed_traits import computed_traits_on_routed
@@ -28,7 +26,7 @@ from profiles.contracts import (
     SentAs,
     SourceInfo,
 )
-from profiles.identifiers import IdentityKey, message_ids, normalize
+from profiles.identifiers import IdentityKey, message_ids
 from profiles.ingest import event_ingest
 from profiles.privacy import conventions as consent_conventions
 from profiles.privacy import selectors as privacy_selectors
@@ -110,8 +108,9 @@ def customer_find(*, kind: str, value: str, computed: bool = False) -> CustomerP
 
 def identity_normalize(*, kind: str, value: object) -> str | None:
     """An identity's value as ingestion stores it (emails lower-cased, phones in E.164 in the
-    default region, ids trimmed), None when it cannot be one of that kind."""
-    return normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    default region, ids trimmed), None when it cannot be one of that kind; a value holding NUL
+    is a 400 `invalid_lookup`."""
+    return selectors.identity_normalize(kind=kind, value=value)
 
 
 def customer_identities(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, list[IdentityKey]]:

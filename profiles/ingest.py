@@ -20,7 +20,7 @@ from profiles.contracts import SourceInfo
 from profiles.identity_rules import is_junk
 from profiles.ingest_store import RETRYABLE_SQLSTATES, IdentityConflict, IngestResult, IngestStore, Rejection
 from profiles.merging import identity_limits
-from profiles.messages import Message, MessageError, parse_message
+from profiles.messages import Message, MessageError, check_values, json_text, parse_message, storable
 from profiles.models import QuarantinedMessage
 from profiles.privacy.selectors import suppressed_identities, suppression_may_apply
 from profiles.resolution import customers_resolve
@@ -28,6 +28,8 @@ from profiles.schemas.validation import SCHEMA_REASON, schemas_check
 
 MAX_RESOLVE_ATTEMPTS = 5
 MAX_TRANSACTION_ATTEMPTS = 3
+# Reasons of messages whose values PostgreSQL cannot store as they came (profiles/messages.py).
+UNSTORABLE = frozenset({"invalid_string", "invalid_number", "too_deep"})
 
 log = structlog.get_logger(__name__)
 
@@ -95,10 +97,7 @@ def _parse(
     positions: dict[int, int] = {}
     for index, raw in enumerate(raw_messages):
         try:
-            if check_size and len(orjson.dumps(raw)) > settings.INGEST_MAX_MESSAGE_BYTES:
-                raise MessageError(
-                    "message_too_large", f"message is over the {settings.INGEST_MAX_MESSAGE_BYTES // 1024} KB limit"
-                )
+            # Parsed first: it refuses what PostgreSQL could not store, and measures the rest.
             message = parse_message(
                 raw,
                 call_type=call_type,
@@ -107,6 +106,11 @@ def _parse(
                 external_kinds=source.identity_kinds,
                 phone_region=settings.DEFAULT_PHONE_REGION,
             )
+            size = message.size if message.size is not None else len(orjson.dumps(raw))
+            if check_size and size > settings.INGEST_MAX_MESSAGE_BYTES:
+                raise MessageError(
+                    "message_too_large", f"message is over the {settings.INGEST_MAX_MESSAGE_BYTES // 1024} KB limit"
+                )
             _drop_junk_identities(message)
         except MessageError as error:
             result.rejected.append(Rejection(index=index, code=error.code, detail=error.detail))
@@ -259,7 +263,8 @@ def message_quarantine(
 ) -> None:
     """Keep a message that was refused whole (it never reached event_ingest) with its reason."""
     row = _quarantined(source, raw, MessageError(code, detail), received_at)
-    row.raw_text = raw_text
+    # PostgreSQL's text holds no NUL: kept as its escape, so the text still says it was there.
+    row.raw_text = raw_text.replace("\x00", "\\u0000")
     row.save()
     metrics.EVENTS_QUARANTINED.labels(source=source.name if source else "unknown", reason=code).inc()
 
@@ -273,10 +278,28 @@ def _quarantined(
     call_type: str | None = None,
     defaults: dict[str, Any] | None = None,
 ) -> QuarantinedMessage:
-    """An unsaved quarantine row, with what a replay needs to store the message as it came."""
+    """An unsaved quarantine row, with what a replay needs to store the message as it came.
+
+    A message PostgreSQL cannot hold as it came (UNSTORABLE) is kept twice: `raw_text` is its
+    exact JSON text (NUL and lone surrogates as \\u escapes), `raw` the JSON with those replaced
+    (U+FFFD; null for a number out of range), which a replay would store. One nested too deep to
+    be kept as JSON has its text alone, and is not replayed."""
     message_id = ""
     if isinstance(raw, dict) and isinstance(raw.get("messageId"), str):
-        message_id = raw["messageId"][:200]
+        message_id = storable(raw["messageId"])[:200]
+    raw_text = ""
+    unstorable = error.code if error.code in UNSTORABLE else None
+    if isinstance(raw, list) and unstorable is None:
+        # Not a message at all, so its values were never checked.
+        try:
+            check_values({"": raw})
+        except MessageError as found:
+            unstorable = found.code
+    if unstorable is not None and isinstance(raw, dict | list):
+        raw_text = json_text(raw)
+        raw = None if unstorable == "too_deep" else storable(raw)
+    elif not isinstance(raw, dict | list):
+        raw_text = repr(raw)[:10_000]
     return QuarantinedMessage(
         source_id=source.id if source else None,
         received_at=received_at,
@@ -285,7 +308,7 @@ def _quarantined(
         detail=error.detail,
         message_id=message_id,
         raw=raw if isinstance(raw, dict | list) else None,
-        raw_text="" if isinstance(raw, dict | list) else repr(raw)[:10_000],
+        raw_text=raw_text,
         call_type=call_type or "",
         defaults=defaults or None,
     )

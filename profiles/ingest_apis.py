@@ -7,6 +7,8 @@ the WSGI fast path (FAST_ROUTE, config/core/fast_path.py: how production serves 
 the same code and give the same answer.
 """
 
+import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -29,6 +31,7 @@ from config.core.views import SourceFacingApi
 from profiles.browser import cors_headers, origin_check
 from profiles.contracts import SourceInfo
 from profiles.ingest import IngestResult, event_ingest, message_quarantine
+from profiles.messages import MessageError, NonFiniteNumber, check_values, json_text, json_type
 from profiles.writekey import has_credentials, source_authenticate
 
 
@@ -36,9 +39,40 @@ def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
 
+def _loads(body: bytes) -> Any:
+    """The body's JSON. orjson refuses a whole body for one lone UTF-16 surrogate escape
+    (`"\\ud800"`) or one number too large for a double (`1e309`), values that are valid JSON
+    syntax; Python's reader then takes the body, so that only the messages holding them are
+    quarantined (profiles/messages.py check_values) and the others stored. Integers outside
+    64 bits become floats, as orjson reads them."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        try:
+            return json.loads(
+                body.decode("utf-8"), parse_int=_json_int, parse_float=_json_float, parse_constant=_no_constant
+            )
+        except (ValueError, RecursionError):
+            raise error from None
+
+
+def _json_int(text: str) -> int | float:
+    value = int(text) if len(text) <= 20 else None
+    return value if value is not None and -(2**63) <= value < 2**64 else _json_float(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else NonFiniteNumber(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _decode(body: bytes, source: SourceInfo | None, received_at: Any) -> dict[str, Any]:
     try:
-        payload = orjson.loads(body)
+        payload = _loads(body)
     except orjson.JSONDecodeError as error:
         if source is not None:
             message_quarantine(
@@ -51,7 +85,7 @@ def _decode(body: bytes, source: SourceInfo | None, received_at: Any) -> dict[st
             )
         raise BadRequest(f"body is not valid JSON: {error}", code="malformed_json") from None
     if not isinstance(payload, dict):
-        raise BadRequest("body must be a JSON object", code="invalid_body")
+        raise BadRequest(f"body must be a JSON object, not {json_type(payload)}", code="invalid_body")
     return payload
 
 
@@ -79,7 +113,12 @@ _ACCEPTED = inline_serializer(
 )
 _ERROR = inline_serializer("Error", {"detail": serializers.CharField(), "code": serializers.CharField()})
 _ERROR_RESPONSES = {
-    400: OpenApiResponse(_ERROR, description="Malformed JSON, not an object, missing identity, or an invalid field."),
+    400: OpenApiResponse(
+        _ERROR,
+        description="Malformed JSON, not an object, missing identity, an invalid field, a value PostgreSQL "
+        "cannot store (NUL, a lone surrogate, a non-finite number), nesting past 64 levels, or a time "
+        "out of range: the codes are the quarantine reasons (docs/profiles.md).",
+    ),
     401: OpenApiResponse(_ERROR, description="No or unknown write key."),
     403: OpenApiResponse(_ERROR, description="The source is disabled."),
     413: OpenApiResponse(_ERROR, description="Over a size limit (32 KB per message, 500 KB per batch)."),
@@ -168,14 +207,29 @@ def _single_answer(result: IngestResult) -> tuple[int, dict[str, Any]]:
 
 def _batch_ingest(source: SourceInfo, payload: dict[str, Any], received_at: Any) -> IngestResult:
     messages = payload.get("batch")
+    if messages is None:
+        raise BadRequest('batch is missing: send the messages as a list under "batch"', code="invalid_batch")
     if not isinstance(messages, list):
-        raise BadRequest("batch must be a list of messages", code="invalid_batch")
+        raise BadRequest(f"batch must be a list of messages, not {json_type(messages)}", code="invalid_batch")
     if len(messages) > settings.INGEST_MAX_BATCH_MESSAGES:
         raise BadRequest(
             f"batch has {len(messages)} messages; the limit is {settings.INGEST_MAX_BATCH_MESSAGES}",
             code="batch_too_many_messages",
         )
     defaults = {key: payload[key] for key in ("context", "integrations", "sentAt") if key in payload}
+    try:
+        # Once for the batch: these are merged into every message.
+        check_values(defaults)
+    except MessageError as error:
+        message_quarantine(
+            source=source,
+            raw=None,
+            raw_text=json_text(payload),
+            code=error.code,
+            detail=f"batch-level {error.detail}",
+            received_at=received_at,
+        )
+        raise BadRequest(f"batch-level {error.detail}", code=error.code) from None
     return event_ingest(
         source=source, raw_messages=messages, call_type=None, received_at=received_at, defaults=defaults
     )

@@ -15,6 +15,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.core.errors import BadRequest
 from config.core.secrets import digest
 from profiles.contracts import CustomerCluster, CustomerProfile, CustomerReach, EventWho, SentAs, SourceInfo
 from profiles.identifiers import IdentityKey, message_ids, normalize
@@ -56,9 +57,18 @@ def source_for_write_key(write_key: str) -> SourceInfo | None:
     return info
 
 
+def identity_normalize(*, kind: str, value: object) -> str | None:
+    """An identity's value as ingestion stores it, None when it cannot be one of that kind; a
+    400 `invalid_lookup` for a value holding NUL, which PostgreSQL cannot compare (ingestion
+    quarantines a message holding one, so no identity has it)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise BadRequest(f"{kind} contains a NUL character (\\u0000)", code="invalid_lookup")
+    return normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+
+
 def customer_find(*, kind: str, value: str) -> Customer | None:
     """The live customer holding an identity, normalised as ingestion normalises it."""
-    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    normalized = identity_normalize(kind=kind, value=value)
     if normalized is None:
         return None
     identity = Identity.objects.filter(kind=kind, value=normalized).select_related("customer").first()
@@ -74,7 +84,7 @@ def customer_profile_find(*, kind: str, value: str, computed: bool = False) -> C
     its computed traits when `computed`. One round trip, as decide's merged-profile path needs."""
     from profiles.computed_traits import computed_traits_from_state
 
-    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    normalized = identity_normalize(kind=kind, value=value)
     if normalized is None:
         return None
     # Merging keeps `merged_into` one hop, so the identity's profile or the one it points at is live.
@@ -391,7 +401,7 @@ def identity_customer_for_source(
     """The profile holding identity (kind, value), if the source has itself identified it by
     that identity: created the identity, or sent an event carrying it as `kind` (user_id or
     anonymous_id; other than events named in `ignoring_events`)."""
-    normalized = normalize(kind, value, settings.DEFAULT_PHONE_REGION)
+    normalized = identity_normalize(kind=kind, value=value)
     if normalized is None:
         return None
     identity = Identity.objects.filter(kind=kind, value=normalized).only("customer_id", "source_id").first()
