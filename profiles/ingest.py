@@ -12,13 +12,14 @@ from typing import Any
 import orjson
 import structlog
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 
 from config.core import metrics, observability
+from config.core.transactions import atomic_retrying
 from profiles import contracts
 from profiles.contracts import SourceInfo
 from profiles.identity_rules import is_junk
-from profiles.ingest_store import RETRYABLE_SQLSTATES, IdentityConflict, IngestResult, IngestStore, Rejection
+from profiles.ingest_store import IdentityConflict, IngestResult, IngestStore, Rejection
 from profiles.merging import identity_limits
 from profiles.messages import Message, MessageError, check_values, json_text, parse_message, storable
 from profiles.models import QuarantinedMessage
@@ -27,7 +28,6 @@ from profiles.resolution import customers_resolve
 from profiles.schemas.validation import SCHEMA_REASON, schemas_check
 
 MAX_RESOLVE_ATTEMPTS = 5
-MAX_TRANSACTION_ATTEMPTS = 3
 # Reasons of messages whose values PostgreSQL cannot store as they came (profiles/messages.py).
 UNSTORABLE = frozenset({"invalid_string", "invalid_number", "too_deep"})
 
@@ -65,18 +65,12 @@ def event_ingest(
         if stored is not None:
             _observe(source, messages, quarantine, stored)
             return stored
-    attempts = 1 if connection.in_atomic_block else MAX_TRANSACTION_ATTEMPTS
-    for attempt in range(attempts):
-        try:
-            stored = _store(store, source, messages, quarantine, received_at=received_at, parsed=result)
-        except OperationalError as error:
-            sqlstate = getattr(error.__cause__, "sqlstate", None)
-            if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
-                raise
-        else:
-            _observe(source, messages, quarantine, stored)
-            return stored
-    raise AssertionError("unreachable")
+    stored = atomic_retrying(
+        lambda: _store(store, source, messages, quarantine, received_at=received_at, parsed=result),
+        what="an ingest call",
+    )
+    _observe(source, messages, quarantine, stored)
+    return stored
 
 
 def _parse(
@@ -213,23 +207,23 @@ def _store(
     parsed: IngestResult,
 ) -> IngestResult:
     result = IngestResult(duplicates=parsed.duplicates, rejected=parsed.rejected, suppressed=parsed.suppressed)
-    with transaction.atomic():
-        if messages:
-            for attempt in range(MAX_RESOLVE_ATTEMPTS):
-                try:
-                    customers_resolve(store, source, messages, received_at)
-                    break
-                except IdentityConflict:
-                    if attempt == MAX_RESOLVE_ATTEMPTS - 1:
-                        raise
-            result.event_ids = store.insert_events(source, messages, received_at)
-            result.accepted = len(result.event_ids)
-            result.duplicates += len(messages) - result.accepted
-        if quarantine:
-            QuarantinedMessage.objects.bulk_create(quarantine)
-        if result.event_ids:
-            event_ids = result.event_ids
-            transaction.on_commit(lambda: contracts.notify_accepted(event_ids))
+    # Its transaction is atomic_retrying's (event_ingest), run again on a deadlock.
+    if messages:
+        for attempt in range(MAX_RESOLVE_ATTEMPTS):
+            try:
+                customers_resolve(store, source, messages, received_at)
+                break
+            except IdentityConflict:
+                if attempt == MAX_RESOLVE_ATTEMPTS - 1:
+                    raise
+        result.event_ids = store.insert_events(source, messages, received_at)
+        result.accepted = len(result.event_ids)
+        result.duplicates += len(messages) - result.accepted
+    if quarantine:
+        QuarantinedMessage.objects.bulk_create(quarantine)
+    if result.event_ids:
+        event_ids = result.event_ids
+        transaction.on_commit(lambda: contracts.notify_accepted(event_ids))
     return result
 
 

@@ -15,7 +15,7 @@ import orjson
 import psycopg
 from django.db import IntegrityError, OperationalError, connection
 
-from config.core.transactions import RETRYABLE_SQLSTATES
+from config.core.transactions import is_retryable
 from profiles import contracts, trait_ops
 from profiles.contracts import SourceInfo
 from profiles.identifiers import IdentityKey
@@ -389,7 +389,7 @@ class IngestStore:
             return None
         except OperationalError as error:
             # A deadlock with a general-path call: nothing was stored; that path retries.
-            if getattr(error.__cause__, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+            if not is_retryable(error):
                 raise
             return None
         owners = dict(zip(zip(kinds, values, strict=True), customer_ids, strict=True))
