@@ -29,7 +29,7 @@ from config.core.views import SourceFacingApi
 from journeys.decide import DecisionResult, UnknownPlacement, decision_get, decision_make
 from journeys.decide_lookup import Identity
 from profiles.contracts import SourceInfo
-from profiles.facade import source_authenticate
+from profiles.facade import json_unstorable, source_authenticate
 
 _MAX_ID = 512
 _MAX_NAME = 100
@@ -74,6 +74,11 @@ def decide(environ: Mapping[str, Any]) -> DecisionResult:
     context = payload.get("context") or {}
     if not isinstance(context, dict):
         raise BadRequest("context must be a JSON object", code="invalid_context")
+    # The decision is kept (write-behind) with what was asked: refuse now what PostgreSQL could
+    # not keep then, rather than answer 200 and lose the record.
+    refused = json_unstorable({"placement": placement, "channel": channel, "context": context})
+    if refused is not None:
+        raise BadRequest(refused[1], code=refused[0])
     try:
         return decision_make(
             source_id=source.id if source else None,

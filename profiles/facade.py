@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from profiles import computed, identifiers, retention, selectors, services, writekey
+from profiles import computed, identifiers, messages, retention, selectors, services, writekey
 from profiles.computed_traits import computed_traits_from_state as _computed_traits_from_state
 from profiles.computed_traits import computed_traits_on_routed
 from profiles.computed_traits import definitions as _computed_definitions
@@ -62,6 +62,7 @@ __all__ = [
     "events_who",
     "identity_customer_for_source",
     "identity_normalize",
+    "json_unstorable",
     "message_ids",
     "normalize_email",
     "normalize_phone",
@@ -111,6 +112,17 @@ def identity_normalize(*, kind: str, value: object) -> str | None:
     default region, ids trimmed), None when it cannot be one of that kind; a value holding NUL
     is a 400 `invalid_lookup`."""
     return selectors.identity_normalize(kind=kind, value=value)
+
+
+def json_unstorable(value: dict[str, Any]) -> tuple[str, str] | None:
+    """Why PostgreSQL could not keep `value` as JSON, as (code, detail): a NUL or a lone surrogate
+    in a string or key, a number out of range, nesting past the messages' MAX_DEPTH; None when it
+    can. The check ingestion applies to every message, for other requests that store JSON."""
+    try:
+        messages.check_values(value)
+    except messages.MessageError as error:
+        return error.code, error.detail
+    return None
 
 
 def customer_identities(*, customer_ids: Iterable[UUID | str]) -> dict[UUID, list[IdentityKey]]:

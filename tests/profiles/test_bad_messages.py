@@ -316,6 +316,33 @@ def test_decide_with_a_nul_in_the_identity_is_a_json_400(source: Any, field: str
     assert response.json()["code"] == "invalid_lookup"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("channel", "web\x00", "invalid_string"),
+        ("context", {"page\x00": "/help"}, "invalid_string"),
+        ("context", {"page": "/help\x00"}, "invalid_string"),
+        ("context", orjson.loads(nested(70)), "too_deep"),
+    ],
+)
+def test_decide_refuses_what_its_record_could_not_keep(source: Any, field: str, value: Any, code: str) -> None:
+    """A decision is recorded after the answer: a value PostgreSQL refuses is a 400 now, not a
+    200 whose record is lost."""
+    publish(copy.deepcopy(VIP_ROUTING))
+    body = {"userId": "u-1", "channel": "web", "placement": "support_entry", field: value}
+
+    response = FastPathClient().post(
+        "/v1/decide",
+        data=orjson.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode(),
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == code
+
+
 # --- Chunked bodies through the production web server --------------------------------------------------
 
 
