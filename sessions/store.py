@@ -548,24 +548,6 @@ class RedisStore:
                 return False
         return True
 
-    def _owe(self, docs: list[SessionDoc]) -> None:
-        """Copies neither refreshed nor dropped: record them as stale (this process reads them
-        from PostgreSQL at once, every other within a lease), then wait the lease, so that no
-        read starting after this write is acknowledged can be served one of them."""
-        _stale_copies.add({d.id: (d.customer_id, None) for d in docs})
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO sessions_stalecopy (session_id, customer_id, since) "
-                "SELECT s, c, clock_timestamp() FROM unnest(%s::uuid[], %s::uuid[]) AS t(s, c) "
-                "ON CONFLICT (session_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, since = EXCLUDED.since "
-                "RETURNING session_id, customer_id, since",
-                [[UUID(d.id) for d in docs], [UUID(d.customer_id) for d in docs]],
-            )
-            recorded = {str(s): (str(c), since) for s, c, since in cursor.fetchall()}
-        _stale_copies.add(recorded)
-        logger.error("session copies in Redis left stale, recorded in PostgreSQL: %s", sorted(recorded))
-        time.sleep(settings.SESSIONS_STALE_CHECK_MS / 1000)
-
     def _settle(self, debts: Mapping[str, tuple[str, datetime | None]], known: Mapping[str, SessionDoc | None]) -> None:
         """Pay what stale copies are owed once Redis answers: each copy replaced by PostgreSQL's
         version (`known`, else read now) and its customer's index dropped, then its debt row
@@ -611,7 +593,7 @@ class RedisStore:
             # be known as stale before the write is acknowledged.
             logger.warning("session copy to Redis failed; dropping the copies", exc_info=True)
             if not self._forget(docs):
-                self._owe(docs)
+                copies_stale({d.id: d.customer_id for d in docs})
 
     def _rebuild_indexes(self, customer_ids: list[str], docs: list[SessionDoc]) -> None:
         by_customer: dict[str, list[SessionDoc]] = {c: [] for c in customer_ids}
@@ -640,6 +622,26 @@ _CONDITIONAL_UPDATE = (
     "last_seen_at = %s, ended_at = %s, end_reason = %s, outcome = %s, ended_channel = %s, "
     "channels = %s::jsonb, source_ids = %s::jsonb WHERE id = %s AND version = %s"
 )
+
+
+def copies_stale(sessions: Mapping[str, str]) -> None:
+    """Redis copies (session id -> customer id) that could be neither refreshed nor dropped:
+    record them as stale (this process reads them from PostgreSQL at once, every other within a
+    lease), then wait the lease, so that no read starting after the write (or erase) that left
+    them is acknowledged can be served one of them."""
+    _stale_copies.add({s: (c, None) for s, c in sessions.items()})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sessions_stalecopy (session_id, customer_id, since) "
+            "SELECT s, c, clock_timestamp() FROM unnest(%s::uuid[], %s::uuid[]) AS t(s, c) "
+            "ON CONFLICT (session_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, since = EXCLUDED.since "
+            "RETURNING session_id, customer_id, since",
+            [[UUID(s) for s in sessions], [UUID(c) for c in sessions.values()]],
+        )
+        recorded = {str(s): (str(c), since) for s, c, since in cursor.fetchall()}
+    _stale_copies.add(recorded)
+    logger.error("session copies in Redis left stale, recorded in PostgreSQL: %s", sorted(recorded))
+    time.sleep(settings.SESSIONS_STALE_CHECK_MS / 1000)
 
 
 def _conditional_update(doc: SessionDoc, expected_version: int) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from sessions.models import StaleCopy
+from sessions.models import SessionRecord, StaleCopy
 from tests.conftest import SessionsClient, web_server
 from tests.throwaway import TcpLink, ThrowawayRedis, throwaway_redis
 
@@ -209,3 +209,26 @@ def test_a_patch_that_finds_the_redis_copy_behind_the_database_refreshes_it(
     reread = web.get(session_id)
 
     assert (refused.status_code, refused.json()["currentVersion"], reread["ETag"]) == (412, 3, '"3"')
+
+
+def test_a_session_erased_during_a_partition_is_not_served_from_its_old_copy(
+    partition: Partition, channels: tuple[Channel, Channel], api_token: Any
+) -> None:
+    """An erase deletes the rows and then the Redis copies; during a partition the copies stay,
+    and a GET by id must not find the erased session there (the other process reads Redis)."""
+    writer, other = channels
+    session_id = _session_at_version_2(writer, other)
+    customer_id = SessionRecord.objects.get(id=session_id).customer_id
+    partition.writer_link.cut()
+
+    erased = requests.post(
+        f"{writer.base}/api/v1/customers/{customer_id}/erase",
+        json={"suppress": False},
+        headers={"Authorization": f"Bearer {api_token.secret}"},
+        timeout=30,
+    )
+    read = [other.get(session_id).status_code for _ in range(READS)]
+    partition.writer_link.heal()
+    read += [writer.get(session_id).status_code for _ in range(READS)]
+
+    assert (erased.status_code, read) == (200, [404] * 2 * READS)
