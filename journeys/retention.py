@@ -36,14 +36,14 @@ _DELETE_FINISHED = """
 def retention_apply(*, now: datetime) -> dict[str, int]:
     """Create decisions' partitions ahead, drop those past RETENTION_DECISIONS_DAYS, delete
     enrollments finished before RETENTION_STEP_RUNS_DAYS with their step runs and timers."""
-    created = partitions.partitions_ensure(
-        table=DECISIONS_TABLE, column=DECISIONS_COLUMN, period=DECISIONS_PERIOD, now=now
+    created, dropped = partitions.partitions_keep(
+        table=DECISIONS_TABLE,
+        column=DECISIONS_COLUMN,
+        period=DECISIONS_PERIOD,
+        days=settings.RETENTION_DECISIONS_DAYS,
+        now=now,
     )
-    done = {"decision_partitions_created": len(created)}
-    decisions_before = cutoff(settings.RETENTION_DECISIONS_DAYS, now)
-    done["decision_partitions_dropped"] = len(
-        partitions.partitions_drop_before(table=DECISIONS_TABLE, cutoff=decisions_before) if decisions_before else []
-    )
+    done = {"decision_partitions_created": created, "decision_partitions_dropped": dropped}
     finished_before = cutoff(settings.RETENTION_STEP_RUNS_DAYS, now)
     done["enrollments_deleted"] = (
         delete_in_batches(_DELETE_FINISHED, [finished_before, finished_before], batch=settings.RETENTION_BATCH_SIZE)

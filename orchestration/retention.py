@@ -8,7 +8,6 @@ from django.conf import settings
 
 from channels import contracts as channels
 from config.core import partitions
-from config.core.retention import cutoff
 from journeys import contracts as journeys
 from profiles import facade as profiles
 
@@ -18,12 +17,14 @@ ROUTE_LOG_PERIOD: partitions.Period = "week"
 
 
 def route_log_retention_apply(*, now: datetime) -> dict[str, int]:
-    created = partitions.partitions_ensure(
-        table=ROUTE_LOG_TABLE, column=ROUTE_LOG_COLUMN, period=ROUTE_LOG_PERIOD, now=now
+    created, dropped = partitions.partitions_keep(
+        table=ROUTE_LOG_TABLE,
+        column=ROUTE_LOG_COLUMN,
+        period=ROUTE_LOG_PERIOD,
+        days=settings.RETENTION_ROUTE_LOG_DAYS,
+        now=now,
     )
-    before = cutoff(settings.RETENTION_ROUTE_LOG_DAYS, now)
-    dropped = partitions.partitions_drop_before(table=ROUTE_LOG_TABLE, cutoff=before) if before else []
-    return {"route_log_partitions_created": len(created), "route_log_partitions_dropped": len(dropped)}
+    return {"route_log_partitions_created": created, "route_log_partitions_dropped": dropped}
 
 
 def retention_apply(*, now: datetime) -> dict[str, int]:

@@ -30,14 +30,10 @@ def retention_apply(*, now: datetime) -> dict[str, int]:
     """Create the events' partitions ahead, drop those past RETENTION_EVENTS_DAYS, forget dedup
     keys past DEDUP_WINDOW_DAYS and resolved quarantined messages past their retention.
     Returns counts by what was done."""
-    done = {
-        "event_partitions_created": len(
-            partitions.partitions_ensure(table=EVENTS_TABLE, column=EVENTS_COLUMN, period=EVENTS_PERIOD, now=now)
-        )
-    }
-    events_before = cutoff(settings.RETENTION_EVENTS_DAYS, now)
-    dropped = partitions.partitions_drop_before(table=EVENTS_TABLE, cutoff=events_before) if events_before else []
-    done["event_partitions_dropped"] = len(dropped)
+    created, dropped = partitions.partitions_keep(
+        table=EVENTS_TABLE, column=EVENTS_COLUMN, period=EVENTS_PERIOD, days=settings.RETENTION_EVENTS_DAYS, now=now
+    )
+    done = {"event_partitions_created": created, "event_partitions_dropped": dropped}
     keys_before = cutoff(max(settings.DEDUP_WINDOW_DAYS, settings.DEDUP_WINDOW_MIN_DAYS), now)
     assert keys_before is not None  # the window is at least 7 days
     done["event_keys_deleted"] = delete_in_batches(_PURGE_KEYS, [keys_before], batch=settings.RETENTION_BATCH_SIZE)
